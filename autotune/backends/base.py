@@ -1,0 +1,79 @@
+"""The one interface every trial backend implements: deploy a topology, run load points, tear down.
+
+Backends plug in like Optuna samplers: the search only sees ``Backend.deploy`` and the
+``Deployment`` it returns, used as a context manager so teardown happens on success, failure
+and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+from autotune.profile import Profile
+from autotune.records import PointRun
+from autotune.topology import RouterSettings, Topology
+
+
+class Deployment(abc.ABC):
+    """A running topology. ``run_point`` may be called several times (a concurrency sweep)."""
+
+    topology: Topology
+
+    @abc.abstractmethod
+    def run_point(
+        self,
+        concurrency: int,
+        *,
+        seed: int,
+        requests: int | None = None,
+        controller: Any | None = None,
+    ) -> PointRun:
+        """Run one load point; ``controller`` may change router settings during the run."""
+
+    def set_router(self, router: RouterSettings) -> None:
+        """Change router settings between points (live backends may need a frontend restart)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot change router settings at run time")
+
+    def close(self) -> None:  # noqa: B027 - nothing to tear down by default (the simulator)
+        """Tear down everything ``deploy`` started; must be idempotent."""
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend(abc.ABC):
+    name: str = "?"
+    predictions: bool = False  # True when results are model predictions, not measurements
+
+    @abc.abstractmethod
+    def deploy(self, profile: Profile, topology: Topology, *, trial_id: str) -> Deployment:
+        """Start the topology and return once it serves; raise ``BackendError`` with a reason if not."""
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for results: backend name, versions, timing source."""
+        return {"backend": self.name}
+
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register(name: str, factory: BackendFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **options: Any) -> Backend:
+    from autotune.errors import InputError
+
+    if name not in _REGISTRY:
+        raise InputError(f"--backend: unknown backend {name!r} (choose from {', '.join(available())})")
+    return _REGISTRY[name](**options)

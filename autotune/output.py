@@ -1,0 +1,55 @@
+"""Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "json", "yaml")
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy scalars
+        return _clean(v.item())
+    return v
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def emit(data: Any, fmt: str, *, rows: Sequence[dict[str, Any]] | None = None, title: str | None = None,
+         columns: Sequence[tuple[str, str]] | None = None) -> None:
+    """Write ``data`` as JSON/YAML, or ``rows`` as a table with ``(key, header)`` columns."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    elif fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(_clean(data), sort_keys=False))
+    else:
+        rows = rows if rows is not None else [data]
+        cols = columns or [(k, k) for k in rows[0]] if rows else []
+        table = Table(title=title, title_justify="left")
+        for _, header in cols:
+            table.add_column(header, justify="right")
+        for r in rows:
+            table.add_row(*(_fmt(_clean(r.get(k))) for k, _ in cols))
+        Console(file=sys.stdout, width=200).print(table)

@@ -1,0 +1,250 @@
+"""The simulated Dynamo deployment: frontend + KV router, worker engines, P→D KV transfer.
+
+One ``ClusterSim`` runs one load point. Disaggregated requests follow Dynamo's path: the prefill
+router picks a prefill worker on arrival; when prefill ends, the decode router picks a decode
+worker, the KV moves (NVLink within a node, the network across nodes, plus setup and hand-over
+latency) and the decode worker admits the request at its next step boundary. Router settings may
+change mid-run through a controller (the paper's adaptive controller plugs in here).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from autotune.perf import PerfModel
+from autotune.profile import Profile
+from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
+from autotune.sim.engine import Engine, Seq
+from autotune.sim.router import KvRouter, RouterState
+from autotune.sim.workload import RequestSet
+from autotune.topology import Feasibility, RouterSettings, Topology
+
+REJECT_BACKOFF_S = 0.01  # a closed-loop client waits this long after an HTTP 503 before its next request
+
+
+class Controller(Protocol):
+    """Changes router settings during a run from what a Prometheus scrape would show."""
+
+    interval_s: float
+
+    def update(self, now_s: float, ttft_s: list[float]) -> RouterSettings | None:
+        """Called every ``interval_s`` with the TTFTs observed since the last call."""
+        ...
+
+
+class ClusterSim:
+    def __init__(self, profile: Profile, topology: Topology, perf: PerfModel, feas: Feasibility, seed: int) -> None:
+        self.profile, self.topology = profile, topology
+        eng = profile.engine
+        self.bs = eng.block_size
+        self.rng = random.Random(seed)
+        self._heap: list[tuple[float, int, Callable[..., None], object]] = []
+        self._n = 0
+        self.now = 0.0
+        roles = topology.worker_tps()
+        self.nodes = [p[0] for p in feas.placement]
+        self.engines: list[Engine] = []
+        for i, (role, tp) in enumerate(roles):
+            blocks = feas.kv_tokens[role] // self.bs
+            self.engines.append(Engine(
+                i, role, perf.timer(tp), blocks, self.bs, eng.max_num_seqs, eng.max_num_batched_tokens,
+                self._schedule, self._on_prefill_done, self._on_first_token, self._on_complete, self._on_itl))
+        self.tps = [tp for _, tp in roles]
+        self.prefill_pool = [i for i, (r, _) in enumerate(roles) if r == "prefill"]
+        self.decode_pool = [i for i, (r, _) in enumerate(roles) if r == "decode"]
+        self.agg_pool = [i for i, (r, _) in enumerate(roles) if r == "agg"]
+        self.caches = [e.kv for e in self.engines]
+        self.state = RouterState(len(self.engines))
+        dyn = profile.dynamo
+        self.router = KvRouter(topology.router, self.bs, self.rng, dyn.busy_decode_blocks_frac, dyn.busy_prefill_tokens)
+        if topology.disaggregated:
+            self.logs = {"prefill": DecisionLog("prefill", self.prefill_pool), "decode": DecisionLog("decode", self.decode_pool)}
+        else:
+            self.logs = {"agg": DecisionLog("agg", self.agg_pool)}
+        m, c, x = profile.model, profile.cluster, profile.kv_transfer
+        self._kv_bytes = m.kv_bytes_per_token
+        self._kv_heads = m.kv_heads
+        self._intra_bps = c.intra_bw_gb_s * 1e9 * x.efficiency
+        self._inter_bps = c.inter_bw_gb_s * 1e9 * x.efficiency
+        self._xfer_fixed_s = (x.setup_ms + x.handover_ms) / 1000
+        self.seqs: list[Seq] = []
+        self._itl: list[tuple[float, int, float]] = []
+        self._ttft_buf: list[float] = []
+        self.router_changes: list[tuple[float, str]] = []
+        self._requests: RequestSet | None = None
+        self._next_rid = 0
+        self._pending = 0
+
+    # ---- event loop -----------------------------------------------------------------------
+    def _schedule(self, t: float, fn: Callable[..., None], arg: object) -> None:
+        self._n += 1
+        heapq.heappush(self._heap, (t, self._n, fn, arg))
+
+    def _loop(self) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and self._pending:
+            t, _, fn, arg = pop(heap)
+            self.now = t
+            fn(t, arg)
+
+    # ---- load --------------------------------------------------------------------------------
+    def run_closed(self, requests: RequestSet, concurrency: int, controller: Controller | None = None) -> None:
+        self._requests = requests
+        self._pending = len(requests)
+        self._closed = True
+        for client in range(min(concurrency, len(requests))):
+            self._schedule(0.0, self._issue, client)
+        self._start_controller(controller)
+        self._loop()
+
+    def run_open(self, requests: RequestSet, controller: Controller | None = None) -> None:
+        assert requests.arrival_s is not None
+        self._requests = requests
+        self._pending = len(requests)
+        self._closed = False
+        for t in requests.arrival_s:
+            self._schedule(float(t), self._issue, -1)
+        self._start_controller(controller)
+        self._loop()
+
+    def _start_controller(self, controller: Controller | None) -> None:
+        if controller is not None:
+            self._schedule(controller.interval_s, self._tick, controller)
+
+    def _tick(self, now: float, controller: Controller) -> None:
+        buf, self._ttft_buf = self._ttft_buf, []
+        new = controller.update(now, buf)
+        if new is not None and new != self.router.settings:
+            self.router.settings = new
+            self.router_changes.append((now, new.to_string()))
+        self._schedule(now + controller.interval_s, self._tick, controller)
+
+    def _issue(self, now: float, client: int) -> None:
+        reqs = self._requests
+        rid = self._next_rid
+        if rid >= len(reqs):
+            return
+        self._next_rid += 1
+        seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid),
+                  int(reqs.template[rid]), now, client)
+        self.seqs.append(seq)
+        if self.topology.disaggregated:
+            stage, pool = "prefill", self.prefill_pool
+        else:
+            stage, pool = "agg", self.agg_pool
+        got = self.router.choose(stage, pool, self.caches, self.state, seq.hashes, seq.isl, now, rid, seq.osl,
+                                 self.logs[stage])
+        seq.routed = now
+        if got is None:
+            self._reject(seq, now)
+            return
+        w, overlap = got
+        seq.overlap = overlap
+        seq.pworker = w
+        st = self.state
+        st.active_prefill_tokens[w] += seq.isl - overlap * self.bs
+        st.active_requests[w] += 1
+        if stage == "agg":
+            seq.dworker = w
+            st.active_blocks[w] += -(-seq.isl // self.bs) - overlap
+        self.engines[w].enqueue(seq, now)
+
+    def _reject(self, seq: Seq, now: float) -> None:
+        seq.rejected = True
+        seq.done = now
+        self._pending -= 1
+        if self._closed:
+            self._schedule(now + REJECT_BACKOFF_S, self._issue, seq.client)
+
+    # ---- engine callbacks ------------------------------------------------------------------------
+    def _on_prefill_done(self, seq: Seq, now: float) -> None:
+        st, p = self.state, seq.pworker
+        st.active_prefill_tokens[p] -= seq.isl - seq.overlap * self.bs
+        st.active_requests[p] -= 1
+        got = self.router.choose("decode", self.decode_pool, self.caches, st, seq.hashes, seq.isl, now, seq.rid,
+                                 seq.osl, self.logs["decode"])
+        if got is None:
+            self.engines[p].release(seq, now)
+            self._reject(seq, now)
+            return
+        d = got[0]
+        seq.dworker = d
+        st.active_blocks[d] += -(-seq.isl // self.bs)
+        st.active_requests[d] += 1
+        same_node = self.nodes[p] == self.nodes[d]
+        shard = seq.isl * self._kv_bytes / min(self.tps[p], self._kv_heads)  # ranks move their shards in parallel
+        xfer = self._xfer_fixed_s + shard / (self._intra_bps if same_node else self._inter_bps)
+        self._schedule(now + xfer, self._transfer_done, seq)
+
+    def _transfer_done(self, now: float, seq: Seq) -> None:
+        self.engines[seq.pworker].release(seq, now)
+        seq.xfer_end = now
+        seq.prefill_left = 0
+        self.engines[seq.dworker].enqueue(seq, now)
+
+    def _on_first_token(self, seq: Seq, t: float) -> None:
+        if not self.topology.disaggregated:
+            self.state.active_prefill_tokens[seq.pworker] -= seq.isl - seq.overlap * self.bs
+        self._ttft_buf.append(t - seq.arrival)
+
+    def _on_complete(self, seq: Seq, now: float) -> None:
+        st, d = self.state, seq.dworker
+        blocks = -(-seq.isl // self.bs) - (0 if self.topology.disaggregated else seq.overlap)
+        st.active_blocks[d] -= blocks
+        if self.topology.disaggregated:
+            st.active_requests[d] -= 1
+        else:
+            st.active_requests[d] -= 1
+        self._pending -= 1
+        if self._closed:
+            self._issue(now, seq.client)
+
+    def _on_itl(self, start: float, end: float, tokens: int, mean_step_s: float) -> None:
+        self._itl.append((end, tokens, mean_step_s))
+
+    # ---- results ---------------------------------------------------------------------------------
+    def result(self, concurrency: int, warmup: int, cooldown: int) -> PointRun:
+        seqs = self.seqs
+        n = len(seqs)
+        rows = {c: [] for c in REQUEST_COLUMNS}
+        for s in seqs:
+            ok = not s.rejected
+            itl = (s.done - s.first_token) / (s.osl - 1) * 1000 if ok and s.osl > 1 else math.nan
+            vals = (s.rid, s.client, s.template, s.arrival, s.routed, s.pworker, s.dworker, s.isl,
+                    s.osl if ok else 0, s.cached, s.prefill_start, s.prefill_end, s.xfer_end, s.first_token, itl,
+                    math.nan, s.done, s.preemptions, "ok" if ok else "rejected",
+                    "" if ok else "all workers busy (503)", warmup <= s.rid < n - cooldown)
+            for c, v in zip(REQUEST_COLUMNS, vals, strict=True):
+                rows[c].append(v)
+        df = pd.DataFrame(rows)
+        done = np.sort(df["completion_s"].to_numpy())
+        lo = done[min(warmup, n - 1)] if n else 0.0
+        hi = done[max(n - cooldown - 1, 0)] if n else 0.0
+        if hi <= lo:
+            lo, hi = 0.0, float(done[-1]) if n else 0.0
+        itl = np.asarray(self._itl, dtype=float).reshape(-1, 3)
+        sel = (itl[:, 0] > lo) & (itl[:, 0] <= hi)
+        busy = [e.busy_time for e in self.engines]
+        hits = sum(e.kv.hits_blocks for e in self.engines)
+        looks = sum(e.kv.lookups_blocks for e in self.engines)
+        return PointRun(
+            concurrency=concurrency,
+            requests=df,
+            decisions=self.logs,
+            itl_ms=itl[sel, 2] * 1000,
+            itl_weight=itl[sel, 1],
+            window_s=(float(lo), float(hi)),
+            gpus=self.topology.gpus,
+            backend="sim",
+            meta={"worker_busy_s": busy, "block_hit_rate": hits / looks if looks else 0.0,
+                  "sim_end_s": self.now, "events": self._n},
+            router_changes=list(self.router_changes),
+        )

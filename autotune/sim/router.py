@@ -1,0 +1,133 @@
+"""Dynamo's KV router, as it scores and picks workers (dynamo.md §2).
+
+One internal meaning for every Dynamo version::
+
+    logit_w = ω · max((active_prefill_tokens_w + ISL)/bs − credit · overlap_w, 0) + decode_term_w
+
+with credit 1 this is exactly the 1.0-1.2 form ``ω·(active_prefill + ISL − overlap·bs)/bs + blocks``,
+and it is the 1.3+ form with ``prefill_load_scale = ω``. The lowest logit wins; τ = 0 takes the
+argmin (ties: smallest radix tree, then random), τ > 0 samples ``p ∝ exp(−(logit/(max−min))/τ)``.
+
+Stages (disaggregated): the prefill router tracks no active blocks (decode_term = 0); the decode
+router forces ω = 0, no KV reuse, no prefill tracking, i.e. pure decode-load balance.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from autotune.records import DecisionLog
+from autotune.sim.kvcache import KvCache
+from autotune.topology import RouterSettings
+
+
+class RouterState:
+    """The router's own bookkeeping per worker (what Dynamo's sequence tracker knows)."""
+
+    __slots__ = ("active_prefill_tokens", "active_blocks", "active_requests")
+
+    def __init__(self, n: int) -> None:
+        self.active_prefill_tokens = [0] * n
+        self.active_blocks = [0] * n
+        self.active_requests = [0] * n
+
+
+class KvRouter:
+    def __init__(self, settings: RouterSettings, block_size: int, rng: random.Random,
+                 busy_blocks_frac: float | None = None, busy_prefill_tokens: int | None = None) -> None:
+        self.settings = settings
+        self.bs = block_size
+        self.rng = rng
+        self.busy_blocks_frac = busy_blocks_frac
+        self.busy_prefill_tokens = busy_prefill_tokens
+
+    def choose(
+        self,
+        stage: str,
+        candidates: list[int],
+        caches: list[KvCache],
+        state: RouterState,
+        hashes: tuple[int, ...],
+        isl: int,
+        now: float,
+        rid: int,
+        osl: int,
+        log: DecisionLog | None,
+    ) -> tuple[int, int] | None:
+        """Return ``(worker, overlap_blocks)``, or None when every candidate is busy (HTTP 503)."""
+        bs = self.bs
+        s = self.settings
+        req_blocks = -(-isl // bs)
+        apt, ab = state.active_prefill_tokens, state.active_blocks
+        if stage == "decode":
+            omega, credit = 0.0, 0.0
+            overlaps = [0] * len(candidates)
+        else:
+            omega, credit = s.overlap_weight, s.effective_credit
+            overlaps = [caches[w].match(hashes) for w in candidates]
+        logits = []
+        for w, ov in zip(candidates, overlaps, strict=True):
+            prefill = omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0
+            if stage == "prefill":
+                decode = 0.0
+            elif stage == "decode":
+                decode = ab[w] + req_blocks
+            else:
+                decode = ab[w] + req_blocks - ov
+            logits.append(prefill + decode)
+        pool = list(range(len(candidates)))
+        if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
+            pool = [i for i in pool if not self._busy(candidates[i], caches, state)]
+            if not pool:
+                if log is not None:
+                    self._log(log, now, rid, -1, candidates, isl, osl, overlaps, state, logits)
+                return None
+        pick = self._pick(pool, logits, candidates, caches, s.temperature)
+        if log is not None:
+            self._log(log, now, rid, pick, candidates, isl, osl, overlaps, state, logits)
+        return candidates[pick], overlaps[pick]
+
+    def _busy(self, w: int, caches: list[KvCache], state: RouterState) -> bool:
+        if self.busy_blocks_frac is not None and state.active_blocks[w] > self.busy_blocks_frac * caches[w].total:
+            return True
+        return self.busy_prefill_tokens is not None and state.active_prefill_tokens[w] > self.busy_prefill_tokens
+
+    def _pick(self, pool: list[int], logits: list[float], candidates: list[int], caches: list[KvCache],
+              temperature: float) -> int:
+        if len(pool) == 1:
+            return pool[0]
+        if temperature > 0:
+            vals = [logits[i] for i in pool]
+            lo, hi = min(vals), max(vals)
+            span = hi - lo
+            if span <= 0:
+                return pool[self.rng.randrange(len(pool))]
+            weights = [math.exp(-((v - lo) / span) / temperature) for v in vals]
+            x = self.rng.random() * sum(weights)
+            acc = 0.0
+            for i, wgt in zip(pool, weights, strict=True):
+                acc += wgt
+                if x < acc:
+                    return i
+            return pool[-1]
+        best = min(logits[i] for i in pool)
+        ties = [i for i in pool if logits[i] - best <= 1e-9]
+        if len(ties) > 1:
+            smallest = min(caches[candidates[i]].cached_blocks for i in ties)
+            ties = [i for i in ties if caches[candidates[i]].cached_blocks == smallest]
+        return ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
+
+    @staticmethod
+    def _log(log: DecisionLog, now: float, rid: int, pick: int, candidates: list[int], isl: int, osl: int,
+             overlaps: list[int], state: RouterState, logits: list[float]) -> None:
+        log.time_s.append(now)
+        log.request_id.append(rid)
+        log.chosen.append(pick)
+        log.input_tokens.append(isl)
+        log.output_tokens.append(osl)
+        log.overlap_blocks.append(tuple(overlaps))
+        log.active_prefill_tokens.append(tuple(state.active_prefill_tokens[w] for w in candidates))
+        log.active_blocks.append(tuple(state.active_blocks[w] for w in candidates))
+        log.active_requests.append(tuple(state.active_requests[w] for w in candidates))
+        log.logits.append(tuple(logits))
