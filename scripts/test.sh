@@ -8,7 +8,7 @@ python3 -m pip install -q -e '.[test]'
 for setup in scripts/setup_dynamo.sh scripts/setup_kube.sh; do
   if [ -f "$setup" ]; then bash "$setup"; fi
 done
-ruff check autotune tests benchmarks
+ruff check .
 set +e
 python3 -m pytest -q "$@"
 rc=$?
