@@ -86,8 +86,21 @@ def simulate(profile: str, topology: str | None, concurrency: str | None, reques
     emit(data, fmt, rows=rows, columns=cols, title=f"{prof.name} {topo.to_string()} ({topo.gpus} GPUs, simulated)")
 
 
+def _register_commands() -> None:
+    """Commands living in their own modules attach themselves to ``cli`` on import."""
+    import importlib
+
+    for mod in ("autotune.cli_run", "autotune.cli_validate", "autotune.cli_k8s"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes, never a traceback for user errors."""
+    _register_commands()
     try:
         cli.main(args=argv, prog_name="autotune", standalone_mode=False)
     except click.exceptions.Abort:
@@ -107,5 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # pragma: no cover - ``python -m autotune`` is the supported form
+    from autotune.cli import main as _main
+
+    _main()

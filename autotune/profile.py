@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autotune import catalog
-from autotune.errors import ProfileError
+from autotune.errors import InputError, ProfileError
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -28,7 +28,7 @@ DTYPE_BYTES = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0, "fp16": 2.0}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GpuSpec(_Strict):
@@ -167,6 +167,12 @@ class NormalDist(_Strict):
     min: PosInt = 1
     max: PosInt | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> NormalDist:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
+        return self
+
 
 LengthDist = Annotated[Union[FixedDist, UniformDist, NormalDist], Field(discriminator="dist")]
 
@@ -198,6 +204,8 @@ class WorkloadSpec(_Strict):
             raise ValueError("concurrency must be strictly increasing without repeats")
         if self.arrival == "open" and self.rate_rps is None:
             raise ValueError("open-loop arrival needs rate_rps")
+        if self.spike is not None and self.arrival != "open":
+            raise ValueError("spike is an open-loop rate schedule: it needs arrival 'open'")
         if self.warmup_requests + self.cooldown_requests >= self.requests_per_point:
             raise ValueError("warmup_requests + cooldown_requests leave no measured requests")
         return self
@@ -223,6 +231,10 @@ class SearchSpace(_Strict):
     temperature: tuple[NonNeg, NonNeg] = (0.0, 1.0)
     overlap_weight: tuple[NonNeg, NonNeg] = (0.0, 2.0)  # ω = prefill-load scale
     overlap_credit: tuple[NonNeg, NonNeg] | None = None  # 1.3+ only; None = fixed at 1.0
+    min_gpus: PosInt = 1  # topologies using fewer GPUs are not considered (fill the pool you have)
+    router_step: Annotated[float, Field(gt=0)] | None = None  # discretize τ, ω (and credit) to this step
+    concurrency: list[PosInt] | None = None  # sweep used per trial; default: workload.concurrency
+    requests_per_point: PosInt | None = None  # burst per point during the search; default: workload's
     operating_point: Literal["target", "saturated", "grid"] = "target"
     target_concurrency: PosInt | None = None
 
@@ -264,6 +276,13 @@ class Profile(_Strict):
             raise ValueError(f"search.target_concurrency ({tc}) is not in workload.concurrency {w.concurrency}")
         if self.engine.max_num_batched_tokens < self.engine.block_size:
             raise ValueError("engine.max_num_batched_tokens is smaller than engine.block_size")
+        from autotune.topology import parse_topology  # topology imports this module
+
+        for i, text in enumerate(self.baselines):
+            try:
+                parse_topology(text, flag=f"baselines[{i}]")
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def digest(self) -> str:
@@ -295,9 +314,15 @@ def _resolve_catalog(data: dict[str, Any], key: str, kind: str, src: str, path: 
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, mapping by mapping; a length distribution of another kind
+    (``dist: uniform`` over ``dist: fixed``) replaces the parent's instead of merging into it."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict) and v.get("dist", old.get("dist")) == old.get("dist"):
+            out[k] = _deep_merge(old, v)
+        else:
+            out[k] = v
     return out
 
 

@@ -41,10 +41,16 @@ class RouterSettings:
         return 0.0 if self.overlap_weight == 0 else self.overlap_credit
 
     def to_string(self) -> str:
-        parts = [f"tau={self.temperature:g}", f"omega={self.overlap_weight:g}"]
+        parts = [f"tau={_num(self.temperature)}", f"omega={_num(self.overlap_weight)}"]
         if self.overlap_credit != 1.0:
-            parts.append(f"credit={self.overlap_credit:g}")
+            parts.append(f"credit={_num(self.overlap_credit)}")
         return ",".join(parts)
+
+
+def _num(v: float) -> str:
+    """Shortest text that parses back to the same float (``:g`` would round 0.1234567 to 0.123457)."""
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
 
 
 DEFAULT_ROUTER = RouterSettings()  # Dynamo's defaults: τ 0, ω 1, credit 1 (dynamo.md §2)

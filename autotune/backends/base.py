@@ -67,13 +67,25 @@ def register(name: str, factory: BackendFactory) -> None:
     _REGISTRY[name] = factory
 
 
+# backends living in their own modules register themselves on import
+_MODULES = {"sim": "autotune.backends.sim", "dynamo-local": "autotune.backends.dynamo_local",
+            "k8s": "autotune.backends.k8s"}
+
+
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_MODULES))
 
 
 def create(name: str, **options: Any) -> Backend:
+    import importlib
+
     from autotune.errors import InputError
 
+    if name not in _REGISTRY and name in _MODULES:
+        try:
+            importlib.import_module(_MODULES[name])
+        except ImportError as exc:
+            raise InputError(f"--backend: {name} is not available here: {exc}") from None
     if name not in _REGISTRY:
         raise InputError(f"--backend: unknown backend {name!r} (choose from {', '.join(available())})")
     return _REGISTRY[name](**options)

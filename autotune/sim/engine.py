@@ -124,7 +124,13 @@ class Engine:
             self.busy = False
 
     def _admit(self, now: float) -> None:
+        """Admit waiting sequences FCFS, as vLLM's scheduler does: up to ``max_num_seqs`` running, and a
+        prefill only while this step's token budget has room. A request left waiting does its prefix
+        lookup when it is admitted, so it can hit blocks that were published while it waited."""
         kv, bs = self.kv, self.bs
+        room = self.budget - len(self.decoding)
+        for s in self.prefilling:
+            room -= s.prefill_left
         while self.waiting and len(self.prefilling) + len(self.decoding) < self.max_seqs:
             seq = self.waiting[0]
             if seq.prefill_left == 0 and seq.recompute == 0:
@@ -137,6 +143,8 @@ class Engine:
                 self._join_decode(seq, 0, now)
                 self.seg_new.append(seq)
                 continue
+            if room <= 0:
+                break
             total = seq.isl + seq.recompute
             hashes = seq.hashes
             hit = kv.match(hashes)
@@ -157,6 +165,7 @@ class Engine:
             seq.cap = (hit + need) * bs
             seq.prefill_done_tokens = cached
             seq.prefill_left = total - cached
+            room -= seq.prefill_left
             self.prefilling.append(seq)
 
     def _start_mixed_step(self, now: float) -> None:
@@ -208,7 +217,8 @@ class Engine:
                 gen = seq.recompute
                 seq.recompute = 0
             else:
-                seq.prefill_end = now
+                if math.isnan(seq.prefill_end):  # a disaggregated request preempted before its first
+                    seq.prefill_end = now  # decode step recomputes here: keep the prefill worker's time
                 seq.first_token = now
                 self.on_first_token(seq, now)
                 gen = 1

@@ -1,0 +1,5 @@
+"""``python -m autotune``: same as the ``autotune`` console script."""
+
+from autotune.cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""Derive the adaptive controller's settings for a topology by simulation, and test them.
+
+1. Baseline TTFT P99 at the lowest grid point; θ1/θ2 as multiples of it, read off the topology's
+   own sweep (the TTFT P99 where it enters transition and saturation).
+2. Presets: a 4 × 4 (τ, ω) grid simulated at a concurrency in each regime (the paper's Figure 6
+   heatmaps, below and at saturation); each regime takes the preset with the lowest PoA-hat
+   (TTFT P99 breaks ties within 2 %).
+3. A load ramp and a spike (open loop) with the controller in the loop versus static default
+   routing: PoA-hat, TTFT P99 and throughput per phase, like the paper's Exp. 3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autotune.backends.sim import SimBackend
+from autotune.controller import AdaptiveController, ControllerSettings
+from autotune.metrics import summarize
+from autotune.poa import poa_hat
+from autotune.profile import Profile
+from autotune.regimes import BELOW, SATURATED, TRANSITION
+from autotune.search.evaluate import TrialResult
+from autotune.sim.workload import ArrivalSchedule, RateSegment
+from autotune.topology import DEFAULT_ROUTER, RouterSettings, Topology
+
+TAU_GRID = (0.0, 0.3, 0.7, 1.0)
+OMEGA_GRID = (0.0, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class SpikeReport:
+    phases: pd.DataFrame  # policy × phase: poa_hat, ttft_p99_ms, output_tok_s, requests
+    switches: list[tuple[float, str]]  # adaptive run: (time, router settings)
+    schedule: list[tuple[float, float]]  # (start_s, rate_rps)
+
+
+def heatmap(profile: Profile, topology: Topology, concurrency: int, *, seed: int, requests: int | None = None,
+            perf_model: str = "roofline") -> pd.DataFrame:
+    """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency."""
+    dep = SimBackend(perf_model).deploy(profile, topology)
+    timers = [dep.perf.timer(tp) for _, tp in topology.worker_tps()]
+    rows = []
+    for tau in TAU_GRID:
+        for omega in OMEGA_GRID:
+            dep.set_router(RouterSettings(temperature=tau, overlap_weight=omega))
+            run = dep.run_point(concurrency, seed=seed, requests=requests)
+            m = summarize(run)
+            p = poa_hat(run.decisions, timers, profile.engine.block_size, time_range=run.window_s)
+            rows.append({"concurrency": concurrency, "temperature": tau, "overlap_weight": omega, "poa_hat": p.poa_hat,
+                         "ttft_p99_ms": m.ttft_p99_ms, "output_tok_s": m.output_tok_s})
+    return pd.DataFrame(rows)
+
+
+def _best_preset(grid: pd.DataFrame) -> RouterSettings:
+    g = grid.dropna(subset=["poa_hat"])
+    if g.empty:
+        return DEFAULT_ROUTER
+    best = g["poa_hat"].min()
+    near = g[g["poa_hat"] <= best * 1.02].sort_values(["ttft_p99_ms", "temperature", "overlap_weight"])
+    r = near.iloc[0]
+    return RouterSettings(temperature=float(r["temperature"]), overlap_weight=float(r["overlap_weight"]))
+
+
+def regime_concurrency(result: TrialResult, regime: str) -> int:
+    pts = result.points
+    cands = [p.metrics.concurrency for p in pts if p.regime == regime]
+    if cands:
+        return cands[0]
+    if regime == BELOW:
+        return pts[0].metrics.concurrency
+    if regime == SATURATED:
+        return pts[-1].metrics.concurrency
+    return pts[len(pts) // 2].metrics.concurrency
+
+
+def derive_controller(profile: Profile, topology: Topology, result: TrialResult, *, seed: int,
+                      requests: int | None = None) -> tuple[ControllerSettings, dict[str, pd.DataFrame]]:
+    pts = result.points
+    base = pts[0].metrics.ttft_p99_ms
+    if not math.isfinite(base) or base <= 0:
+        base = min(p.metrics.ttft_p99_ms for p in pts if math.isfinite(p.metrics.ttft_p99_ms))
+    trans = [p.metrics.ttft_p99_ms for p in pts if p.regime == TRANSITION]
+    sat = [p.metrics.ttft_p99_ms for p in pts if p.regime == SATURATED]
+    theta1 = (trans[0] / base) if trans else 2.0
+    theta2 = (sat[0] / base) if sat else max(theta1 * 5.0, 10.0)  # the paper's 340B: θ2 = 10 θ1 (paper.md §5)
+    theta1 = max(1.25, round(theta1, 2))
+    theta2 = max(theta1 * 1.5, round(theta2, 2))
+    grids: dict[str, pd.DataFrame] = {}
+    presets: dict[str, RouterSettings] = {}
+    for regime in (BELOW, TRANSITION, SATURATED):
+        c = regime_concurrency(result, regime)
+        key = f"{regime}@C{c}"
+        if key not in grids:
+            grids[key] = heatmap(profile, topology, c, seed=seed, requests=requests)
+        presets[regime] = _best_preset(grids[key])
+    return ControllerSettings(base, theta1, theta2, presets=presets), grids
+
+
+def spike_schedule(capacity_rps: float) -> tuple[ArrivalSchedule, list[tuple[str, float, float]]]:
+    """Ramp 0.3→0.6→0.9 of capacity, a 1.5× spike, then recovery at 0.5×; each phase ~300 requests at capacity."""
+    phase_s = max(300.0 / capacity_rps, 0.5)
+    levels = [("ramp-30%", 0.3), ("ramp-60%", 0.6), ("ramp-90%", 0.9), ("spike-150%", 1.5), ("recovery-50%", 0.5)]
+    segs, phases = [], []
+    for i, (name, f) in enumerate(levels):
+        segs.append(RateSegment(i * phase_s, f * capacity_rps))
+        phases.append((name, i * phase_s, (i + 1) * phase_s))
+    return ArrivalSchedule(tuple(segs)), phases
+
+
+def spike_experiment(profile: Profile, topology: Topology, settings: ControllerSettings, capacity_rps: float, *,
+                     seed: int) -> SpikeReport:
+    schedule, phases = spike_schedule(capacity_rps)
+    total_s = phases[-1][2]
+    n = int(sum((end - start) * seg.rate_rps for (_, start, end), seg in zip(phases, schedule.segments, strict=True)))
+    interval = max(phases[0][2] / 6, 0.05)
+    tuned = ControllerSettings(settings.baseline_ttft_p99_ms, settings.theta1_x, settings.theta2_x,
+                               settings.ewma_alpha, interval, 2 * interval, settings.hysteresis, settings.presets)
+    rows: list[dict[str, Any]] = []
+    switches: list[tuple[float, str]] = []
+    for policy in ("static", "adaptive"):
+        dep = SimBackend().deploy(profile, topology.with_router(DEFAULT_ROUTER if policy == "static"
+                                                                 else settings.presets[BELOW]))
+        timers = [dep.perf.timer(tp) for _, tp in topology.worker_tps()]
+        ctrl = AdaptiveController(tuned) if policy == "adaptive" else None
+        run = dep.run_point(-1, seed=seed, requests=max(n, 50), controller=ctrl, schedule=schedule)
+        if policy == "adaptive":
+            switches = run.router_changes
+        df = run.requests
+        for name, start, end in phases:
+            ph = df[(df["arrival_s"] >= start) & (df["arrival_s"] < end) & (df["status"] == "ok")]
+            done = df[(df["completion_s"] >= start) & (df["completion_s"] < end) & (df["status"] == "ok")]
+            p = poa_hat(run.decisions, timers, profile.engine.block_size, time_range=(start, end))
+            ttft = (ph["first_token_s"] - ph["arrival_s"]).to_numpy() * 1000
+            rows.append({"policy": policy, "phase": name, "start_s": start, "end_s": min(end, total_s),
+                         "requests": int(len(ph)), "poa_hat": p.poa_hat,
+                         "ttft_p99_ms": float(np.percentile(ttft, 99)) if len(ttft) else float("nan"),
+                         "output_tok_s": float(done["output_tokens"].sum() / (end - start))})
+    return SpikeReport(pd.DataFrame(rows), switches, [(s.start_s, s.rate_rps) for s in schedule.segments])

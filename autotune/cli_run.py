@@ -1,0 +1,137 @@
+"""``autotune run``, ``plan`` and ``report``: the main job and its dry-run and re-render twins."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from autotune.cli import cli, output_option, profile_option
+from autotune.errors import InputError
+from autotune.output import emit
+
+SUMMARY_COLUMNS = [("recommended", "recommended"), ("gpus", "GPUs"), ("poa_hat", "PoA-hat"),
+                   ("tok_s_per_gpu", "tok/s/GPU"), ("ttft_p99_ms", "TTFT p99 ms"), ("itl_p99_ms", "ITL p99 ms"),
+                   ("slo_met", "SLO met"), ("baseline", "baseline"), ("poa_hat_vs_baseline", "PoA-hat gain"),
+                   ("tok_s_per_gpu_vs_baseline", "tok/s/GPU gain")]
+
+
+def _progress(total: int) -> Any:
+    """Live progress on a terminal; one plain line per trial otherwise (CronJob logs)."""
+    from autotune.search.study import print_line, trial_line
+
+    if not sys.stderr.isatty():
+        return print_line, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.description}"), console=Console(file=sys.stderr), transient=False)
+    task = prog.add_task("", total=total)
+    best: dict[str, float] = {}
+
+    def on_trial(t: Any, done: int, total_: int) -> None:
+        if t.values:
+            if not best or t.values[1] > best["tput"]:
+                best.update(tput=t.values[1], poa=t.values[0])
+        desc = f"best {best['tput']:.0f} tok/s/GPU (PoA-hat {best['poa']:.3f})" if best else ""
+        prog.update(task, completed=done, description=desc)
+        prog.console.print(trial_line(t, done, total_), highlight=False)
+
+    return on_trial, prog
+
+
+def _study_options(f: Any) -> Any:
+    for opt in reversed([
+        profile_option,
+        click.option("-b", "--backend", default="sim", show_default=True, help="Trial backend: sim, dynamo-local, k8s."),
+        click.option("-n", "--trials", type=click.IntRange(min=1), default=None, help="Trials (default: the profile's)."),
+        click.option("-r", "--results", "results", type=click.Path(file_okay=False), default=None,
+                     help="Results directory (default: results/<profile name>)."),
+        click.option("--storage", default=None, help="Optuna storage URL (default: a journal file in the results dir)."),
+        click.option("--resume", is_flag=True, help="Continue the study in the results directory."),
+        click.option("--seed", type=int, default=None, help="Seed for the sampler and the simulator (default: profile)."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                     help="Parallel trials (default: CPU count on sim, 1 on live backends)."),
+        click.option("--sampler", type=click.Choice(["tpe", "random", "nsga2"]), default="tpe", show_default=True),
+        output_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _execute(profile: str, backend: str, trials: int | None, results: str | None, storage: str | None, resume: bool,
+             seed: int | None, jobs: int | None, sampler: str, fmt: str, prediction: bool) -> None:
+    from autotune import pipeline
+    from autotune.backends.base import available
+    from autotune.profile import load_profile
+    from autotune.search.study import StudyConfig
+
+    if backend not in available():
+        raise InputError(f"--backend: unknown backend {backend!r} (choose from {', '.join(available())})")
+    prof = load_profile(profile)
+    if seed is not None:
+        prof = prof.model_copy(update={"seed": seed})
+    out = Path(results) if results else Path("results") / prof.name
+    cfg = StudyConfig(out, trials or prof.search.trials, backend, (), storage, resume, prof.seed,
+                      jobs or ((os.cpu_count() or 1) if backend == "sim" else 1), sampler)
+    on_trial, prog = _progress(cfg.trials)
+    try:
+        if prog is not None:
+            prog.start()
+        summary = pipeline.run(prof, cfg, on_trial, {"backend": backend, "sampler": sampler}, prediction)
+    finally:
+        if prog is not None:
+            prog.stop()
+    emit(summary, fmt, rows=[summary], columns=SUMMARY_COLUMNS,
+         title=f"{prof.name}: {'predicted' if prediction else 'measured'} recommendation → {out}")
+
+
+@cli.command()
+@_study_options
+def run(**kw: Any) -> None:
+    """Search topologies and router weights; write the recommendation and controller settings."""
+    _execute(**kw, prediction=kw["backend"] == "sim")
+
+
+@cli.command()
+@_study_options
+def plan(**kw: Any) -> None:
+    """Dry run: the same search on the simulator; nothing is deployed and outputs are predictions.
+
+    With --backend k8s every trial's DynamoGraphDeployment is also validated by the cluster's
+    server-side dry run (nothing is created).
+    """
+    backend = kw.pop("backend")
+    if backend == "k8s":
+        try:
+            from autotune.cli_k8s import validate_plan_against_cluster  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise InputError(f"--backend: k8s planning is not available here: {exc}") from None
+        validate_plan_against_cluster(kw["profile"])
+    elif backend not in ("sim", "dynamo-local"):
+        raise InputError(f"--backend: unknown backend {backend!r} (choose from sim, dynamo-local, k8s)")
+    _execute(**kw, backend="sim", prediction=True)
+
+
+@cli.command()
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.option("-p", "--profile", default=None, help="Profile (default: the directory's profile.resolved.yaml).")
+@click.option("--storage", default=None, help="Optuna storage URL if the study is not in the directory.")
+@output_option
+def report(results_dir: str, profile: str | None, storage: str | None, fmt: str) -> None:
+    """Re-render a results directory from its study (no trial is re-run)."""
+    from autotune import pipeline
+    from autotune.profile import load_profile
+    from autotune.search.study import StudyConfig
+
+    out = Path(results_dir)
+    if not out.is_dir():
+        raise InputError(f"RESULTS_DIR: {out} is not a directory")
+    src = profile or str(out / "profile.resolved.yaml")
+    prof = load_profile(src)
+    summary = pipeline.report(prof, StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed))
+    emit(summary, fmt, rows=[summary], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")

@@ -1,0 +1,1 @@
+"""The results directory: atomic files, tables, plots, the recommendation and the report."""

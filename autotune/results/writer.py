@@ -1,0 +1,177 @@
+"""Write the results directory of a study (every file atomically).
+
+    profile.resolved.yaml  environment.json  study.journal
+    trials.csv  trials.parquet  points.csv  pareto.csv
+    recommended.yaml  dgd.yaml  summary.json  report.md
+    heatmaps.csv  spike.csv  plots/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune import __version__
+from autotune.adaptive import SpikeReport
+from autotune.controller import ControllerSettings
+from autotune.k8s.render import render_dgd, router_args
+from autotune.profile import Profile
+from autotune.results import plots
+from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
+from autotune.results.report import render_report
+from autotune.topology import parse_topology
+
+
+@dataclass(frozen=True)
+class Outcome:
+    profile: Profile
+    study: optuna.Study
+    chosen: FrozenTrial
+    front: tuple[FrozenTrial, ...]
+    slo_met: bool
+    baseline: FrozenTrial | None
+    controller: ControllerSettings
+    heatmaps: dict[str, pd.DataFrame]
+    spike: SpikeReport
+    backend: dict[str, Any]
+    prediction: bool
+
+
+def environment(backend: dict[str, Any]) -> dict[str, Any]:
+    def ver(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"autotune": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "packages": {p: ver(p) for p in ("optuna", "numpy", "pandas", "scipy", "pydantic", "kubernetes")},
+            "backend": backend, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ok = t.state == TrialState.COMPLETE
+        rows.append({
+            "number": t.number, "state": t.state.name, "topology": t.user_attrs.get("topology", ""),
+            "gpus": t.user_attrs.get("gpus"), "baseline": t.user_attrs.get("baseline", ""),
+            "poa_hat": t.values[0] if ok else math.nan, "tok_s_per_gpu": t.values[1] if ok else math.nan,
+            "output_tok_s": t.user_attrs.get("output_tok_s"), "ttft_p99_ms": t.user_attrs.get("ttft_p99_ms"),
+            "itl_p99_ms": t.user_attrs.get("itl_p99_ms"), "knee_concurrency": t.user_attrs.get("knee_concurrency"),
+            "slo_ok": bool(t.user_attrs.get("slo_ok", False)),
+            "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or "",
+            "duration_s": t.user_attrs.get("duration_s"),
+            **{f"param_{k}": v for k, v in t.params.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def points_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    rows = []
+    for t in trials:
+        for p in json.loads(t.user_attrs.get("points", "[]")):
+            rows.append({"trial": t.number, "topology": t.user_attrs.get("topology", ""), **p})
+    return pd.DataFrame(rows)
+
+
+def _predicted(t: FrozenTrial) -> dict[str, Any]:
+    return {"poa_hat": t.values[0], "tok_s_per_gpu": t.values[1], "output_tok_s": t.user_attrs.get("output_tok_s"),
+            "ttft_p99_ms": t.user_attrs.get("ttft_p99_ms"), "itl_p99_ms": t.user_attrs.get("itl_p99_ms"),
+            "knee_concurrency": t.user_attrs.get("knee_concurrency")}
+
+
+def recommendation(o: Outcome) -> dict[str, Any]:
+    p, t = o.profile, o.chosen
+    topo = parse_topology(t.user_attrs["topology"])
+    s = p.search
+    op = {"target": f"C={s.target_concurrency}", "saturated": "saturated region", "grid": "whole grid"}[s.operating_point]
+    rec: dict[str, Any] = {
+        "kind": "autotune/Recommendation",
+        "prediction": o.prediction,
+        "topology": {"string": topo.to_string(), "shape": topo.shape(), "gpus": topo.gpus,
+                     "disaggregated": topo.disaggregated, "prefill_workers": topo.prefill_workers,
+                     "prefill_tp": topo.prefill_tp, "decode_workers": topo.decode_workers, "decode_tp": topo.decode_tp,
+                     "agg_workers": topo.agg_workers, "agg_tp": topo.agg_tp},
+        "router": {"temperature": topo.router.temperature, "overlap_weight": topo.router.overlap_weight,
+                   "overlap_credit": topo.router.overlap_credit,
+                   "frontend_args": router_args(p.dynamo.version_tuple, topo.router)},
+        "controller": o.controller.as_dict(),
+        "operating_point": op,
+        "predicted" if o.prediction else "measured": _predicted(t),
+        "slo": {"ttft_p99_ms": p.slo.ttft_p99_ms, "itl_p99_ms": p.slo.itl_p99_ms, "met": o.slo_met},
+    }
+    if o.baseline is not None:
+        b = o.baseline
+        bp = _predicted(b)
+        rec["baseline_comparison"] = {
+            "baseline": b.user_attrs.get("topology"), **{f"baseline_{k}": v for k, v in bp.items()},
+            "poa_hat_ratio": b.values[0] / t.values[0] if t.values[0] else None,
+            "tok_s_per_gpu_ratio": t.values[1] / b.values[1] if b.values[1] else None,
+            "ttft_p99_ratio": (bp["ttft_p99_ms"] or math.nan) / (t.user_attrs.get("ttft_p99_ms") or math.nan),
+        }
+    ph = o.spike.phases
+    rec["adaptive_vs_static"] = ph.to_dict(orient="records")
+    rec["provenance"] = {"backend": o.backend, "autotune": __version__, "dynamo_version": p.dynamo.version,
+                         "framework": p.dynamo.framework, "seed": p.seed, "profile": p.name,
+                         "profile_digest": p.digest(), "study": o.study.study_name, "trial": t.number,
+                         "trials": len(o.study.trials)}
+    return rec
+
+
+def write_results(out: Path, o: Outcome) -> dict[str, Any]:
+    """Write every output file; returns the summary (also written as summary.json)."""
+    p = o.profile
+    write_yaml(out / "profile.resolved.yaml", p.resolved_dict(), header=f"# resolved from {p.source}\n")
+    write_json(out / "environment.json", environment(o.backend))
+    trials = trials_frame(o.study)
+    write_csv(out / "trials.csv", trials)
+    write_parquet(out / "trials.parquet", trials)
+    complete = [t for t in o.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    write_csv(out / "points.csv", points_frame(complete))
+    front_nums = {t.number for t in o.front}
+    front = trials[trials["number"].isin(front_nums)].sort_values("poa_hat")
+    write_csv(out / "pareto.csv", front)
+    rec = recommendation(o)
+    mark = "# PREDICTION from the simulator: validate on a live backend before relying on it\n" if o.prediction else ""
+    write_yaml(out / "recommended.yaml", rec, header=mark)
+    topo = parse_topology(o.chosen.user_attrs["topology"])
+    dgd = render_dgd(p, topo, study=o.study.study_name, trial_id="recommended")
+    write_yaml(out / "dgd.yaml", dgd, header=f"# DynamoGraphDeployment for {topo} (kubectl apply -f dgd.yaml)\n" + mark)
+    heat = pd.concat([g.assign(panel=k) for k, g in o.heatmaps.items()], ignore_index=True)
+    write_csv(out / "heatmaps.csv", heat)
+    write_csv(out / "spike.csv", o.spike.phases)
+    pts = points_frame([o.chosen] + ([o.baseline] if o.baseline is not None else []))
+    curves = {f"{t.user_attrs.get('topology')} ({'recommended' if t is o.chosen else 'baseline'})":
+              pts[pts["trial"] == t.number] for t in [o.chosen] + ([o.baseline] if o.baseline is not None else [])}
+    chosen_row = trials[trials["number"] == o.chosen.number].iloc[0]
+    plots.sweep_plot(curves, out / "plots" / "poa_ttft_vs_concurrency.png")
+    plots.pareto_plot(trials[trials["state"] == "COMPLETE"], front, chosen_row, out / "plots" / "pareto.png")
+    plots.heatmap_plot(o.heatmaps, out / "plots" / "router_heatmaps.png")
+    plots.spike_plot(o.spike.phases, out / "plots" / "spike_static_vs_adaptive.png")
+    counts = trials["state"].value_counts().to_dict()
+    summary = {
+        "profile": p.name, "prediction": o.prediction, "backend": o.backend.get("backend"),
+        "trials": {k.lower(): int(v) for k, v in counts.items()},
+        "recommended": rec["topology"]["string"], "gpus": rec["topology"]["gpus"],
+        **{k: v for k, v in _predicted(o.chosen).items()},
+        "slo_met": o.slo_met,
+        "baseline": rec.get("baseline_comparison", {}).get("baseline"),
+        "poa_hat_vs_baseline": rec.get("baseline_comparison", {}).get("poa_hat_ratio"),
+        "tok_s_per_gpu_vs_baseline": rec.get("baseline_comparison", {}).get("tok_s_per_gpu_ratio"),
+        "controller": {"theta1_ms": o.controller.theta1_ms, "theta2_ms": o.controller.theta2_ms},
+        "results_dir": str(out),
+    }
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", render_report(o, rec, trials, front))
+    return summary

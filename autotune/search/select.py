@@ -1,0 +1,55 @@
+"""Pick the one recommendation from the Pareto front (documented rule).
+
+Rule: among feasible Pareto-optimal trials (SLO constraints met), normalise both objectives to
+[0, 1] over the front — PoA-hat (lower is better) and tok/s/GPU (higher is better) — and take the
+trial closest to the utopia point (best of both). Ties go to fewer GPUs, then the earlier trial.
+If no trial meets the SLOs, the trial with the smallest total SLO violation is recommended and
+flagged ``slo_met: false``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.errors import InfeasibleError
+
+
+@dataclass(frozen=True)
+class Selection:
+    trial: FrozenTrial
+    front: tuple[FrozenTrial, ...]
+    slo_met: bool
+
+
+def _violation(t: FrozenTrial) -> float:
+    cons = getattr(t, "constraints", None) or t.system_attrs.get("constraints") or []
+    return sum(max(0.0, c) for c in cons)
+
+
+def select(study: optuna.Study) -> Selection:
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if all(math.isfinite(v) for v in t.values)]
+    if not complete:
+        raise InfeasibleError("no trial completed: nothing to recommend (see the trials table for the reasons)")
+    front = [t for t in study.best_trials if all(math.isfinite(v) for v in t.values)]
+    if not front:
+        best = min(complete, key=lambda t: (_violation(t), t.values[0], -t.values[1], t.number))
+        return Selection(best, (), False)
+    poa = [t.values[0] for t in front]
+    tput = [t.values[1] for t in front]
+    p_lo, p_span = min(poa), (max(poa) - min(poa)) or 1.0
+    t_hi, t_span = max(tput), (max(tput) - min(tput)) or 1.0
+
+    def key(t: FrozenTrial) -> tuple[float, int, int]:
+        d = math.hypot((t.values[0] - p_lo) / p_span, (t_hi - t.values[1]) / t_span)
+        return (round(d, 9), int(t.user_attrs.get("gpus", 0)), t.number)
+
+    return Selection(min(front, key=key), tuple(sorted(front, key=lambda t: t.values[0])), True)
+
+
+def baseline_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "baseline" in t.user_attrs]
