@@ -162,6 +162,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while storage is mid-update, so no trial is created or told half-way."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, ValueError):  # not POSIX, or not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+
+
 def _finished(study: optuna.Study) -> int:
     """Trials that count towards the budget: evaluated ones (pruned infeasible points cost nothing)."""
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL))
@@ -194,7 +209,8 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: Callable[[optuna.tri
                 while len(inflight) < cfg.jobs and _finished(study) + len(inflight) < cfg.trials:
                     if _pruned(study) >= PRUNE_CAP_FACTOR * cfg.trials:
                         break
-                    trial = pending = study.ask()
+                    with _signals_deferred():
+                        trial = pending = study.ask()
                     topo = suggest_topology(trial, profile)
                     trial.set_user_attr("topology", topo.to_string())
                     feas = check_feasibility(topo, profile)
@@ -202,8 +218,10 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: Callable[[optuna.tri
                     if feas.ok and topo.gpus < s.min_gpus:
                         reason = f"uses {topo.gpus} GPUs, below search.min_gpus ({s.min_gpus})"
                     if reason:
-                        trial.set_user_attr("prune_reason", reason)
-                        study.tell(trial, state=TrialState.PRUNED)
+                        with _signals_deferred():
+                            trial.set_user_attr("prune_reason", reason)
+                            study.tell(trial, state=TrialState.PRUNED)
+                            pending = None
                         if on_trial:
                             on_trial(study.trials[trial.number], _finished(study), cfg.trials)
                         continue
@@ -215,23 +233,28 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: Callable[[optuna.tri
                 if not inflight:
                     break
                 number = min(inflight)
-                trial, fut, topo = inflight.pop(number)
+                trial, fut, topo = inflight[number]
                 t0 = time.monotonic()
+                res: TrialResult | None = None
+                error = ""
                 try:
                     res = fut.result() if fut is not None else evaluate_topology(
                         profile, topo, cfg.backend, seed=profile.seed, concurrency=concurrency, requests=requests,
                         backend_options=options, trial_id=f"t{trial.number}")
                 except AutotuneError as exc:
-                    trial.set_user_attr("fail_reason", str(exc))
-                    study.tell(trial, state=TrialState.FAIL)
-                else:
-                    trial.set_user_attr("duration_s", time.monotonic() - t0)
-                    _record(trial, res)
-                    if res.poa_objective != res.poa_objective:  # NaN: nothing was routed
-                        trial.set_user_attr("fail_reason", "no routing decisions were measured")
+                    error = str(exc)
+                with _signals_deferred():
+                    if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
+                        error = "no routing decisions were measured"
+                    if res is not None:
+                        trial.set_user_attr("duration_s", time.monotonic() - t0)
+                        _record(trial, res)
+                    if error:
+                        trial.set_user_attr("fail_reason", error)
                         study.tell(trial, state=TrialState.FAIL)
                     else:
                         study.tell(trial, [res.poa_objective, res.tok_s_per_gpu])
+                    del inflight[number]
                 if on_trial:
                     on_trial(study.trials[trial.number], _finished(study), cfg.trials)
         if _finished(study) == 0:
