@@ -35,6 +35,7 @@ def sweep_plot(curves: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     a2.set_yscale("log")
+    a1.ticklabel_format(axis="y", useOffset=False, style="plain")
     a1.legend(fontsize=8)
     a1.set_title("PoA-hat vs concurrency")
     a2.set_title("TTFT P99 vs concurrency (dotted: knee)")
