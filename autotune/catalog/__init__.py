@@ -1,6 +1,6 @@
 """Built-in catalogs of GPUs, models and framework overheads (data files beside this module).
 
-Profiles name catalog entries (``gpu: B200``) or extend them (``gpu: {base: B200, hbm_gib: 170}``);
+Profiles name catalog entries (``gpu: B200``) or extend them (``gpu: {base: B200, hbm_gb: 170}``);
 keeping the figures in YAML with their sources means a reviewer can check every number.
 """
 

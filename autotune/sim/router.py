@@ -74,7 +74,7 @@ class KvRouter:
             elif stage == "decode":
                 decode = ab[w] + req_blocks
             else:
-                decode = ab[w] + req_blocks - ov
+                decode = ab[w] + req_blocks - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
             logits.append(prefill + decode)
         pool = list(range(len(candidates)))
         if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
