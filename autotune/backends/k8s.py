@@ -10,9 +10,12 @@ gone; it runs on success, failure, Ctrl-C and SIGTERM (the handler turns SIGTERM
 from __future__ import annotations
 
 import atexit
+import math
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -173,7 +176,7 @@ class K8sDeployment(Deployment):
         if burst.aborted:
             raise TrialFailed("burst", f"trial {self.trial_id} failed during the burst: {burst.aborted}")
         after = scrape.scrape(metrics_url)
-        log, log_note = self._frontend_log(burst.duration_s)
+        log, log_note = self._frontend_log(burst)
         meta: dict[str, Any] = {
             **self.backend.describe(), **self.describe(), "api": api, "open_loop": arrivals is not None,
             "frontend_metrics": scrape.summarize_frontend(before, after), "routing_log": log_note,
@@ -214,22 +217,22 @@ class K8sDeployment(Deployment):
         t.start()
         return t
 
-    def _frontend_log(self, since_s: float) -> tuple[logparse.FrontendLog, str]:
-        """Routing decisions from the frontend pod's log (needs ``pods/log: get``)."""
-        log = logparse.FrontendLog()
+    def _frontend_log(self, burst: Any) -> tuple[logparse.FrontendLog, str]:
+        """Routing decisions of this burst's requests from the frontend's log (pod log: ``pods/log: get``)."""
+        since_s = time.time() - burst.t0_wall + 5
         try:
-            pods = self.kube.core.list_namespaced_pod(self.namespace, label_selector=f"{POD_LABEL_DGD}={self.name}",
-                                                      _request_timeout=10)
-            fronts = [p for p in pods.items if "frontend" in p.metadata.name]
-            if not fronts:
-                return log, "unavailable: no frontend pod found"
-            text = self.kube.core.read_namespaced_pod_log(fronts[0].metadata.name, self.namespace,
-                                                          since_seconds=int(since_s) + 30, _request_timeout=30)
+            text, source = (self.backend.frontend_logs or _pod_log)(self, since_s)
         except Exception as exc:  # noqa: BLE001 - decisions are optional; the measurement stands
-            return log, f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+            return logparse.FrontendLog(), f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        ids = {r.response_id for r in burst.records if r.response_id}
+        log = logparse.FrontendLog()
         for line in text.splitlines():
             logparse.parse_line(line, log)
-        return log, f"pod {fronts[0].metadata.name}: {len(log.selections)} selections"
+        log.inputs = [e for e in log.inputs if e.request_id in ids]  # earlier points share the log
+        log.selections = [e for e in log.selections if e.request_id in ids]
+        log.stages = [e for e in log.stages if e.request_id in ids]
+        log.requests = [e for e in log.requests if e.request_id in ids]
+        return log, f"{source}: {len(log.selections)} selections"
 
     # ---- teardown ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -248,6 +251,18 @@ class K8sDeployment(Deployment):
             _track(self, False)
 
 
+def _pod_log(dep: K8sDeployment, since_s: float) -> tuple[str, str]:
+    """The frontend pod's log of the last ``since_s`` seconds, and which pod it came from."""
+    pods = dep.kube.core.list_namespaced_pod(dep.namespace, label_selector=f"{POD_LABEL_DGD}={dep.name}",
+                                             _request_timeout=10)
+    fronts = [p for p in pods.items if "frontend" in p.metadata.name]
+    if not fronts:
+        raise BackendError("no frontend pod found")
+    name = fronts[0].metadata.name
+    return dep.kube.core.read_namespaced_pod_log(name, dep.namespace, since_seconds=math.ceil(since_s),
+                                                 _request_timeout=30), f"pod {name}"
+
+
 def _worker_index(log: logparse.FrontendLog, topology: Topology) -> dict[int, int]:
     """Instance id → worker index: per role, instance ids in sorted order (stable across points)."""
     roles = topology.worker_tps()
@@ -261,18 +276,24 @@ def _worker_index(log: logparse.FrontendLog, topology: Topology) -> dict[int, in
 
 
 class K8sBackend(Backend):
-    """Options: ``kubeconfig``/``context``/``in_cluster`` (cluster), ``study`` (names and labels),
-    ``frontend_access`` (auto | service-dns | load-balancer | port-forward), deadlines."""
+    """Options: ``kubeconfig``/``context``/``in_cluster`` (cluster; default ``$KUBECONFIG``, context
+    ``$AUTOTUNE_KUBE_CONTEXT``), ``study`` (graph names and labels; default ``$AUTOTUNE_STUDY``),
+    ``frontend_access`` (auto | service-dns | load-balancer | port-forward), deadlines, and
+    ``frontend_logs`` (where routing decisions are read; default the frontend pod's log)."""
 
     name = "k8s"
     predictions = False
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,
-                 study: str = "autotune", frontend_access: str = "auto", ready_timeout_s: float = 1800.0,
+                 study: str | None = None, frontend_access: str = "auto", ready_timeout_s: float = 1800.0,
                  delete_timeout_s: float = 600.0, unschedulable_grace_s: float = 60.0,
                  request_timeout_s: float = 120.0, max_burst_s: float = 900.0, kubectl: str = "kubectl",
-                 kube: Kube | None = None) -> None:
+                 kube: Kube | None = None,
+                 frontend_logs: Callable[[K8sDeployment, float], tuple[str, str]] | None = None) -> None:
+        context = context or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
         self.kube = kube or connect(KubeOptions(kubeconfig, context, in_cluster))
+        study = study or os.environ.get("AUTOTUNE_STUDY") or "autotune"
+        self.frontend_logs = frontend_logs
         self.study, self.frontend_access, self.kubectl = study, frontend_access, kubectl
         self.ready_timeout_s, self.delete_timeout_s = ready_timeout_s, delete_timeout_s
         self.unschedulable_grace_s = unschedulable_grace_s
