@@ -1,0 +1,121 @@
+"""The k8s/ manifests for running autotune in a cluster: server-side dry run, least privilege, profile.
+
+CronJob is ``batch/v1`` (1.21+); the 1.20 test server only serves ``batch/v1beta1`` with the same
+spec, so the test sends it under that version (test-only, like the CRD rewrite).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_cluster import REPO
+from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
+
+from autotune.k8s.housekeeping import pruned_paths
+from autotune.profile import load_profile
+
+pytestmark = pytest.mark.slow
+MANIFESTS = REPO / "k8s"
+NS = "autotune"
+SA = f"system:serviceaccount:{NS}:autotune"
+# ... except ttlSecondsAfterFinished: alpha behind a feature gate in 1.20 (dropped there), GA since 1.23
+K120_FEATURE_GATED = {"spec.ttlSecondsAfterFinished", "spec.jobTemplate.spec.ttlSecondsAfterFinished"}
+
+
+def _docs() -> list[dict[str, Any]]:
+    out = []
+    for f in sorted(MANIFESTS.glob("*.yaml")):
+        out += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return out
+
+
+def _for_k120(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob" and doc["apiVersion"] == "batch/v1":
+        return {**doc, "apiVersion": "batch/v1beta1"}
+    return doc
+
+
+@pytest.fixture
+def autotune_ns(kube) -> str:
+    try:
+        kube.core.create_namespace({"metadata": {"name": NS}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return NS
+
+
+def test_manifest_set_is_complete() -> None:
+    kinds = sorted(d["kind"] for d in _docs())
+    assert kinds == ["ConfigMap", "CronJob", "Job", "PersistentVolumeClaim", "Role", "RoleBinding", "ServiceAccount"]
+    cron = next(d for d in _docs() if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    for job_spec in (cron["spec"]["jobTemplate"]["spec"], next(d for d in _docs() if d["kind"] == "Job")["spec"]):
+        pod = job_spec["template"]["spec"]
+        assert job_spec["activeDeadlineSeconds"] > 0 and pod["serviceAccountName"] == "autotune"
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert vols["data"]["persistentVolumeClaim"]["claimName"] == "autotune-data"
+        assert vols["profile"]["configMap"]["name"] == "autotune-profile"
+        assert "--backend k8s" in pod["containers"][0]["args"][0] and "--resume" in pod["containers"][0]["args"][0]
+
+
+def _create(kube, doc: dict[str, Any], **kw: Any) -> Any:
+    """Create through discovery (the typed 37.x client has no batch/v1beta1)."""
+    res = dynamic.DynamicClient(kube.api).resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    return res.create(body=doc, namespace=doc["metadata"].get("namespace"), **kw)
+
+
+def test_manifests_pass_server_side_dry_run(kube, autotune_ns) -> None:
+    for doc in _docs():
+        sent = _for_k120(doc)
+        stored = _create(kube, sent, dry_run="All").to_dict()
+        assert stored["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "autotune"
+        if doc["kind"] in ("Job", "CronJob"):  # no field of ours pruned (1.20 prunes silently) ...
+            lost = set(pruned_paths(sent["spec"], stored["spec"], "spec")) - K120_FEATURE_GATED
+            assert lost == set(), doc["kind"]
+    assert kube.core.list_namespaced_config_map(NS, label_selector="app.kubernetes.io/name=autotune").items == []
+
+
+def test_profile_in_configmap_is_valid(tmp_path: Path) -> None:
+    cm = next(d for d in _docs() if d["kind"] == "ConfigMap")
+    path = tmp_path / "profile.yaml"
+    path.write_text(cm["data"]["profile.yaml"])
+    prof = load_profile(path)
+    assert prof.dynamo.namespace == NS  # the Role only covers this namespace
+
+
+def _can(kube, verb: str, resource: str, group: str = "", sub: str = "", ns: str = NS) -> bool:
+    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+        user=SA, groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
+        resource_attributes=client.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
+                                                        subresource=sub or None)))
+    return client.AuthorizationV1Api(kube.api).create_subject_access_review(review).status.allowed
+
+
+def test_role_is_least_privilege(kube, autotune_ns) -> None:
+    """Create the RBAC objects for real and ask the authorizer what the ServiceAccount may do."""
+    for doc in _docs():
+        if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+            try:
+                _create(kube, doc)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+    needed = [(v, "dynamographdeployments", "nvidia.com", "") for v in ("get", "list", "watch", "create", "patch",
+                                                                         "delete")]
+    needed += [("get", "dynamographdeployments", "nvidia.com", "status"), ("list", "pods", "", ""),
+               ("list", "events", "", ""), ("get", "pods", "", "log"), ("get", "services", "", "")]
+    for verb, res, group, sub in needed:
+        assert _can(kube, verb, res, group, sub), (verb, res, sub)
+    denied = [("update", "dynamographdeployments", "nvidia.com", ""),
+              ("patch", "dynamographdeployments", "nvidia.com", "status"),
+              ("deletecollection", "dynamographdeployments", "nvidia.com", ""),
+              ("delete", "pods", "", ""), ("create", "pods", "", "exec"), ("create", "pods", "", "portforward"),
+              ("get", "secrets", "", ""), ("list", "configmaps", "", ""), ("create", "services", "", "")]
+    for verb, res, group, sub in denied:
+        assert not _can(kube, verb, res, group, sub), (verb, res, sub)
+    assert not _can(kube, "list", "dynamographdeployments", "nvidia.com", ns="default")  # namespaced only
