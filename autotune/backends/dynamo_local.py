@@ -1,0 +1,170 @@
+"""``dynamo-local``: each trial deploys a real Dynamo 1.6.1 frontend + KV router + mocker workers
+on loopback and measures load bursts against it.
+
+What it is for: measuring the real router (and checking the simulator against it) without GPUs.
+Workers are Dynamo's mocker engines timed by our perf model (``autotune.dynamo.mocker_timing``),
+so TP and GPU differences show; if the model cannot be tabulated the mocker's default timing is
+used and ``PointRun.meta["timing"]`` says so. Setup: ``scripts/setup_dynamo.sh``.
+
+Teardown is by PID and always happens (``close``/context manager, ``atexit``, parent-death
+signal); a worker that dies during a burst aborts it and ``run_point`` raises ``BackendError``
+with the worker's last log lines, after which the deployment is closed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotune.backends.base import Backend, Deployment, register
+from autotune.dynamo import install, logparse, scrape
+from autotune.dynamo.mocker_timing import TimingPlan, plan_timing
+from autotune.dynamo.model_dir import load_words
+from autotune.dynamo.point import build_point
+from autotune.dynamo.stack import DynamoStack, new_work_dir
+from autotune.errors import BackendError, InfeasibleError
+from autotune.loadgen.client import BurstConfig, run_burst
+from autotune.loadgen.schedule import poisson_arrivals
+from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
+from autotune.profile import Profile
+from autotune.records import PointRun
+from autotune.topology import RouterSettings, Topology, check_feasibility
+
+
+def scaled_edges(profile: Profile, n: int) -> tuple[int, int]:
+    """Warm-up/cool-down for ``n`` requests: the profile's counts, or its share of them if ``n`` differs."""
+    w = profile.workload
+    if n == w.requests_per_point:
+        return w.warmup_requests, w.cooldown_requests
+    return int(n * w.warmup_requests / w.requests_per_point), int(n * w.cooldown_requests / w.requests_per_point)
+
+
+class DynamoLocalDeployment(Deployment):
+    def __init__(self, backend: DynamoLocalBackend, profile: Profile, topology: Topology, trial_id: str) -> None:
+        self.backend, self.profile, self.topology, self.trial_id = backend, profile, topology, trial_id
+        self.python = install.find_python(backend.python)
+        self.model_dir = install.model_dir(self.python)
+        self.vocab = Vocabulary.from_table(load_words(self.model_dir))
+        self.work_dir = new_work_dir(f"autotune-{trial_id or 'trial'}-")
+        self.stack: DynamoStack | None = None
+        self.closed = False
+        try:
+            self.plan: TimingPlan = plan_timing(profile, topology, self.work_dir / "timing",
+                                                timing=backend.timing, speedup=backend.speedup)
+            self.stack = DynamoStack(profile, topology, python=self.python, model_dir=self.model_dir,
+                                     plan=self.plan, work_dir=self.work_dir, ready_timeout_s=backend.ready_timeout_s)
+            t = time.monotonic()
+            self.stack.start()
+            self.startup_s = time.monotonic() - t
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------------
+    def set_router(self, router: RouterSettings) -> None:
+        """Restart the frontend with new router flags (workers and their caches stay)."""
+        assert self.stack is not None
+        self.stack.restart_frontend(router)
+        self.topology = self.topology.with_router(router)
+
+    def run_point(self, concurrency: int, *, seed: int, requests: int | None = None,
+                  controller: Any | None = None) -> PointRun:
+        if self.closed or self.stack is None:
+            raise BackendError("dynamo-local: deployment already closed")
+        if controller is not None:
+            raise BackendError("dynamo-local: router settings cannot change during a live point "
+                               "(use set_router between points)")
+        stack, w = self.stack, self.profile.workload
+        n = requests or w.requests_per_point
+        warm, cool = scaled_edges(self.profile, n)
+        api = self.backend.api
+        specs = build_requests(w, n, vocab=self.vocab, api=api, seed=seed, profile_seed=self.profile.seed)
+        bodies = render_bodies(specs, api=api, model=stack.model_name, vocab=self.vocab)
+        arrivals = None
+        if w.arrival == "open":
+            assert w.rate_rps is not None
+            arrivals = poisson_arrivals(n, w.rate_rps, w.spike, np.random.default_rng([seed, 31]))
+        cfg = BurstConfig(stack.base_url, api=api, concurrency=concurrency, arrivals_s=arrivals,
+                          request_timeout_s=self.backend.request_timeout_s, max_wall_s=self.backend.max_burst_s)
+        fe_metrics = f"{stack.base_url}/metrics"
+        before = {"frontend": scrape.scrape(fe_metrics), **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers}}
+        assert stack.frontend is not None
+        log_path = stack.frontend.log_path
+        offset = logparse.file_size(log_path)
+        burst = run_burst(cfg, bodies, watchdog=stack.dead_reason)
+        if burst.aborted:
+            reason = burst.aborted
+            self.close()
+            raise BackendError(f"dynamo-local: trial {self.trial_id or '?'} failed during the burst: {reason}")
+        after = {"frontend": scrape.scrape(fe_metrics), **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers}}
+        log = self._read_log(log_path, offset, burst)
+        meta: dict[str, Any] = {
+            **self.backend.describe(), **self.plan.describe(), "trial_id": self.trial_id,
+            "dynamo_version": install.dynamo_version(str(self.python)), "api": api,
+            "startup_s": self.startup_s, "open_loop": arrivals is not None,
+            "frontend_metrics": scrape.summarize_frontend(before["frontend"], after["frontend"]),
+            "worker_metrics": {w_.index: scrape.summarize_worker(before.get(w_.index, {}), after.get(w_.index, {}))
+                               for w_ in stack.workers},
+            "worker_instance_ids": {w_.index: w_.instance_id for w_ in stack.workers},
+            "log_lines_unparsed": log.unparsed,
+        }
+        return build_point(topology=self.topology, concurrency=concurrency if arrivals is None else -1, specs=specs,
+                           burst=burst, log=log, worker_index=stack.worker_by_instance(), warmup=warm,
+                           cooldown=cool, meta=meta)
+
+    def _read_log(self, path: Path, offset: int, burst: Any, settle_s: float = 2.0) -> logparse.FrontendLog:
+        """Frontend log lines written since ``offset``; waits briefly until every ok request's
+        completion line is there (the frontend logs it just after the stream ends)."""
+        want = {r.response_id for r in burst.records if r.status == "ok" and r.response_id}
+        deadline = time.monotonic() + settle_s
+        while True:
+            log = logparse.parse_lines(logparse.read_from(path, offset))
+            done = {r.request_id for r in log.requests}
+            if want <= done or time.monotonic() > deadline:
+                return log
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.stack is not None:
+            keep = self.backend.keep_logs
+            self.stack.stop(keep_logs=Path(keep) / (self.trial_id or "trial") if keep else None)
+        else:
+            import shutil
+
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+class DynamoLocalBackend(Backend):
+    """Options: ``timing`` (perf model tabulated for the mockers, or ``"mocker"`` for the default
+    polynomial), ``speedup`` (mocker speed-up ratio; times are reported as measured), ``api``
+    (``completions`` with token-id prompts, or ``chat``), ``python`` (Dynamo venv interpreter)."""
+
+    name = "dynamo-local"
+    predictions = False
+
+    def __init__(self, *, timing: str = "roofline", speedup: float = 1.0, api: str = "completions",
+                 python: str | None = None, ready_timeout_s: float = 60.0, request_timeout_s: float = 60.0,
+                 max_burst_s: float = 600.0, keep_logs: str | None = None) -> None:
+        if api not in ("completions", "chat"):
+            raise ValueError("api must be 'completions' or 'chat'")
+        self.timing, self.speedup, self.api, self.python = timing, float(speedup), api, python
+        self.ready_timeout_s, self.request_timeout_s, self.max_burst_s = ready_timeout_s, request_timeout_s, max_burst_s
+        self.keep_logs = keep_logs
+
+    def deploy(self, profile: Profile, topology: Topology, *, trial_id: str = "") -> DynamoLocalDeployment:
+        feas = check_feasibility(topology, profile)
+        if not feas.ok:
+            raise InfeasibleError(f"topology {topology.shape()}: {feas.reason}")
+        return DynamoLocalDeployment(self, profile, topology, trial_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "timing_requested": self.timing, "speedup": self.speedup, "api": self.api}
+
+
+register("dynamo-local", DynamoLocalBackend)

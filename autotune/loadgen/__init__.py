@@ -1,0 +1,1 @@
+"""The load burst shared by every live backend: prompts, schedules, streaming client, aiperf export."""

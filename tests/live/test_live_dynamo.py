@@ -1,0 +1,117 @@
+"""The dynamo-local backend against a real Dynamo 1.6.1 stack (no mocks): bursts, routing, failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotune.backends.dynamo_local import DynamoLocalBackend
+from autotune.dynamo.process import group_alive
+from autotune.errors import BackendError
+from autotune.metrics import summarize
+from autotune.topology import parse_topology
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def assert_gone(pids: list[int], work_dir: Path) -> None:
+    deadline = time.monotonic() + 5
+    while any(group_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if group_alive(p)], "processes left running"
+    assert not work_dir.exists(), "temp dir left behind"
+
+
+def test_aggregated_burst_measures_and_attributes_every_request(small_profile) -> None:
+    prof = small_profile()
+    dep = DynamoLocalBackend().deploy(prof, parse_topology("2A4"), trial_id="live-agg")
+    pids, work = dep.stack.procs.pids(), dep.work_dir
+    with dep:
+        run = dep.run_point(8, seed=1)
+    assert_gone(pids, work)
+    df = run.requests
+    assert (df["status"] == "ok").all() and len(df) == 80 and df["measured"].sum() == 64
+    assert (df["output_tokens"] == 16).all() and (df["input_tokens"] == 128).all()
+    assert set(df["decode_worker"]) == {0, 1} and (df["prefill_worker"] == df["decode_worker"]).all()
+    assert (df["first_token_s"] > df["arrival_s"]).all() and (df["completion_s"] >= df["first_token_s"]).all()
+    m = summarize(run)
+    assert m.requests == 64 and m.req_s > 1 and 0 < m.ttft_p50_ms < 1000 and 1 < m.itl_mean_ms < 200
+    assert m.prefix_hit_rate > 0.2  # 64 of 128 tokens are a template prefix
+    assert run.meta["timing"] == "npz:roofline" and run.meta["dynamo_version"] == "1.6.1"
+    assert run.meta["frontend_metrics"]["requests_total"] == 80
+    dl = run.decisions["agg"]
+    assert len(dl) == 80 and dl.workers == [0, 1]
+    assert run.meta["replay"]["overlap_agreement"] > 0.9 and run.meta["replay"]["argmin_agreement"] > 0.8
+    assert len(run.itl_ms) == 64 * 15
+
+
+def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_profile) -> None:
+    prof = small_profile()
+    with DynamoLocalBackend().deploy(prof, parse_topology("1P4-2D4"), trial_id="live-disagg") as dep:
+        run = dep.run_point(8, seed=2)
+    df = run.requests
+    assert (df["status"] == "ok").all()
+    assert (df["prefill_worker"] == 0).all() and set(df["decode_worker"]) == {1, 2}
+    assert (df["prefill_end_s"] <= df["kv_transfer_end_s"] + 1e-3).all()
+    assert set(run.decisions) == {"prefill", "decode"}
+    assert len(run.decisions["prefill"]) == len(run.decisions["decode"]) == 80
+    assert summarize(run).requests == 64
+
+
+def template_stickiness(df) -> float:
+    """Mean share of a template's requests served by its most-used worker (1.0 = perfect affinity)."""
+    ok = df[df["status"] == "ok"]
+    shares = [g["decode_worker"].value_counts(normalize=True).iloc[0] for _, g in ok.groupby("template")]
+    return float(np.mean(shares))
+
+
+def test_affinity_vs_scatter(small_profile) -> None:
+    # 16 templates sharing 3 of 4 blocks: with affinity each template stays on one worker and
+    # misses once; with omega = 0 the router only balances load and templates miss on both.
+    prof = small_profile(templates=16, prefix_tokens=192, input_tokens={"dist": "fixed", "value": 256},
+                         output_tokens={"dist": "fixed", "value": 8}, requests_per_point=96,
+                         warmup_requests=0, cooldown_requests=0)
+    out = {}
+    for name, topo in (("affinity", "2A4@omega=8"), ("scatter", "2A4@omega=0")):
+        with DynamoLocalBackend().deploy(prof, parse_topology(topo), trial_id=f"live-{name}") as dep:
+            run = dep.run_point(4, seed=3)
+        out[name] = (summarize(run).prefix_hit_rate, template_stickiness(run.requests))
+    print("hit rate, template stickiness:", out)
+    (hit_a, stick_a), (hit_s, stick_s) = out["affinity"], out["scatter"]
+    assert hit_a > hit_s + 0.03, out
+    assert stick_a > 0.8 and stick_s < stick_a - 0.1, out
+
+
+def test_worker_killed_mid_burst_fails_the_trial_cleanly(small_profile) -> None:
+    prof = small_profile(output_tokens={"dist": "fixed", "value": 64}, requests_per_point=400,
+                         warmup_requests=0, cooldown_requests=0)
+    dep = DynamoLocalBackend().deploy(prof, parse_topology("2A4"), trial_id="live-kill")
+    pids, work = dep.stack.procs.pids(), dep.work_dir
+    victim = dep.stack.workers[1].child.pid
+    killer = threading.Timer(1.0, lambda: os.kill(victim, signal.SIGKILL))
+    killer.start()
+    t = time.monotonic()
+    with pytest.raises(BackendError, match="worker1-agg .*exited"):
+        with dep:
+            dep.run_point(4, seed=4)
+    killer.cancel()
+    assert time.monotonic() - t < 60
+    assert dep.closed
+    assert_gone(pids, work)
+
+
+def test_set_router_restarts_only_the_frontend(small_profile) -> None:
+    prof = small_profile(requests_per_point=24, warmup_requests=0, cooldown_requests=0)
+    with DynamoLocalBackend().deploy(prof, parse_topology("2A4@omega=1"), trial_id="live-router") as dep:
+        worker_pids = [w.child.pid for w in dep.stack.workers]
+        dep.set_router(parse_topology("2A4@omega=0,tau=0.5").router)
+        assert [w.child.pid for w in dep.stack.workers] == worker_pids
+        run = dep.run_point(4, seed=5)
+    assert (run.requests["status"] == "ok").all()
+    assert dep.topology.router.overlap_weight == 0
