@@ -26,6 +26,7 @@ from autotune.dynamo.model_dir import load_words
 from autotune.dynamo.point import build_point
 from autotune.dynamo.stack import DynamoStack, new_work_dir
 from autotune.errors import BackendError, InfeasibleError
+from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.schedule import poisson_arrivals
 from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
@@ -111,9 +112,16 @@ class DynamoLocalDeployment(Deployment):
             "worker_instance_ids": {w_.index: w_.instance_id for w_ in stack.workers},
             "log_lines_unparsed": log.unparsed,
         }
-        return build_point(topology=self.topology, concurrency=concurrency if arrivals is None else -1, specs=specs,
-                           burst=burst, log=log, worker_index=stack.worker_by_instance(), warmup=warm,
-                           cooldown=cool, meta=meta)
+        run = build_point(topology=self.topology, concurrency=concurrency if arrivals is None else -1, specs=specs,
+                          burst=burst, log=log, worker_index=stack.worker_by_instance(), warmup=warm,
+                          cooldown=cool, meta=meta)
+        if self.backend.export_aiperf:
+            out = Path(self.backend.export_aiperf) / (self.trial_id or "trial") / f"c{concurrency}-seed{seed}"
+            df = run.requests
+            rows = [aiperf_record(r, burst, input_tokens=spec.input_tokens, measured=bool(m), worker=str(dw))
+                    for r, spec, m, dw in zip(burst.records, specs, df["measured"], df["decode_worker"], strict=True)]
+            run.meta["aiperf_export"] = str(write_jsonl(out / "profile_export.jsonl", rows))
+        return run
 
     def _read_log(self, path: Path, offset: int, burst: Any, settle_s: float = 2.0) -> logparse.FrontendLog:
         """Frontend log lines written since ``offset``; waits briefly until every ok request's
@@ -143,19 +151,21 @@ class DynamoLocalDeployment(Deployment):
 class DynamoLocalBackend(Backend):
     """Options: ``timing`` (perf model tabulated for the mockers, or ``"mocker"`` for the default
     polynomial), ``speedup`` (mocker speed-up ratio; times are reported as measured), ``api``
-    (``completions`` with token-id prompts, or ``chat``), ``python`` (Dynamo venv interpreter)."""
+    (``completions`` with token-id prompts, or ``chat``), ``python`` (Dynamo venv interpreter),
+    ``keep_logs`` (copy process logs there), ``export_aiperf`` (write ``profile_export.jsonl`` per point)."""
 
     name = "dynamo-local"
     predictions = False
 
     def __init__(self, *, timing: str = "roofline", speedup: float = 1.0, api: str = "completions",
                  python: str | None = None, ready_timeout_s: float = 60.0, request_timeout_s: float = 60.0,
-                 max_burst_s: float = 600.0, keep_logs: str | None = None) -> None:
+                 max_burst_s: float = 600.0, keep_logs: str | None = None, export_aiperf: str | None = None) -> None:
         if api not in ("completions", "chat"):
             raise ValueError("api must be 'completions' or 'chat'")
         self.timing, self.speedup, self.api, self.python = timing, float(speedup), api, python
         self.ready_timeout_s, self.request_timeout_s, self.max_burst_s = ready_timeout_s, request_timeout_s, max_burst_s
         self.keep_logs = keep_logs
+        self.export_aiperf = export_aiperf  # directory for aiperf-format per-request records, per point
 
     def deploy(self, profile: Profile, topology: Topology, *, trial_id: str = "") -> DynamoLocalDeployment:
         feas = check_feasibility(topology, profile)

@@ -51,10 +51,13 @@ def test_aggregated_burst_measures_and_attributes_every_request(small_profile) -
     assert len(run.itl_ms) == 64 * 15
 
 
-def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_profile) -> None:
+def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_profile, tmp_path) -> None:
     prof = small_profile()
-    with DynamoLocalBackend().deploy(prof, parse_topology("1P4-2D4"), trial_id="live-disagg") as dep:
+    backend = DynamoLocalBackend(export_aiperf=str(tmp_path))
+    with backend.deploy(prof, parse_topology("1P4-2D4"), trial_id="live-disagg") as dep:
         run = dep.run_point(8, seed=2)
+    lines = Path(run.meta["aiperf_export"]).read_text().splitlines()
+    assert len(lines) == 80 and '"time_to_first_token"' in lines[-1]
     df = run.requests
     assert (df["status"] == "ok").all()
     assert (df["prefill_worker"] == 0).all() and set(df["decode_worker"]) == {1, 2}
