@@ -244,8 +244,11 @@ class K8sDeployment(Deployment):
             self._stop_watchdog.set()
             if self.access is not None:
                 self.access.close()
+            t0 = time.monotonic()
             delete(self.kube, self.namespace, self.name)
+            t1 = time.monotonic()
             wait_gone(self.kube, self.namespace, self.name, timeout_s=self.backend.delete_timeout_s)
+            self.timings.update(delete_s=t1 - t0, gone_s=time.monotonic() - t1)
         finally:
             self.closed = True
             _track(self, False)

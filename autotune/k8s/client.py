@@ -91,11 +91,6 @@ def connect(opts: KubeOptions = KubeOptions()) -> Kube:
     return Kube(client.ApiClient(cfg), False, path, name, ns)
 
 
-def api_client_from_kubeconfig(path: str, context: str | None = None) -> client.ApiClient:
-    """Bare ApiClient for tests and tools."""
-    return connect(KubeOptions(kubeconfig=path, context=context)).api
-
-
 # ---- retries ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from autotune.errors import BackendError
 from autotune.k8s import ANN_STUDY, ANN_TRIAL, GROUP, PLURAL, VERSION, study_selector
 from autotune.k8s.client import Kube, call
-from autotune.k8s.lifecycle import apply, delete, readiness, wait_gone
+from autotune.k8s.lifecycle import apply, delete, wait_gone
 from autotune.k8s.render import label_value
 
 
@@ -117,9 +117,3 @@ def plan(kube: Kube, dgds: list[dict[str, Any]]) -> list[PlanCheck]:
         else:
             checks.append(PlanCheck(md["name"], True, "would update (exists)" if exists else "would create"))
     return checks
-
-
-def summarize(obj: dict[str, Any]) -> str:
-    """One line per graph for ``autotune cleanup --dry-run`` style listings."""
-    r = readiness(obj)
-    return "ready" if r.ready else (f"failed: {r.failed}" if r.failed else f"waiting for {r.waiting_for}")

@@ -8,7 +8,6 @@ profile's Dynamo version and backend framework (dynamo.md §1-2).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -208,8 +207,3 @@ def worker_services(dgd: dict[str, Any]) -> dict[str, int]:
         for k, v in dgd.get("spec", {}).get("services", {}).items()
         if v.get("componentType") != "frontend"
     }
-
-
-def spec_digest(dgd: dict[str, Any]) -> str:
-    """Short hash of a DGD spec: tells a resumed run whether a leftover matches what it would render."""
-    return hashlib.sha256(json.dumps(dgd.get("spec", {}), sort_keys=True).encode()).hexdigest()[:12]

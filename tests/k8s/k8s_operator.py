@@ -64,6 +64,7 @@ class TestOperator:
     ready_delay_s: float = 0.0
     events: list[tuple[str, str]] = field(default_factory=list)  # (action, dgd) in order, for assertions
     errors: list[str] = field(default_factory=list)
+    stamps: dict[tuple[str, str], float] = field(default_factory=dict)  # (what, dgd) -> monotonic time, for timing
     _running: dict[str, Running] = field(default_factory=dict)
     _handled: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -136,6 +137,7 @@ class TestOperator:
             if FINALIZER in (md.get("finalizers") or []):
                 self._teardown(name)
                 rest = [f for f in md["finalizers"] if f != FINALIZER]
+                self.stamps[("finalize", name)] = time.monotonic()
                 self.co.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
                                                        {"metadata": {"finalizers": rest or None,
                                                                      "resourceVersion": md["resourceVersion"]}})
@@ -185,6 +187,7 @@ class TestOperator:
                     return
                 port = running.port
                 self._publish_frontend(name, port)
+            self.stamps[("ready", name)] = time.monotonic()
             self._set_status(name, gen, obj, "successful", ready=True, reason="AllComponentsReady",
                              message="all components ready")
             self.events.append(("ready", name))

@@ -112,7 +112,7 @@ def test_trial_end_to_end_with_real_dynamo(kube, namespace, operator) -> None:
         obj = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dep.name)
         assert obj["metadata"]["generation"] == 2 and "--router-temperature" in str(obj["spec"])
         assert (dep.run_point(4, seed=4, requests=20).requests["status"] == "ok").all()
-        assert set(dep.timings) == {"apply_s", "ready_s", "frontend_s", "deploy_s"}
+        assert {"apply_s", "ready_s", "frontend_s", "deploy_s"} <= set(dep.timings)
     assert _left(kube, namespace) == []
     assert ("teardown", dep.name) in operator.events and operator.errors == []
 
