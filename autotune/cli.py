@@ -92,10 +92,14 @@ def _register_commands() -> None:
 
     for mod in ("autotune.cli_run", "autotune.cli_validate", "autotune.cli_k8s"):
         try:
-            importlib.import_module(mod)
+            module = importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name != mod:
                 raise
+            continue
+        for obj in vars(module).values():  # standalone commands (e.g. validate_cmd)
+            if isinstance(obj, click.Command) and not isinstance(obj, click.Group) and obj.name not in cli.commands:
+                cli.add_command(obj)
 
 
 def main(argv: list[str] | None = None) -> None:

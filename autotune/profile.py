@@ -117,6 +117,9 @@ class DynamoSpec(_Strict):
     extra_worker_args: list[str] = Field(default_factory=list)
     extra_frontend_args: list[str] = Field(default_factory=list)
     frontend_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    # frontend work before routing (HTTP, tokenisation, model lookup); measured 4.5 ms on a local
+    # Dynamo 1.6.1 frontend at C=1 (autotune validate); BLIS fits ~15.6 ms with HTTP (perf_model.md §4)
+    frontend_overhead_ms: Annotated[float, Field(ge=0)] = 4.5
     # router busy thresholds (1.6.1: unset = disabled, dynamo.md §2); all workers busy -> HTTP 503
     busy_decode_blocks_frac: Annotated[float, Field(gt=0)] | None = None
     busy_prefill_tokens: PosInt | None = None

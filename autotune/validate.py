@@ -127,6 +127,14 @@ def compare(sim: PointMetrics, live: PointMetrics, sim_run: PointRun, live_run: 
     return rows
 
 
+def mocker_equivalent(profile: Profile) -> Profile:
+    """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
+    bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over."""
+    kv = profile.kv_transfer.model_copy(update={"setup_ms": 0.0, "handover_ms": 0.0})
+    cluster = profile.cluster.model_copy(update={"inter_node_bw_gb_s": profile.cluster.intra_bw_gb_s})
+    return profile.model_copy(update={"kv_transfer": kv, "cluster": cluster})
+
+
 def validate(profile: Profile, topology: Topology, *, concurrency: int | None = None, requests: int | None = None,
              seed: int | None = None, timing: str = "roofline", speedup: float = 1.0,
              live_backend: DynamoLocalBackend | None = None) -> ValidationReport:
@@ -139,8 +147,8 @@ def validate(profile: Profile, topology: Topology, *, concurrency: int | None = 
         live_run = dep.run_point(c, seed=seed, requests=n)
         name, opts = dep.plan.sim_backend_options()
         # The sim runs while the deployment (and its timing tables) still exists.
-        sim_run = SimBackend(name, **opts).deploy(profile, topology, trial_id="validate-sim").run_point(
-            c, seed=seed, requests=n)
+        sim_run = SimBackend(name, **opts).deploy(mocker_equivalent(profile), topology,
+                                                  trial_id="validate-sim").run_point(c, seed=seed, requests=n)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
     report = ValidationReport(profile.name, topology.to_string(), c, n, dep.plan.describe(), sim=sim_m, live=live_m,
                               live_meta=live_run.meta)

@@ -81,15 +81,15 @@ def test_sim_logs_give_finite_poa(paper_profile) -> None:
     from autotune.backends.sim import SimBackend
     from autotune.topology import parse_topology
 
-    topo = parse_topology("4A4@tau=0,omega=0")
+    topo = parse_topology("4A4@tau=1,omega=1")
     dep = SimBackend().deploy(paper_profile, topo)
     run = dep.run_point(64, seed=3, requests=600)
     timers = [dep.perf.timer(tp) for _, tp in topo.worker_tps()]
-    blind = poa_hat(run.decisions, timers, 64, time_range=run.window_s)
+    sampled = poa_hat(run.decisions, timers, 64, time_range=run.window_s)
     dep.set_router(parse_topology("4A4@tau=0,omega=1").router)
     run2 = dep.run_point(64, seed=3, requests=600)
-    aware = poa_hat(run2.decisions, timers, 64, time_range=run2.window_s)
-    assert np.isfinite(blind.poa_hat) and np.isfinite(aware.poa_hat)
-    # cache-blind routing (ω=0) is priced worse than Dynamo's default on prefix-shared traffic
-    assert blind.poa_hat > aware.poa_hat
-    assert blind.windows > 0 and blind.window_p90 >= blind.window_median
+    greedy = poa_hat(run2.decisions, timers, 64, time_range=run2.window_s)
+    assert np.isfinite(sampled.poa_hat) and np.isfinite(greedy.poa_hat)
+    # softmax sampling at τ=1 spreads requests without regard to load: priced above Dynamo's argmin
+    assert sampled.poa_hat > greedy.poa_hat >= 1.0 - 1e-9
+    assert sampled.windows > 0 and sampled.window_p90 >= sampled.window_median

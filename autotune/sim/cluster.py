@@ -74,6 +74,7 @@ class ClusterSim:
         self._intra_bps = c.intra_bw_gb_s * 1e9 * x.efficiency
         self._inter_bps = c.inter_bw_gb_s * 1e9 * x.efficiency
         self._xfer_fixed_s = (x.setup_ms + x.handover_ms) / 1000
+        self._frontend_s = dyn.frontend_overhead_ms / 1000
         self.seqs: list[Seq] = []
         self._itl: list[tuple[float, int, float]] = []
         self._ttft_buf: list[float] = []
@@ -136,6 +137,14 @@ class ClusterSim:
         seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid),
                   int(reqs.template[rid]), now, client)
         self.seqs.append(seq)
+        if self._frontend_s > 0:
+            self._schedule(now + self._frontend_s, self._route, seq)
+        else:
+            self._route(now, seq)
+
+    def _route(self, now: float, seq: Seq) -> None:
+        """The frontend has parsed and tokenised the request: the KV router picks a worker."""
+        rid = seq.rid
         if self.topology.disaggregated:
             stage, pool = "prefill", self.prefill_pool
         else:
