@@ -37,6 +37,9 @@ SERVICE_PREFILL, SERVICE_DECODE, SERVICE_AGG = "prefill", "decode", "worker"
 _MODULES = {"vllm": "dynamo.vllm", "sglang": "dynamo.sglang", "trtllm": "dynamo.trtllm"}
 _NIXL = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
 _SGLANG_BOOTSTRAP_PORT = "12345"
+# Same as autotune.dynamo.stack.FRONTEND_LOG (a test keeps them equal); not imported, because that
+# module pulls in the perf models (~0.4 s) and rendering must stay cheap for `plan` and results.
+FRONTEND_LOG = "info,dynamo_kv_router::services::selection=debug"
 
 
 def slug(text: str, limit: int) -> str:
@@ -175,6 +178,8 @@ def render_dgd(profile: Profile, topology: Topology, *, study: str, trial_id: st
     frontend: dict[str, Any] = {
         "componentType": "frontend",
         "replicas": 1,
+        # JSONL logs with the router's selections: the trial reads its routing decisions from the pod log
+        "envs": [{"name": "DYN_LOGGING_JSONL", "value": "1"}, {"name": "DYN_LOG", "value": FRONTEND_LOG}],
         "extraPodSpec": {"mainContainer": {
             "image": d.image,
             "command": ["python3", "-m", "dynamo.frontend"],

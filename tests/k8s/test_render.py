@@ -79,6 +79,7 @@ def test_shape_gpus_multinode_secrets_labels() -> None:
     assert pre["envFromSecret"] == "hf-token"
     assert pre["extraPodSpec"]["mainContainer"]["envFrom"] == [{"secretRef": {"name": "extra"}}]
     assert _flag(_args(dgd, "decode"), "--model") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert {"name": "DYN_LOGGING_JSONL", "value": "1"} in svcs["Frontend"]["envs"]  # decisions readable from the log
     fe = _args(dgd, "Frontend")
     assert _flag(fe, "--router-mode") == "kv" and _flag(fe, "--router-temperature") == "0.2"
     assert _flag(fe, "--router-prefill-load-scale") == "0.1"
@@ -88,6 +89,13 @@ def test_shape_gpus_multinode_secrets_labels() -> None:
     assert md["annotations"]["autotune.dev/topology"] == "1P16-3D4@tau=0.2,omega=0.1"
     agg = render_dgd(p, parse_topology("3A2"), study="paper", trial_id="8")["spec"]["services"]
     assert set(agg) == {"Frontend", "worker"} and agg["worker"]["subComponentType"] == "decode"
+
+
+def test_frontend_log_filter_matches_dynamo_local() -> None:
+    from autotune.dynamo.stack import FRONTEND_LOG as LOCAL
+    from autotune.k8s.render import FRONTEND_LOG
+
+    assert FRONTEND_LOG == LOCAL  # both backends parse the same selection lines
 
 
 def test_names_unique_short_and_dns_safe() -> None:
