@@ -35,6 +35,7 @@ class FaultProxy:
     port: int = 0
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status) as answered
+    cut_watches_after_s: float | None = None  # drop watch streams mid-flight (no terminating chunk)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -101,8 +102,18 @@ class FaultProxy:
                             self.send_header(k, v)
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
+                    cut = proxy.cut_watches_after_s if "watch=true" in self.path else None
+                    if cut is not None and conn.sock is not None:
+                        conn.sock.settimeout(cut)
                     while True:  # re-chunk so watch events reach the client as they happen
-                        chunk = resp.read1(65536)
+                        try:
+                            chunk = resp.read1(65536)
+                        except TimeoutError:
+                            chunk = None
+                        if chunk is None:  # lost watch: close without the final chunk
+                            self.close_connection = True
+                            self.connection.shutdown(2)
+                            return
                         if not chunk:
                             break
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))

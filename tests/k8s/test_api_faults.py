@@ -88,3 +88,17 @@ def test_retries_give_up_after_budget(flaky, proxy, namespace) -> None:
             field_manager="autotune", force=True, _content_type="application/apply-patch+yaml"),
             what="apply", backoff=Backoff(budget_s=1.0))
     assert 3 <= len(_patches(proxy)) <= 12
+
+
+def test_lost_watches_are_reestablished(flaky, proxy, namespace, operator) -> None:
+    """Every watch stream is cut after 0.4 s without an event; readiness is still seen."""
+    operator.ready_delay_s = 2.5
+    dgd = _dgd(namespace, "cut")
+    apply(flaky, dgd)
+    proxy.cut_watches_after_s = 0.4
+    obj = wait_ready(flaky, namespace, dgd["metadata"]["name"], timeout_s=30, slice_s=20)
+    assert obj["status"]["state"] == "successful"
+    watches = [p for m, p, _ in proxy.log if m == "GET" and "watch=true" in p]
+    assert len(watches) >= 3  # one 20 s slice would have been a single watch without the cuts
+    proxy.cut_watches_after_s = None
+    delete_and_wait(flaky, namespace, dgd["metadata"]["name"], timeout_s=30)
