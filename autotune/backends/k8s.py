@@ -97,8 +97,11 @@ class K8sDeployment(Deployment):
         _track(self, True)
         try:
             self._bring_up()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            try:
+                self.close()
+            except BackendError as teardown:  # report both: why the trial failed and what may be left
+                raise BackendError(f"{exc}; teardown also failed: {teardown}") from exc
             raise
 
     # ---- bring-up ---------------------------------------------------------------------------
@@ -245,9 +248,13 @@ class K8sDeployment(Deployment):
             if self.access is not None:
                 self.access.close()
             t0 = time.monotonic()
-            delete(self.kube, self.namespace, self.name)
-            t1 = time.monotonic()
-            wait_gone(self.kube, self.namespace, self.name, timeout_s=self.backend.delete_timeout_s)
+            try:
+                delete(self.kube, self.namespace, self.name)
+                t1 = time.monotonic()
+                wait_gone(self.kube, self.namespace, self.name, timeout_s=self.backend.delete_timeout_s)
+            except BackendError as exc:
+                raise BackendError(f"{exc}; graph {self.name} may be left in namespace {self.namespace}: remove it "
+                                   f"with `autotune cleanup -N {self.namespace} --study {self.backend.study}`") from exc
             self.timings.update(delete_s=t1 - t0, gone_s=time.monotonic() - t1)
         finally:
             self.closed = True

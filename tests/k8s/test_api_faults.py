@@ -102,3 +102,18 @@ def test_lost_watches_are_reestablished(flaky, proxy, namespace, operator) -> No
     assert len(watches) >= 3  # one 20 s slice would have been a single watch without the cuts
     proxy.cut_watches_after_s = None
     delete_and_wait(flaky, namespace, dgd["metadata"]["name"], timeout_s=30)
+
+
+def test_undeletable_graph_is_reported_with_the_cleanup_command(flaky, kube, proxy, namespace, operator) -> None:
+    from k8s_profiles import make_profile as profile
+
+    from autotune.backends.k8s import K8sBackend
+    from autotune.k8s.housekeeping import cleanup
+
+    operator.behavior = lambda obj: "never"
+    proxy.inject(403, 1, methods={"DELETE"})
+    backend = K8sBackend(kube=flaky, study="stuck", ready_timeout_s=1.5)
+    with pytest.raises(BackendError, match=r"not ready after 1.5 s.*teardown also failed: .*HTTP 403.*"
+                                           r"autotune cleanup -N .* --study stuck"):
+        backend.deploy(profile("vllm", namespace=namespace), parse_topology("1A1"), trial_id="1")
+    assert [lo.trial_id for lo in cleanup(kube, namespace, "stuck", timeout_s=20)] == ["1"]
