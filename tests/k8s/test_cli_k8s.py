@@ -83,6 +83,10 @@ def test_plan_validates_against_cluster_and_creates_nothing(kube, local_cluster,
     assert {t.shape() for t in plan_topologies(load_profile(path))} == {"1P1-1D1", "1A1", "1A2"}
     checks = validate_plan_against_cluster(str(path), kubeconfig=str(local_cluster.kubeconfig))
     assert len(checks) == 3 and all(c.ok for c in checks)
+    out = _autotune("plan", "-p", str(path), "-b", "k8s", "-n", "2", "-r", str(tmp_path / "plan"), "-o", "json",
+                    env={"KUBECONFIG": str(local_cluster.kubeconfig)})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("k8s dry run") == 3 and json.loads(out.stdout)["recommended"]
     assert _left(kube, namespace) == []
 
 
