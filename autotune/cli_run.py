@@ -57,14 +57,44 @@ def _study_options(f: Any) -> Any:
         click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
                      help="Parallel trials (default: CPU count on sim, 1 on live backends)."),
         click.option("--sampler", type=click.Choice(["tpe", "random", "nsga2"]), default="tpe", show_default=True),
+        click.option("--timing", type=click.Choice(["roofline", "mocker"]), default="roofline", show_default=True,
+                     help="dynamo-local: mocker worker timing from the perf model, or the mocker's default."),
+        click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="dynamo-local: mocker speed-up ratio (compressed time)."),
+        click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster)."),
+        click.option("--context", default=None, help="k8s: kubeconfig context."),
+        click.option("--frontend-access", type=click.Choice(["auto", "service-dns", "load-balancer", "port-forward"]),
+                     default="auto", show_default=True, help="k8s: how to reach each trial's frontend."),
         output_option,
     ]):
         f = opt(f)
     return f
 
 
+def _backend_options(backend: str, study: str, kw: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    if backend == "dynamo-local":
+        return (("timing", kw["timing"]), ("speedup", kw["speedup"]))
+    if backend == "k8s":
+        return (("kubeconfig", kw["kubeconfig"]), ("context", kw["context"]),
+                ("frontend_access", kw["frontend_access"]), ("study", study))
+    return ()
+
+
+def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
+    """``--resume`` on k8s: graphs a killed run left behind are removed before the study goes on."""
+    import logging
+
+    from autotune.cli_k8s import reconcile_on_resume  # type: ignore[attr-defined]
+    from autotune.search.study import load_study, study_name
+
+    study = load_study(prof, cfg, create=False)
+    finished = {f"t{t.number}" for t in study.trials if t.state.is_finished()}
+    rec = reconcile_on_resume(prof, study_name(prof), finished, kw["kubeconfig"], kw["context"])
+    logging.getLogger("autotune").info("resume: reconciled the cluster with the study: %s", rec)
+
+
 def _execute(profile: str, backend: str, trials: int | None, results: str | None, storage: str | None, resume: bool,
-             seed: int | None, jobs: int | None, sampler: str, fmt: str, prediction: bool) -> None:
+             seed: int | None, jobs: int | None, sampler: str, fmt: str, prediction: bool, **kw: Any) -> None:
     from autotune import pipeline
     from autotune.backends.base import available
     from autotune.profile import load_profile
@@ -76,8 +106,12 @@ def _execute(profile: str, backend: str, trials: int | None, results: str | None
     if seed is not None:
         prof = prof.model_copy(update={"seed": seed})
     out = Path(results) if results else Path("results") / prof.name
-    cfg = StudyConfig(out, trials or prof.search.trials, backend, (), storage, resume, prof.seed,
-                      jobs or ((os.cpu_count() or 1) if backend == "sim" else 1), sampler)
+    from autotune.search.study import study_name
+
+    cfg = StudyConfig(out, trials or prof.search.trials, backend, _backend_options(backend, study_name(prof), kw),
+                      storage, resume, prof.seed, jobs or ((os.cpu_count() or 1) if backend == "sim" else 1), sampler)
+    if backend == "k8s" and resume and (out / "study.journal").exists():
+        _reconcile_cluster(prof, cfg, kw)
     on_trial, prog = _progress(cfg.trials)
     try:
         if prog is not None:
@@ -111,7 +145,7 @@ def plan(**kw: Any) -> None:
             from autotune.cli_k8s import validate_plan_against_cluster  # type: ignore[attr-defined]
         except ImportError as exc:
             raise InputError(f"--backend: k8s planning is not available here: {exc}") from None
-        validate_plan_against_cluster(kw["profile"])
+        validate_plan_against_cluster(kw["profile"], kw["kubeconfig"], kw["context"])
     elif backend not in ("sim", "dynamo-local"):
         raise InputError(f"--backend: unknown backend {backend!r} (choose from sim, dynamo-local, k8s)")
     _execute(**kw, backend="sim", prediction=True)
