@@ -20,7 +20,7 @@ from autotune.output import FORMATS, emit
 @click.option("--seed", type=int, default=None, help="Random seed (default: the profile's).")
 @click.option("--timing", default="roofline", show_default=True,
               help="Worker timing: a perf model tabulated for the mockers (roofline), or 'mocker' (its default).")
-@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
               help="Mocker speed-up ratio (both sides run at the same compressed time).")
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when a metric misses its target.")
