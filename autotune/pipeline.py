@@ -48,8 +48,17 @@ def finish(profile: Profile, study: optuna.Study, out: Path, backend: dict[str, 
     capacity = max(p.metrics.req_s for p in res.points)
     spike = spike_experiment(profile, topo, controller, capacity, seed=profile.seed)
     bases = baseline_trials(study)
+    base_ctrl = base_spike = None
+    if bases and bases[0].user_attrs["topology"] != chosen.user_attrs["topology"]:
+        # the same controller experiment on the default deployment (the paper's Exp. 3 setting)
+        btopo = parse_topology(bases[0].user_attrs["topology"])
+        bres = trial_result(bases[0])
+        log.info("deriving controller settings for the baseline %s", btopo)
+        base_ctrl, _ = derive_controller(profile, btopo, bres, seed=profile.seed, requests=s.requests_per_point)
+        bcap = max(p.metrics.req_s for p in bres.points)
+        base_spike = spike_experiment(profile, btopo, base_ctrl, bcap, seed=profile.seed)
     outcome = Outcome(profile, study, chosen, sel.front, sel.slo_met, bases[0] if bases else None, controller, grids,
-                      spike, backend, prediction)
+                      spike, backend, prediction, base_ctrl, base_spike)
     return write_results(out, outcome)
 
 

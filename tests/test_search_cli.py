@@ -89,7 +89,9 @@ def test_every_result_file_parses(study_dir: Path) -> None:
     yaml.safe_load((study_dir / "profile.resolved.yaml").read_text())
     assert (study_dir / "report.md").read_text().startswith("# autotune report")
     pngs = sorted(p.name for p in (study_dir / "plots").iterdir())
-    assert pngs == ["pareto.png", "poa_ttft_vs_concurrency.png", "router_heatmaps.png", "spike_static_vs_adaptive.png"]
+    assert {"pareto.png", "poa_ttft_vs_concurrency.png", "router_heatmaps.png", "spike_static_vs_adaptive.png"} <= set(pngs)
+    spike = pd.read_csv(study_dir / "spike.csv")
+    assert set(spike["policy"]) == {"static", "adaptive"} and "recommended" in set(spike["role"])
     for p in (study_dir / "plots").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

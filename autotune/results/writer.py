@@ -45,6 +45,8 @@ class Outcome:
     spike: SpikeReport
     backend: dict[str, Any]
     prediction: bool
+    baseline_controller: ControllerSettings | None = None
+    baseline_spike: SpikeReport | None = None
 
 
 def environment(backend: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +124,10 @@ def recommendation(o: Outcome) -> dict[str, Any]:
         }
     ph = o.spike.phases
     rec["adaptive_vs_static"] = ph.to_dict(orient="records")
+    if o.baseline_spike is not None and o.baseline_controller is not None and o.baseline is not None:
+        rec["baseline_adaptive_vs_static"] = {
+            "topology": o.baseline.user_attrs.get("topology"), "controller": o.baseline_controller.as_dict(),
+            "phases": o.baseline_spike.phases.to_dict(orient="records")}
     rec["provenance"] = {"backend": o.backend, "autotune": __version__, "dynamo_version": p.dynamo.version,
                          "framework": p.dynamo.framework, "seed": p.seed, "profile": p.name,
                          "profile_digest": p.digest(), "study": o.study.study_name, "trial": t.number,
@@ -150,7 +156,10 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
     write_yaml(out / "dgd.yaml", dgd, header=f"# DynamoGraphDeployment for {topo} (kubectl apply -f dgd.yaml)\n" + mark)
     heat = pd.concat([g.assign(panel=k) for k, g in o.heatmaps.items()], ignore_index=True)
     write_csv(out / "heatmaps.csv", heat)
-    write_csv(out / "spike.csv", o.spike.phases)
+    spikes = [o.spike.phases.assign(topology=o.chosen.user_attrs["topology"], role="recommended")]
+    if o.baseline_spike is not None and o.baseline is not None:
+        spikes.append(o.baseline_spike.phases.assign(topology=o.baseline.user_attrs["topology"], role="baseline"))
+    write_csv(out / "spike.csv", pd.concat(spikes, ignore_index=True))
     pts = points_frame([o.chosen] + ([o.baseline] if o.baseline is not None else []))
     curves = {f"{t.user_attrs.get('topology')} ({'recommended' if t is o.chosen else 'baseline'})":
               pts[pts["trial"] == t.number] for t in [o.chosen] + ([o.baseline] if o.baseline is not None else [])}
@@ -159,6 +168,8 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
     plots.pareto_plot(trials[trials["state"] == "COMPLETE"], front, chosen_row, out / "plots" / "pareto.png")
     plots.heatmap_plot(o.heatmaps, out / "plots" / "router_heatmaps.png")
     plots.spike_plot(o.spike.phases, out / "plots" / "spike_static_vs_adaptive.png")
+    if o.baseline_spike is not None:
+        plots.spike_plot(o.baseline_spike.phases, out / "plots" / "spike_static_vs_adaptive_baseline.png")
     counts = trials["state"].value_counts().to_dict()
     summary = {
         "profile": p.name, "prediction": o.prediction, "backend": o.backend.get("backend"),
