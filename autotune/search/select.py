@@ -2,7 +2,8 @@
 
 Rule: among feasible Pareto-optimal trials (SLO constraints met), normalise both objectives to
 [0, 1] over the front — PoA-hat (lower is better) and tok/s/GPU (higher is better) — and take the
-trial closest to the utopia point (best of both). Ties go to fewer GPUs, then the earlier trial.
+trial closest to the utopia point (best of both). Ties go to fewer GPUs, then to router settings
+closest to Dynamo's defaults, then the earlier trial.
 If no trial meets the SLOs, the trial with the smallest total SLO violation is recommended and
 flagged ``slo_met: false``.
 """
@@ -44,9 +45,11 @@ def select(study: optuna.Study) -> Selection:
     p_lo, p_span = min(poa), (max(poa) - min(poa)) or 1.0
     t_hi, t_span = max(tput), (max(tput) - min(tput)) or 1.0
 
-    def key(t: FrozenTrial) -> tuple[float, int, int]:
+    def key(t: FrozenTrial) -> tuple[float, int, float, int]:
         d = math.hypot((t.values[0] - p_lo) / p_span, (t_hi - t.values[1]) / t_span)
-        return (round(d, 9), int(t.user_attrs.get("gpus", 0)), t.number)
+        # equal scores: the router settings closest to Dynamo's defaults (τ 0, ω 1) are the safer pick
+        tau, omega = t.params.get("temperature", 0.0), t.params.get("overlap_weight", 1.0)
+        return (round(d, 6), int(t.user_attrs.get("gpus", 0)), round(abs(tau) + abs(omega - 1.0), 9), t.number)
 
     return Selection(min(front, key=key), tuple(sorted(front, key=lambda t: t.values[0])), True)
 
