@@ -89,7 +89,8 @@ def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
 
     study = load_study(prof, cfg, create=False)
     finished = {f"t{t.number}" for t in study.trials if t.state.is_finished()}
-    rec = reconcile_on_resume(prof, study_name(prof), finished, kw["kubeconfig"], kw["context"])
+    graphs = os.environ.get("AUTOTUNE_STUDY") or study_name(prof)
+    rec = reconcile_on_resume(prof, graphs, finished, kw["kubeconfig"], kw["context"])
     logging.getLogger("autotune").info("resume: reconciled the cluster with the study: %s", rec)
 
 
@@ -108,7 +109,8 @@ def _execute(profile: str, backend: str, trials: int | None, results: str | None
     out = Path(results) if results else Path("results") / prof.name
     from autotune.search.study import study_name
 
-    cfg = StudyConfig(out, trials or prof.search.trials, backend, _backend_options(backend, study_name(prof), kw),
+    graphs = os.environ.get("AUTOTUNE_STUDY") or study_name(prof)  # label of this study's trial graphs
+    cfg = StudyConfig(out, trials or prof.search.trials, backend, _backend_options(backend, graphs, kw),
                       storage, resume, prof.seed, jobs or ((os.cpu_count() or 1) if backend == "sim" else 1), sampler)
     if backend == "k8s" and resume and (out / "study.journal").exists():
         _reconcile_cluster(prof, cfg, kw)

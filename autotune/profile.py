@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -349,10 +350,13 @@ def _read_yaml(path: Path, display: str) -> dict[str, Any]:
 
 
 def find_profile(ref: str) -> Path:
-    """A profile by path, or by name from the shipped ``profiles/`` directory."""
+    """A profile by path, or by name from ``$AUTOTUNE_PROFILES_DIR`` or the shipped ``profiles/``."""
     p = Path(ref)
     if p.exists() or p.suffix in (".yaml", ".yml") or "/" in ref:
         return p
+    for d in (os.environ.get("AUTOTUNE_PROFILES_DIR"), PROFILES_DIR):
+        if d and (Path(d) / f"{ref}.yaml").exists():
+            return Path(d) / f"{ref}.yaml"
     return PROFILES_DIR / f"{ref}.yaml"
 
 
