@@ -57,17 +57,20 @@ class ClusterSim:
                 i, role, perf.timer(tp), blocks, self.bs, eng.max_num_seqs, eng.max_num_batched_tokens,
                 self._schedule, self._on_prefill_done, self._on_first_token, self._on_complete, self._on_itl))
         self.tps = [tp for _, tp in roles]
-        self.prefill_pool = [i for i, (r, _) in enumerate(roles) if r == "prefill"]
-        self.decode_pool = [i for i, (r, _) in enumerate(roles) if r == "decode"]
-        self.agg_pool = [i for i, (r, _) in enumerate(roles) if r == "agg"]
+        # worker_tps() orders prefill, decode, aggregated: each pool is a contiguous range
+        n_p, n_d = topology.prefill_workers, topology.decode_workers
+        self.prefill_pool = range(0, n_p)
+        self.decode_pool = range(n_p, n_p + n_d)
+        self.agg_pool = range(n_p + n_d, len(roles))
         self.caches = [e.kv for e in self.engines]
         self.state = RouterState(len(self.engines))
         dyn = profile.dynamo
         self.router = KvRouter(topology.router, self.bs, self.rng, dyn.busy_decode_blocks_frac, dyn.busy_prefill_tokens)
         if topology.disaggregated:
-            self.logs = {"prefill": DecisionLog("prefill", self.prefill_pool), "decode": DecisionLog("decode", self.decode_pool)}
+            self.logs = {"prefill": DecisionLog("prefill", list(self.prefill_pool)),
+                         "decode": DecisionLog("decode", list(self.decode_pool))}
         else:
-            self.logs = {"agg": DecisionLog("agg", self.agg_pool)}
+            self.logs = {"agg": DecisionLog("agg", list(self.agg_pool))}
         m, c, x = profile.model, profile.cluster, profile.kv_transfer
         self._kv_bytes = m.kv_bytes_per_token
         self._kv_heads = m.kv_heads

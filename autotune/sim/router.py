@@ -45,7 +45,7 @@ class KvRouter:
     def choose(
         self,
         stage: str,
-        candidates: list[int],
+        candidates: list[int] | range,
         caches: list[KvCache],
         state: RouterState,
         hashes: tuple[int, ...],
@@ -66,16 +66,15 @@ class KvRouter:
         else:
             omega, credit = s.overlap_weight, s.effective_credit
             overlaps = [caches[w].match(hashes) for w in candidates]
-        logits = []
-        for w, ov in zip(candidates, overlaps, strict=True):
-            prefill = omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0
-            if stage == "prefill":
-                decode = 0.0
-            elif stage == "decode":
-                decode = ab[w] + req_blocks
-            else:
-                decode = ab[w] + req_blocks - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
-            logits.append(prefill + decode)
+        if stage == "decode":
+            logits = [ab[w] + req_blocks for w in candidates]
+        elif stage == "prefill":
+            logits = ([omega * max((apt[w] + isl) / bs - credit * ov, 0.0)
+                       for w, ov in zip(candidates, overlaps, strict=True)] if omega else [0.0] * len(candidates))
+        else:
+            logits = [(omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0)
+                      + ab[w] + req_blocks - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
+                      for w, ov in zip(candidates, overlaps, strict=True)]
         pool = list(range(len(candidates)))
         if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
             pool = [i for i in pool if not self._busy(candidates[i], caches, state)]
@@ -119,7 +118,7 @@ class KvRouter:
         return ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
 
     @staticmethod
-    def _log(log: DecisionLog, now: float, rid: int, pick: int, candidates: list[int], isl: int, osl: int,
+    def _log(log: DecisionLog, now: float, rid: int, pick: int, candidates: list[int] | range, isl: int, osl: int,
              overlaps: list[int], state: RouterState, logits: list[float]) -> None:
         log.time_s.append(now)
         log.request_id.append(rid)
@@ -127,7 +126,13 @@ class KvRouter:
         log.input_tokens.append(isl)
         log.output_tokens.append(osl)
         log.overlap_blocks.append(tuple(overlaps))
-        log.active_prefill_tokens.append(tuple(state.active_prefill_tokens[w] for w in candidates))
-        log.active_blocks.append(tuple(state.active_blocks[w] for w in candidates))
-        log.active_requests.append(tuple(state.active_requests[w] for w in candidates))
+        if isinstance(candidates, range) and candidates.step == 1:  # pools are contiguous: slice, don't gather
+            lo, hi = candidates.start, candidates.stop
+            log.active_prefill_tokens.append(tuple(state.active_prefill_tokens[lo:hi]))
+            log.active_blocks.append(tuple(state.active_blocks[lo:hi]))
+            log.active_requests.append(tuple(state.active_requests[lo:hi]))
+        else:
+            log.active_prefill_tokens.append(tuple([state.active_prefill_tokens[w] for w in candidates]))
+            log.active_blocks.append(tuple([state.active_blocks[w] for w in candidates]))
+            log.active_requests.append(tuple([state.active_requests[w] for w in candidates]))
         log.logits.append(tuple(logits))
