@@ -201,7 +201,7 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
         if profile.model.heads % tp:
             return Feasibility(False, f"{role} TP{tp} does not divide the model's {profile.model.heads} attention heads")
         tokens = kv_capacity_tokens(profile, tp)
-        need = max(profile.engine.min_kv_tokens, _max_request_tokens(profile))
+        need = max(profile.engine.min_kv_tokens, max_request_tokens(profile))
         if tokens < need:
             weights_gb = profile.model.weight_bytes / tp / 1e9
             return Feasibility(
@@ -216,7 +216,8 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
     return Feasibility(True, "", placement, kv)
 
 
-def _max_request_tokens(profile: Profile) -> int:
+def max_request_tokens(profile: Profile) -> int:
+    """Longest request (input + output) the workload can send: the KV pool must hold one."""
     def hi(d: object) -> int:
         for attr in ("value", "max"):
             v = getattr(d, attr, None)

@@ -31,7 +31,7 @@ import numpy as np
 
 from autotune import perf
 from autotune.profile import Profile
-from autotune.topology import Topology, kv_capacity_tokens
+from autotune.topology import Topology, kv_capacity_tokens, max_request_tokens
 
 NPZ_KEYS = ("prefill_isl", "prefill_ttft_ms", "decode_active_kv_tokens", "decode_context_length", "decode_itl")
 
@@ -137,17 +137,6 @@ class TimingPlan:
 
     def describe(self) -> dict[str, Any]:
         return {"timing": self.source, "speedup_ratio": self.speedup, "timing_note": self.note}
-
-
-def max_request_tokens(profile: Profile) -> int:
-    def hi(d: Any) -> int:
-        for attr in ("value", "max"):
-            v = getattr(d, attr, None)
-            if v:
-                return int(v)
-        return int(d.mean + 4 * d.std)
-
-    return hi(profile.workload.input_tokens) + hi(profile.workload.output_tokens)
 
 
 def plan_timing(profile: Profile, topology: Topology, out_dir: Path, *, timing: str = "roofline",
