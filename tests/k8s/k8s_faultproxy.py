@@ -81,6 +81,7 @@ class FaultProxy:
                     blob = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                        "message": f"injected {fault.status}", "reason": "Injected",
                                        "code": fault.status}).encode()
+                    proxy._record(self.command, self.path, fault.status)  # before answering: no race with asserts
                     self.send_response(fault.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(blob)))
@@ -88,7 +89,6 @@ class FaultProxy:
                         self.send_header("Retry-After", str(fault.retry_after))
                     self.end_headers()
                     self.wfile.write(blob)
-                    proxy._record(self.command, self.path, fault.status)
                     return
                 conn = http.client.HTTPSConnection("127.0.0.1", proxy.upstream_port, context=ctx, timeout=120)
                 try:
