@@ -11,246 +11,37 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from autotune import catalog
 from autotune.errors import InputError, ProfileError
+from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections are part of the profile API
+    DTYPE_BYTES,
+    ClusterSpec,
+    Dtype,
+    DynamoSpec,
+    EngineSpec,
+    FixedDist,
+    GpuSpec,
+    KvTransferSpec,
+    LengthDist,
+    ModelSpec,
+    NonNeg,
+    NormalDist,
+    Pos,
+    PosInt,
+    SearchSpace,
+    SloSpec,
+    SpikeSpec,
+    UniformDist,
+    WorkloadSpec,
+    _Strict,
+)
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
-
-Pos = Annotated[float, Field(gt=0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Dtype = Literal["fp4", "fp8", "bf16", "fp16"]
-DTYPE_BYTES = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0, "fp16": 2.0}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class GpuSpec(_Strict):
-    name: str
-    bf16_tflops: Pos
-    fp8_tflops: Pos
-    fp4_tflops: Pos | None = None
-    hbm_gb: Pos  # usable HBM, decimal GB as vendors quote it
-    hbm_bw_tb_s: Pos
-    nvlink_gb_s: Pos
-    allreduce_bus_gb_s: Pos
-    network_gb_s: Pos
-    allreduce_latency_us: NonNeg = 10.0
-
-    def peak_tflops(self, dtype: str) -> float:
-        if dtype == "fp4":
-            return self.fp4_tflops or self.fp8_tflops
-        return self.fp8_tflops if dtype == "fp8" else self.bf16_tflops
-
-
-class ModelSpec(_Strict):
-    name: str
-    layers: PosInt
-    hidden: PosInt
-    heads: PosInt
-    kv_heads: PosInt
-    head_dim: PosInt
-    ffn: PosInt
-    params_b: Pos
-    vocab: PosInt
-    active_params_b: Pos | None = None
-    experts: PosInt = 1
-    experts_per_token: PosInt = 1
-    weight_dtype: Dtype = "bf16"
-    kv_dtype: Dtype = "bf16"
-    served_name: str | None = None  # the name clients send; defaults to ``name``
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
-        if self.active_params_b and self.active_params_b > self.params_b:
-            raise ValueError("active_params_b exceeds params_b")
-        if self.experts_per_token > self.experts:
-            raise ValueError("experts_per_token exceeds experts")
-        return self
-
-    @property
-    def kv_bytes_per_token(self) -> float:
-        """Whole-model KV bytes per token (all layers, K and V, all KV heads)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[self.kv_dtype]
-
-    @property
-    def weight_bytes(self) -> float:
-        return self.params_b * 1e9 * DTYPE_BYTES[self.weight_dtype]
-
-
-class ClusterSpec(_Strict):
-    nodes: PosInt
-    gpu: GpuSpec
-    gpus_per_node: Annotated[int, Field(gt=0, le=72)]
-    intra_node_bw_gb_s: Pos | None = None  # default: the GPU's NVLink bandwidth
-    inter_node_bw_gb_s: Pos | None = None  # default: the GPU's scale-out bandwidth
-    allow_multinode_workers: bool = False
-
-    @property
-    def total_gpus(self) -> int:
-        return self.nodes * self.gpus_per_node
-
-    @property
-    def intra_bw_gb_s(self) -> float:
-        return self.intra_node_bw_gb_s or self.gpu.nvlink_gb_s
-
-    @property
-    def inter_bw_gb_s(self) -> float:
-        return self.inter_node_bw_gb_s or self.gpu.network_gb_s
-
-
-class DynamoSpec(_Strict):
-    version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = "1.6.1"
-    framework: Literal["vllm", "sglang", "trtllm"] = "vllm"
-    image: str = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"
-    model_path: str | None = None  # HF id or path inside the image; defaults to the model name
-    namespace: str = "default"
-    secrets: list[str] = Field(default_factory=list)  # envFromSecret names (e.g. hf-token)
-    extra_worker_args: list[str] = Field(default_factory=list)
-    extra_frontend_args: list[str] = Field(default_factory=list)
-    frontend_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
-    # frontend work before routing (HTTP, tokenisation, model lookup); measured 4.5 ms on a local
-    # Dynamo 1.6.1 frontend at C=1 (autotune validate); BLIS fits ~15.6 ms with HTTP (perf_model.md §4)
-    frontend_overhead_ms: Annotated[float, Field(ge=0)] = 4.5
-    # router busy thresholds (1.6.1: unset = disabled, dynamo.md §2); all workers busy -> HTTP 503
-    busy_decode_blocks_frac: Annotated[float, Field(gt=0)] | None = None
-    busy_prefill_tokens: PosInt | None = None
-
-    @property
-    def version_tuple(self) -> tuple[int, int]:
-        major, minor = self.version.split(".")[:2]
-        return int(major), int(minor)
-
-
-class EngineSpec(_Strict):
-    max_num_seqs: PosInt = 256
-    max_num_batched_tokens: PosInt = 8192
-    block_size: PosInt = 64
-    gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
-    reserve_gb: NonNeg = 4.0  # activations, CUDA graphs, NCCL buffers (perf_model.md §2: 4 GB/GPU (e))
-    min_kv_tokens: PosInt = 4096  # a worker below this KV pool is infeasible
-    preemption: Literal["recompute"] = "recompute"
-
-
-class KvTransferSpec(_Strict):
-    setup_ms: NonNeg = 3.0  # perf_model.md §3: setup 1-5 ms (e)
-    handover_ms: NonNeg = 0.0  # perf_model.md §3: orchestration hand-over 20-60 ms seen with vLLM+NIXL (e)
-    efficiency: Annotated[float, Field(gt=0, le=1)] = 0.7  # perf_model.md §3: eta 0.5-0.8 inter-node (e)
-
-
-class FixedDist(_Strict):
-    dist: Literal["fixed"]
-    value: PosInt
-
-
-class UniformDist(_Strict):
-    dist: Literal["uniform"]
-    min: PosInt
-    max: PosInt
-
-    @model_validator(mode="after")
-    def _check(self) -> UniformDist:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
-        return self
-
-
-class NormalDist(_Strict):
-    dist: Literal["normal"]
-    mean: Pos
-    std: NonNeg
-    min: PosInt = 1
-    max: PosInt | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> NormalDist:
-        if self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
-        return self
-
-
-LengthDist = Annotated[Union[FixedDist, UniformDist, NormalDist], Field(discriminator="dist")]
-
-
-class SpikeSpec(_Strict):
-    """Open-loop rate schedule: base rate, then ``peak_rate_rps`` between start and end."""
-
-    start_s: NonNeg
-    duration_s: Pos
-    peak_rate_rps: Pos
-
-
-class WorkloadSpec(_Strict):
-    templates: PosInt = 5
-    prefix_tokens: Annotated[int, Field(ge=0)] = 96  # tokens of a request shared with its template
-    input_tokens: LengthDist = FixedDist(dist="fixed", value=128)
-    output_tokens: LengthDist = FixedDist(dist="fixed", value=128)
-    arrival: Literal["closed", "open"] = "closed"
-    rate_rps: Pos | None = None  # open loop
-    spike: SpikeSpec | None = None
-    concurrency: list[PosInt] = Field(default_factory=lambda: [16, 32, 64, 96, 128, 192, 256], min_length=1)
-    requests_per_point: PosInt = 2000
-    warmup_requests: Annotated[int, Field(ge=0)] = 100
-    cooldown_requests: Annotated[int, Field(ge=0)] = 100
-
-    @model_validator(mode="after")
-    def _check(self) -> WorkloadSpec:
-        if sorted(set(self.concurrency)) != list(self.concurrency):
-            raise ValueError("concurrency must be strictly increasing without repeats")
-        if self.arrival == "open" and self.rate_rps is None:
-            raise ValueError("open-loop arrival needs rate_rps")
-        if self.spike is not None and self.arrival != "open":
-            raise ValueError("spike is an open-loop rate schedule: it needs arrival 'open'")
-        if self.warmup_requests + self.cooldown_requests >= self.requests_per_point:
-            raise ValueError("warmup_requests + cooldown_requests leave no measured requests")
-        return self
-
-    def min_input_tokens(self) -> int:
-        d = self.input_tokens
-        return d.value if isinstance(d, FixedDist) else d.min
-
-
-class SloSpec(_Strict):
-    ttft_p99_ms: Pos | None = None
-    itl_p99_ms: Pos | None = None
-
-
-class SearchSpace(_Strict):
-    trials: PosInt = 100
-    prefill_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    decode_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    aggregated_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    allow_aggregated: bool = True
-    max_prefill_workers: PosInt = 8
-    max_decode_workers: PosInt = 16
-    temperature: tuple[NonNeg, NonNeg] = (0.0, 1.0)
-    overlap_weight: tuple[NonNeg, NonNeg] = (0.0, 2.0)  # ω = prefill-load scale
-    overlap_credit: tuple[NonNeg, NonNeg] | None = None  # 1.3+ only; None = fixed at 1.0
-    min_gpus: PosInt = 1  # topologies using fewer GPUs are not considered (fill the pool you have)
-    router_step: Annotated[float, Field(gt=0)] | None = None  # discretize τ, ω (and credit) to this step
-    concurrency: list[PosInt] | None = None  # sweep used per trial; default: workload.concurrency
-    requests_per_point: PosInt | None = None  # burst per point during the search; default: workload's
-    operating_point: Literal["target", "saturated", "grid"] = "target"
-    target_concurrency: PosInt | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> SearchSpace:
-        for name in ("temperature", "overlap_weight", "overlap_credit"):
-            lo_hi = getattr(self, name)
-            if lo_hi is not None and lo_hi[0] > lo_hi[1]:
-                raise ValueError(f"{name}: lower bound {lo_hi[0]} exceeds upper bound {lo_hi[1]}")
-        if self.operating_point == "target" and self.target_concurrency is None:
-            raise ValueError("operating_point 'target' needs target_concurrency")
-        return self
 
 
 class Profile(_Strict):
