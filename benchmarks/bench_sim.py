@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--topology", default="1P4-5D4")
     ap.add_argument("--concurrency", type=int, default=128)
     ap.add_argument("--requests", type=int, default=10_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
 
     pinned = False
@@ -65,6 +65,9 @@ def main() -> int:
     print(f"profile {prof.name}, topology {args.topology}, C={args.concurrency}, {args.requests} requests, "
           f"one core pinned: {pinned}")
     print(f"simulated requests/s (median of {args.runs}): {rate:,.0f}   (target >= {TARGET_REQ_S:,})")
+    # On a shared VM, CPU steal slows some runs by up to 2x; the best run is the machine's own speed
+    # (the convention of Python's timeit), the median what a user sees on a busy host.
+    print(f"simulated requests/s (best of {args.runs}): {max(rates):,.0f}   spread {min(rates):,.0f}-{max(rates):,.0f}")
     print(f"tracemalloc peak: {peak_mb:.1f} MB   ru_maxrss: {rss_mb:.1f} MB   (target <= {TARGET_MB} MB)")
     print(f"point: {m.output_tok_s:,.0f} tok/s, TTFT p99 {m.ttft_p99_ms:.1f} ms, ITL p50 {m.itl_p50_ms:.2f} ms")
     ok = rate >= TARGET_REQ_S and max(peak_mb, rss_mb) <= TARGET_MB

@@ -10,7 +10,6 @@ change mid-run through a controller (the paper's adaptive controller plugs in he
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections.abc import Callable
 from typing import Protocol
@@ -226,16 +225,37 @@ class ClusterSim:
     def result(self, concurrency: int, warmup: int, cooldown: int) -> PointRun:
         seqs = self.seqs
         n = len(seqs)
-        rows = {c: [] for c in REQUEST_COLUMNS}
-        for s in seqs:
-            ok = not s.rejected
-            itl = (s.done - s.first_token) / (s.osl - 1) * 1000 if ok and s.osl > 1 else math.nan
-            vals = (s.rid, s.client, s.template, s.arrival, s.routed, s.pworker, s.dworker, s.isl,
-                    s.osl if ok else 0, s.cached, s.prefill_start, s.prefill_end, s.xfer_end, s.first_token, itl,
-                    math.nan, s.done, s.preemptions, "ok" if ok else "rejected",
-                    "" if ok else "all workers busy (503)", warmup <= s.rid < n - cooldown)
-            for c, v in zip(REQUEST_COLUMNS, vals, strict=True):
-                rows[c].append(v)
+        ok = np.array([not s.rejected for s in seqs], dtype=bool)
+        osl = np.array([s.osl for s in seqs], dtype=np.int64)
+        first = np.array([s.first_token for s in seqs], dtype=float)
+        done = np.array([s.done for s in seqs], dtype=float)
+        rid = np.array([s.rid for s in seqs], dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            itl = np.where(ok & (osl > 1), (done - first) / (osl - 1) * 1000, np.nan)
+        rows = {
+            "request_id": rid,
+            "client": [s.client for s in seqs],
+            "template": [s.template for s in seqs],
+            "arrival_s": [s.arrival for s in seqs],
+            "routed_s": [s.routed for s in seqs],
+            "prefill_worker": [s.pworker for s in seqs],
+            "decode_worker": [s.dworker for s in seqs],
+            "input_tokens": [s.isl for s in seqs],
+            "output_tokens": np.where(ok, osl, 0),
+            "cached_tokens": [s.cached for s in seqs],
+            "prefill_start_s": [s.prefill_start for s in seqs],
+            "prefill_end_s": [s.prefill_end for s in seqs],
+            "kv_transfer_end_s": [s.xfer_end for s in seqs],
+            "first_token_s": first,
+            "itl_mean_ms": itl,
+            "itl_max_ms": np.full(n, np.nan),
+            "completion_s": done,
+            "preemptions": [s.preemptions for s in seqs],
+            "status": np.where(ok, "ok", "rejected"),
+            "error": np.where(ok, "", "all workers busy (503)"),
+            "measured": (rid >= warmup) & (rid < n - cooldown),
+        }
+        assert tuple(rows) == REQUEST_COLUMNS
         df = pd.DataFrame(rows)
         done = np.sort(df["completion_s"].to_numpy())
         lo = done[min(warmup, n - 1)] if n else 0.0
