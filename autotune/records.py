@@ -98,6 +98,3 @@ class PointRun:
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: timing source, versions, etc.
     router_changes: list[tuple[float, str]] = field(default_factory=list)  # (time, settings) when changed
 
-
-def empty_requests() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in REQUEST_COLUMNS})

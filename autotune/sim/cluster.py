@@ -210,10 +210,7 @@ class ClusterSim:
         st, d = self.state, seq.dworker
         blocks = -(-seq.isl // self.bs) - (0 if self.topology.disaggregated else seq.overlap)
         st.active_blocks[d] -= blocks
-        if self.topology.disaggregated:
-            st.active_requests[d] -= 1
-        else:
-            st.active_requests[d] -= 1
+        st.active_requests[d] -= 1
         self._pending -= 1
         if self._closed:
             self._issue(now, seq.client)
