@@ -110,9 +110,21 @@ class DynamoSpec(_Strict):
     # frontend work before routing (HTTP, tokenisation, model lookup); measured 4.5 ms on a local
     # Dynamo 1.6.1 frontend at C=1 (autotune validate); BLIS fits ~15.6 ms with HTTP (perf_model.md §4)
     frontend_overhead_ms: Annotated[float, Field(ge=0)] = 4.5
+    # the random part of that overhead (exponential, this mean; the rest is fixed). Without it a
+    # closed loop with fixed lengths phase-locks (requests admitted in lockstep), which no real
+    # frontend holds. Spread of the route delay measured on the local 1.6.1 stack: ~0.7 ms at C=1,
+    # 1.5-3 ms at C=8 (autotune validate fits it per run)
+    frontend_jitter_ms: NonNeg = 1.0
     # router busy thresholds (1.6.1: unset = disabled, dynamo.md §2); all workers busy -> HTTP 503
     busy_decode_blocks_frac: Annotated[float, Field(gt=0)] | None = None
     busy_prefill_tokens: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _jitter_within_overhead(self) -> DynamoSpec:
+        if self.frontend_jitter_ms > self.frontend_overhead_ms:
+            raise ValueError(f"frontend_jitter_ms ({self.frontend_jitter_ms}) must not exceed "
+                             f"frontend_overhead_ms ({self.frontend_overhead_ms})")
+        return self
 
     @property
     def version_tuple(self) -> tuple[int, int]:

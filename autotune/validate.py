@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autotune.backends.dynamo_local import DynamoLocalBackend
@@ -82,7 +83,8 @@ class ValidationReport:
     def to_text(self) -> str:
         """Plain-text side-by-side table (the CLI renders the same rows with rich)."""
         lines = [f"{self.profile} {self.topology} C={self.concurrency} n={self.requests} "
-                 f"timing={self.timing.get('timing')} speedup={self.timing.get('speedup_ratio')}",
+                 f"timing={self.timing.get('timing')} speedup={self.timing.get('speedup_ratio')} "
+                 f"frontend jitter={self.timing.get('frontend_jitter_ms')} ms",
                  f"{'metric':<26}{'sim':>10}{'live':>10}{'error':>10}{'target':>9}  ok"]
         for r in self.rows:
             err = f"{r.error:+.1%}" if r.kind == "rel" else f"{r.error:+.1f}pt"
@@ -136,12 +138,38 @@ def compare(sim: PointMetrics, live: PointMetrics, sim_run: PointRun, live_run: 
 VALIDATE_SPEEDUP = 0.5
 
 
-def mocker_equivalent(profile: Profile) -> Profile:
+# An exponential's median minus its 5th percentile is ln 2 − ln(20/19) ≈ 0.642 of its mean.
+_EXP_P50_MINUS_P5 = math.log(2) - math.log(20 / 19)
+MIN_ROUTE_SAMPLES = 20
+
+
+def fit_frontend_jitter_ms(live: PointRun) -> float | None:
+    """The exponential part of the live frontend's delay before routing (send → router decision).
+
+    Fitted from the spread (P50 − P5), which the slow tail of a 2-core host does not distort;
+    None when too few requests carry a router timestamp.
+    """
+    df = live.requests
+    delay_ms = ((df["routed_s"] - df["arrival_s"]) * 1000).dropna().to_numpy()
+    delay_ms = delay_ms[delay_ms >= 0]
+    if len(delay_ms) < MIN_ROUTE_SAMPLES:
+        return None
+    p5, p50 = np.percentile(delay_ms, [5, 50])
+    return float(max(0.0, (p50 - p5) / _EXP_P50_MINUS_P5))
+
+
+def mocker_equivalent(profile: Profile, live: PointRun | None = None) -> Profile:
     """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
-    bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over."""
+    bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over;
+    and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``)."""
     kv = profile.kv_transfer.model_copy(update={"setup_ms": 0.0, "handover_ms": 0.0})
     cluster = profile.cluster.model_copy(update={"inter_node_bw_gb_s": profile.cluster.intra_bw_gb_s})
-    return profile.model_copy(update={"kv_transfer": kv, "cluster": cluster})
+    update: dict[str, Any] = {"kv_transfer": kv, "cluster": cluster}
+    jitter_ms = fit_frontend_jitter_ms(live) if live is not None else None
+    if jitter_ms is not None:
+        dyn = profile.dynamo
+        update["dynamo"] = dyn.model_copy(update={"frontend_jitter_ms": min(jitter_ms, dyn.frontend_overhead_ms)})
+    return profile.model_copy(update=update)
 
 
 def validate(profile: Profile, topology: Topology, *, concurrency: int | None = None, requests: int | None = None,
@@ -156,10 +184,12 @@ def validate(profile: Profile, topology: Topology, *, concurrency: int | None = 
         live_run = dep.run_point(c, seed=seed, requests=n)
         name, opts = dep.plan.sim_backend_options()
         # The sim runs while the deployment (and its timing tables) still exists.
-        sim_run = SimBackend(name, **opts).deploy(mocker_equivalent(profile), topology,
+        sim_profile = mocker_equivalent(profile, live_run)
+        sim_run = SimBackend(name, **opts).deploy(sim_profile, topology,
                                                   trial_id="validate-sim").run_point(c, seed=seed, requests=n)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
-    report = ValidationReport(profile.name, topology.to_string(), c, n, dep.plan.describe(), sim=sim_m, live=live_m,
+    timing = {**dep.plan.describe(), "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3)}
+    report = ValidationReport(profile.name, topology.to_string(), c, n, timing, sim=sim_m, live=live_m,
                               live_meta=live_run.meta)
     report.rows = compare(sim_m, live_m, sim_run, live_run)
     return report

@@ -100,6 +100,8 @@ CASES: list[tuple[str, Any, str, str]] = [
      "cluster.gpu.hbm_bw_tb_s", "finite number"),
     ("bad-dynamo-version", _set("dynamo.version", "latest"), "dynamo.version", "(got 'latest')"),
     ("bad-framework", _set("dynamo.framework", "tensorrt"), "dynamo.framework", "(got 'tensorrt')"),
+    ("jitter-over-overhead", _set("dynamo.frontend_jitter_ms", 9.0), "dynamo",
+     "frontend_jitter_ms (9.0) must not exceed frontend_overhead_ms (4.5)"),
     ("negative-slo", _set("slo.ttft_p99_ms", -5), "slo.ttft_p99_ms", "greater than 0 (got -5)"),
     ("bad-baseline-topology", _set("baselines", ["1P4-1D4", "1X4"]), "baselines[1]", "cannot parse '1X4'"),
     ("bad-baseline-router", _set("baselines", ["1P4-1D4@tau=-1"]), "baselines[0]", "temperature must be"),

@@ -4,6 +4,7 @@ prefix caching, open-loop spikes, mid-run router changes, aggregated and disaggr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -342,3 +343,52 @@ def test_hit_rate_holds_when_prefill_saturates() -> None:
     m = summarize(run(prof, "1P4-4D4", 256, requests=1500))
     assert m.ttft_p50_ms > 200  # queueing at the prefill worker
     assert m.prefix_hit_rate == pytest.approx(1024 / 3072, abs=0.01)
+
+
+def test_frontend_jitter_spreads_route_delay_around_the_same_mean() -> None:
+    """Overhead = fixed part + exponential noise with the configured mean; jitter 0 is one constant."""
+    flat = make({"dynamo": {"frontend_overhead_ms": 4.5, "frontend_jitter_ms": 0.0}})
+    noisy = make({"dynamo": {"frontend_overhead_ms": 4.5, "frontend_jitter_ms": 2.0}})
+    d0 = (run(flat, "2A4", 16, requests=2000).requests.eval("routed_s - arrival_s") * 1000).to_numpy()
+    d1 = (run(noisy, "2A4", 16, requests=2000).requests.eval("routed_s - arrival_s") * 1000).to_numpy()
+    assert d0 == pytest.approx(np.full(len(d0), 4.5), abs=1e-9)
+    assert d1.min() >= 2.5 - 1e-9  # never below the fixed part
+    assert d1.mean() == pytest.approx(4.5, rel=0.06)
+    assert d1.std() == pytest.approx(2.0, rel=0.1)
+
+
+def test_frontend_jitter_breaks_phase_locking() -> None:
+    """Fixed lengths in a closed loop: without noise, requests admitted together stay together for the
+    whole run (three latencies repeat exactly); with the frontend's noise they drift apart, as on a real
+    stack (autotune validate, 2A4 C=8: live end-to-end latencies spread over ~40 ms)."""
+    h100 = {"cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
+            "workload": {"templates": 4, "prefix_tokens": 64, "input_tokens": {"dist": "fixed", "value": 128},
+                         "output_tokens": {"dist": "fixed", "value": 16}, "requests_per_point": 400,
+                         "warmup_requests": 40, "cooldown_requests": 40}}
+    distinct = {}
+    for jitter in (0.0, 2.0):
+        df = run(make(h100, {"dynamo": {"frontend_jitter_ms": jitter}}), "2A4", 8, seed=1).requests
+        e2e_ms = (df.loc[df["measured"], "completion_s"] - df.loc[df["measured"], "arrival_s"]) * 1000
+        distinct[jitter] = e2e_ms.round(3).nunique()
+    assert distinct[0.0] <= 3
+    assert distinct[2.0] > 20
+
+
+def test_frontend_jitter_is_seeded() -> None:
+    prof = make({"dynamo": {"frontend_jitter_ms": 2.0}})
+    a, b = run(prof, "2A4", 16, seed=3).requests, run(prof, "2A4", 16, seed=3).requests
+    pd.testing.assert_frame_equal(a, b)
+    assert not run(prof, "2A4", 16, seed=4).requests["routed_s"].equals(a["routed_s"])
+
+
+def test_validate_fits_the_jitter_a_run_shows() -> None:
+    """Round trip: the jitter fitted from a run's route delays is the jitter that run was given."""
+    from autotune.validate import fit_frontend_jitter_ms, mocker_equivalent
+
+    prof = make({"dynamo": {"frontend_overhead_ms": 6.0, "frontend_jitter_ms": 2.5}})
+    r = run(prof, "2A4", 16, requests=3000)
+    assert fit_frontend_jitter_ms(r) == pytest.approx(2.5, rel=0.12)
+    assert mocker_equivalent(make(), r).dynamo.frontend_jitter_ms <= 4.5  # capped at the profile's overhead
+    few = dataclasses.replace(r, requests=r.requests.head(10))
+    assert fit_frontend_jitter_ms(few) is None
+    assert mocker_equivalent(make(), few).dynamo.frontend_jitter_ms == make().dynamo.frontend_jitter_ms

@@ -76,7 +76,11 @@ class ClusterSim:
         self._intra_bps = c.intra_bw_gb_s * 1e9 * x.efficiency
         self._inter_bps = c.inter_bw_gb_s * 1e9 * x.efficiency
         self._xfer_fixed_s = (x.setup_ms + x.handover_ms) / 1000
-        self._frontend_s = dyn.frontend_overhead_ms / 1000
+        # frontend overhead = fixed part + exponential noise; its own stream, so noise does not
+        # shift the router's tie-breaking draws
+        self._jitter_s = dyn.frontend_jitter_ms / 1000
+        self._frontend_fixed_s = dyn.frontend_overhead_ms / 1000 - self._jitter_s
+        self._jitter_rng = random.Random(seed * 7919 + 1)
         self.seqs: list[Seq] = []
         self._itl: list[tuple[float, int, float]] = []
         self._ttft_buf: list[float] = []
@@ -139,8 +143,11 @@ class ClusterSim:
         seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid),
                   int(reqs.template[rid]), now, client)
         self.seqs.append(seq)
-        if self._frontend_s > 0:
-            self._schedule(now + self._frontend_s, self._route, seq)
+        delay = self._frontend_fixed_s
+        if self._jitter_s > 0:
+            delay += self._jitter_rng.expovariate(1 / self._jitter_s)
+        if delay > 0:
+            self._schedule(now + delay, self._route, seq)
         else:
             self._route(now, seq)
 
