@@ -46,6 +46,7 @@ def validate_cmd(profile_ref: str, topology: str, concurrency: int | None, reque
     emit(report.as_dict(), fmt, rows=rows, columns=cols,
          title=f"{prof.name} {topo.to_string()} C={report.concurrency}: simulator vs dynamo-local "
                f"({report.timing.get('timing')}, speedup {report.timing.get('speedup_ratio')}, "
-               f"frontend jitter {report.timing.get('frontend_jitter_ms')} ms fitted from the live run)")
+               f"noise fitted from the live run: frontend {report.timing.get('frontend_jitter_ms')} ms, "
+               f"token {report.timing.get('token_jitter_ms')} ms)")
     if strict and not report.ok:
         raise SystemExit(1)

@@ -115,6 +115,10 @@ class DynamoSpec(_Strict):
     # frontend holds. Spread of the route delay measured on the local 1.6.1 stack: ~0.7 ms at C=1,
     # 1.5-3 ms at C=8 (autotune validate fits it per run)
     frontend_jitter_ms: NonNeg = 1.0
+    # mean delay each streamed token picks up between engine and client (autotune/sim/delivery.py):
+    # widens client-side ITL percentiles, keeps the mean; 0 = step times as they are. The local 2-core
+    # stack shows 0.5-1.5 ms (validate fits it per run)
+    token_jitter_ms: NonNeg = 0.0
     # router busy thresholds (1.6.1: unset = disabled, dynamo.md §2); all workers busy -> HTTP 503
     busy_decode_blocks_frac: Annotated[float, Field(gt=0)] | None = None
     busy_prefill_tokens: PosInt | None = None

@@ -12,6 +12,7 @@ Per-worker request shares are reported with a 10-point guide (not an issue targe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,9 +22,10 @@ import pandas as pd
 
 from autotune.backends.dynamo_local import DynamoLocalBackend
 from autotune.backends.sim import SimBackend
-from autotune.metrics import PointMetrics, summarize
+from autotune.metrics import PointMetrics, summarize, weighted_quantile
 from autotune.profile import Profile
 from autotune.records import PointRun
+from autotune.sim.delivery import with_delivery_noise
 from autotune.topology import Topology
 
 # metric, label, kind ("rel" = relative error, "abs_pts" = absolute difference in points), tolerance
@@ -84,7 +86,8 @@ class ValidationReport:
         """Plain-text side-by-side table (the CLI renders the same rows with rich)."""
         lines = [f"{self.profile} {self.topology} C={self.concurrency} n={self.requests} "
                  f"timing={self.timing.get('timing')} speedup={self.timing.get('speedup_ratio')} "
-                 f"frontend jitter={self.timing.get('frontend_jitter_ms')} ms",
+                 f"frontend jitter={self.timing.get('frontend_jitter_ms')} ms "
+                 f"token jitter={self.timing.get('token_jitter_ms')} ms",
                  f"{'metric':<26}{'sim':>10}{'live':>10}{'error':>10}{'target':>9}  ok"]
         for r in self.rows:
             err = f"{r.error:+.1%}" if r.kind == "rel" else f"{r.error:+.1f}pt"
@@ -158,17 +161,34 @@ def fit_frontend_jitter_ms(live: PointRun) -> float | None:
     return float(max(0.0, (p50 - p5) / _EXP_P50_MINUS_P5))
 
 
+def _p50_minus_p10_ms(run: PointRun) -> float:
+    v, w = np.asarray(run.itl_ms, dtype=float), np.asarray(run.itl_weight, dtype=float)
+    return weighted_quantile(v, w, 0.5) - weighted_quantile(v, w, 0.1)
+
+
+def fit_token_jitter_ms(live: PointRun, sim: PointRun) -> float:
+    """Mean per-token delivery delay that widens the simulator's ITL to the live one's spread.
+
+    Measured on the lower half (P10 to P50), where steps are plain decode steps and the spread beyond
+    the simulator's own is delivery noise; a Laplace's P50 − P10 is ln 5 times its scale.
+    """
+    excess = _p50_minus_p10_ms(live) - _p50_minus_p10_ms(sim)
+    return float(excess / math.log(5)) if excess > 0 else 0.0
+
+
 def mocker_equivalent(profile: Profile, live: PointRun | None = None) -> Profile:
     """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
     bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over;
-    and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``)."""
+    and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``). Token
+    delivery noise starts at 0: ``validate`` fits it against this profile's own ITL spread."""
     kv = profile.kv_transfer.model_copy(update={"setup_ms": 0.0, "handover_ms": 0.0})
     cluster = profile.cluster.model_copy(update={"inter_node_bw_gb_s": profile.cluster.intra_bw_gb_s})
     update: dict[str, Any] = {"kv_transfer": kv, "cluster": cluster}
     jitter_ms = fit_frontend_jitter_ms(live) if live is not None else None
+    dyn_update: dict[str, float] = {"token_jitter_ms": 0.0}  # fitted after the run (fit_token_jitter_ms)
     if jitter_ms is not None:
-        dyn = profile.dynamo
-        update["dynamo"] = dyn.model_copy(update={"frontend_jitter_ms": min(jitter_ms, dyn.frontend_overhead_ms)})
+        dyn_update["frontend_jitter_ms"] = min(jitter_ms, profile.dynamo.frontend_overhead_ms)
+    update["dynamo"] = profile.dynamo.model_copy(update=dyn_update)
     return profile.model_copy(update=update)
 
 
@@ -187,8 +207,13 @@ def validate(profile: Profile, topology: Topology, *, concurrency: int | None = 
         sim_profile = mocker_equivalent(profile, live_run)
         sim_run = SimBackend(name, **opts).deploy(sim_profile, topology,
                                                   trial_id="validate-sim").run_point(c, seed=seed, requests=n)
+    token_jitter_ms = fit_token_jitter_ms(live_run, sim_run)
+    if token_jitter_ms > 0:  # what running the sim with dynamo.token_jitter_ms set would give
+        itl_ms, itl_weight = with_delivery_noise(sim_run.itl_ms, sim_run.itl_weight, token_jitter_ms)
+        sim_run = dataclasses.replace(sim_run, itl_ms=itl_ms, itl_weight=itl_weight)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
-    timing = {**dep.plan.describe(), "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3)}
+    timing = {**dep.plan.describe(), "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3),
+              "token_jitter_ms": round(token_jitter_ms, 3)}
     report = ValidationReport(profile.name, topology.to_string(), c, n, timing, sim=sim_m, live=live_m,
                               live_meta=live_run.meta)
     report.rows = compare(sim_m, live_m, sim_run, live_run)

@@ -392,3 +392,30 @@ def test_validate_fits_the_jitter_a_run_shows() -> None:
     few = dataclasses.replace(r, requests=r.requests.head(10))
     assert fit_frontend_jitter_ms(few) is None
     assert mocker_equivalent(make(), few).dynamo.frontend_jitter_ms == make().dynamo.frontend_jitter_ms
+
+
+def test_delivery_noise_keeps_the_mean_and_widens_the_tail() -> None:
+    from autotune.metrics import weighted_quantile
+    from autotune.sim.delivery import with_delivery_noise
+
+    v, w = np.array([20.0, 40.0]), np.array([9.0, 1.0])
+    same = with_delivery_noise(v, w, 0.0)
+    assert (same[0] == v).all() and (same[1] == w).all()
+    nv, nw = with_delivery_noise(np.array([20.0]), np.array([5.0]), 1.0)
+    assert float(np.sum(nv * nw) / np.sum(nw)) == pytest.approx(20.0, abs=1e-9)
+    assert nw.sum() == pytest.approx(5.0)
+    # a Laplace(1 ms) gap: P99 − P50 = ln 50 ≈ 3.9 ms, P50 − P10 = ln 5 ≈ 1.6 ms (quadrature, within 10 %)
+    assert weighted_quantile(nv, nw, 0.99) - 20 == pytest.approx(math.log(50), rel=0.1)
+    assert 20 - weighted_quantile(nv, nw, 0.1) == pytest.approx(math.log(5), rel=0.1)
+
+
+def test_token_jitter_in_the_sim_and_its_fit() -> None:
+    """dynamo.token_jitter_ms widens simulated ITL percentiles, not the mean; validate's fit recovers it."""
+    from autotune.validate import fit_token_jitter_ms
+
+    clean, noisy = run(make(), "1P4-2D4", 16), run(make({"dynamo": {"token_jitter_ms": 1.5}}), "1P4-2D4", 16)
+    mc, mn = summarize(clean), summarize(noisy)
+    assert mn.itl_mean_ms == pytest.approx(mc.itl_mean_ms, rel=0.01)  # exact but for gaps cut at 0
+    assert mn.itl_p99_ms > mc.itl_p99_ms + 2.0
+    assert fit_token_jitter_ms(noisy, clean) == pytest.approx(1.5, rel=0.25)
+    assert fit_token_jitter_ms(clean, noisy) == 0.0

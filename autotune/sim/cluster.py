@@ -20,6 +20,7 @@ import pandas as pd
 from autotune.perf import PerfModel
 from autotune.profile import Profile
 from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
+from autotune.sim.delivery import with_delivery_noise
 from autotune.sim.engine import Engine, Seq
 from autotune.sim.router import KvRouter, RouterState
 from autotune.sim.workload import RequestSet
@@ -268,6 +269,7 @@ class ClusterSim:
             lo, hi = 0.0, float(done[-1]) if n else 0.0
         itl = np.asarray(self._itl, dtype=float).reshape(-1, 3)
         sel = (itl[:, 0] > lo) & (itl[:, 0] <= hi)
+        itl_ms, itl_weight = with_delivery_noise(itl[sel, 2] * 1000, itl[sel, 1], self.profile.dynamo.token_jitter_ms)
         busy = [e.busy_time for e in self.engines]
         hits = sum(e.kv.hits_blocks for e in self.engines)
         looks = sum(e.kv.lookups_blocks for e in self.engines)
@@ -275,8 +277,8 @@ class ClusterSim:
             concurrency=concurrency,
             requests=df,
             decisions=self.logs,
-            itl_ms=itl[sel, 2] * 1000,
-            itl_weight=itl[sel, 1],
+            itl_ms=itl_ms,
+            itl_weight=itl_weight,
             window_s=(float(lo), float(hi)),
             gpus=self.topology.gpus,
             backend="sim",
