@@ -14,18 +14,26 @@ from autotune.validate import validate
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-def test_validate_compares_sim_and_live(small_profile) -> None:
-    # 1P/2D disaggregated: the configuration the simulator matches within target (closing note of
-    # issue 4); aggregated + affinity is the open gap and is reported, not asserted.
-    report = validate(small_profile(), parse_topology("1P4-2D4"), concurrency=8, requests=120, seed=1)
+VARIABLE_LENGTHS = {"input_tokens": {"dist": "uniform", "min": 96, "max": 160},
+                    "output_tokens": {"dist": "uniform", "min": 8, "max": 24}}
+
+
+@pytest.mark.parametrize(("topology", "workload", "shares"), [
+    ("1P4-2D4", {}, ("share decode w1", "share decode w2")),
+    # aggregated, cache affinity (Dynamo's default ω = 1). Variable lengths: with fixed ones the
+    # closed loop's TTFT is bimodal and its median flips between modes from run to run.
+    ("2A4", VARIABLE_LENGTHS, ("share decode w0", "share decode w1")),
+])
+def test_validate_compares_sim_and_live(small_profile, topology: str, workload: dict, shares: tuple[str, ...]) -> None:
+    report = validate(small_profile(**workload), parse_topology(topology), concurrency=8, requests=160, seed=1)
     rows = {r.metric: r for r in report.rows}
     assert {"ttft_p50_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p99_ms", "output_tok_s", "prefix_hit_rate"} <= set(rows)
     assert all(math.isfinite(r.sim) and math.isfinite(r.live) for r in report.rows)
     assert report.timing["timing"] == "npz:roofline"
-    # What the simulator already gets right against the real router and mockers:
-    assert rows["prefix_hit_rate"].ok and rows["output_tok_s"].ok and rows["itl_mean_ms"].ok, report.to_text()
-    assert rows["ttft_p50_ms"].ok, report.to_text()
-    assert rows["share decode w1"].ok and rows["share decode w2"].ok, report.to_text()
+    assert report.timing["frontend_jitter_ms"] > 0  # fitted from the live run's route delays
+    # The simulator against the real router and mockers, within the issue's targets:
+    for metric in ("prefix_hit_rate", "output_tok_s", "itl_mean_ms", "ttft_p50_ms", *shares):
+        assert rows[metric].ok, report.to_text()
     print(report.to_text())
 
 
