@@ -23,9 +23,8 @@ _EDGES = (0.0, 0.001, 0.003, 0.006, 0.009, 0.011, 0.015, 0.02, 0.03, 0.05, 0.07,
 
 def _laplace_nodes() -> tuple[np.ndarray, np.ndarray]:
     """Unit-scale Laplace: one node per probability bin (its mid-probability quantile) and its mass."""
-    lo = []
-    for p0, p1 in zip(_EDGES[:-1], _EDGES[1:], strict=True):
-        lo.append((math.log(2 * (p0 + p1) / 2), p1 - p0))
+    # lower half: the quantile at probability p is ln(2p); each bin is read at its mid-probability
+    lo = [(math.log(p0 + p1), p1 - p0) for p0, p1 in zip(_EDGES[:-1], _EDGES[1:], strict=True)]
     nodes = [x for x, _ in lo] + [-x for x, _ in reversed(lo)]
     mass = [m for _, m in lo] + [m for _, m in reversed(lo)]
     return np.array(nodes), np.array(mass)

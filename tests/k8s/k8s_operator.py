@@ -9,6 +9,8 @@ removes its pods and Service and drops the finalizer. ``behavior`` selects fault
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -263,3 +265,24 @@ class TestOperator:
             if exc.status != 404:
                 raise
         self.events.append(("teardown", name))
+
+
+def signal_on_event(child: subprocess.Popen[str], events: list[tuple[str, Any]], kind: str, sig: int, *,
+                    settle_s: float = 0.0, timeout_s: float = 60) -> tuple[str, str]:
+    """Wait until the operator records ``kind``, then send ``sig`` to ``child``; its (stdout, stderr).
+
+    The child must still be running while we wait; it is killed if anything goes wrong.
+    """
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not any(k == kind for k, _ in events):
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.1)
+        time.sleep(settle_s)
+        os.kill(child.pid, sig)
+        out, err = child.communicate(timeout=timeout_s)
+        return out or "", err or ""
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

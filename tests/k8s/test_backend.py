@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from k8s_cluster import REPO
+from k8s_operator import signal_on_event
 
 from autotune.errors import BackendError
 from autotune.k8s import ANN_TOPOLOGY, GROUP, PLURAL, VERSION
@@ -157,19 +157,9 @@ def test_signal_mid_trial_deletes_everything(kube, local_cluster, namespace, ope
     code = _CHILD.format(tests=str(Path(__file__).parent), kubeconfig=str(local_cluster.kubeconfig), namespace=namespace)
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-    try:
-        deadline = time.monotonic() + 60
-        want = "ready" if phase == "serving" else "reconcile:never"
-        while not any(kind == want for kind, _ in operator.events):
-            assert child.poll() is None and time.monotonic() < deadline, child.stdout.read() if child.stdout else ""
-            time.sleep(0.1)
-        time.sleep(0.5 if phase == "waiting" else 1.5)  # serving: the child is inside the `with` body now
-        os.kill(child.pid, sig)
-        out, _ = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    want = "ready" if phase == "serving" else "reconcile:never"
+    # serving: after the pause the child is inside the `with` body
+    out, _ = signal_on_event(child, operator.events, want, sig, settle_s=0.5 if phase == "waiting" else 1.5)
     assert child.returncode == 130, out
     assert "TRIAL FAILED: Interrupted" in out or "TRIAL FAILED: KeyboardInterrupt" in out, out
     assert _left(kube, namespace) == []

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from k8s_cluster import REPO
+from k8s_operator import signal_on_event
 from test_backend import live_profile, require_dynamo
 
 from autotune.errors import InputError
@@ -109,17 +109,7 @@ def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster,
     child = subprocess.Popen([sys.executable, "-m", "autotune", "run", "-p", str(path), "-b", "k8s", "-r",
                               str(results), "-o", "json"], cwd=REPO, env={**os.environ, **env},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not any(k == "reconcile:never" for k, _ in operator.events):
-            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
-            time.sleep(0.1)
-        os.kill(child.pid, signal.SIGTERM)
-        _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    _, err = signal_on_event(child, operator.events, "reconcile:never", signal.SIGTERM)
     assert child.returncode == 130, err
     assert _left(kube, namespace) == []
 
