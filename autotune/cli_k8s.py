@@ -43,8 +43,9 @@ def plan_topologies(profile: Any) -> list[Any]:
     Replica counts do not change what the CRD schema accepts; TP (GPU limit, multinode), the
     aggregated/disaggregated split and the router bounds do, so those are covered.
     """
+    from autotune.feasibility import check_feasibility
     from autotune.search.study import baseline_topologies
-    from autotune.topology import RouterSettings, Topology, check_feasibility
+    from autotune.topology import RouterSettings, Topology
 
     s = profile.search
     credit = s.overlap_credit[1] if s.overlap_credit else 1.0

@@ -97,7 +97,7 @@ def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
 def _execute(profile: str, backend: str, trials: int | None, results: str | None, storage: str | None, resume: bool,
              seed: int | None, jobs: int | None, sampler: str, fmt: str, prediction: bool, **kw: Any) -> None:
     from autotune import pipeline
-    from autotune.backends.base import available
+    from autotune.backends import available
     from autotune.profile import load_profile
     from autotune.search.study import StudyConfig
 

@@ -13,7 +13,8 @@ import optuna
 from autotune.adaptive import derive_controller, spike_experiment
 from autotune.metrics import PointMetrics
 from autotune.profile import Profile
-from autotune.results.writer import Outcome, write_results
+from autotune.results.outcome import Outcome
+from autotune.results.writer import write_results
 from autotune.search.evaluate import PointScore, TrialResult
 from autotune.search.select import baseline_trials, select
 from autotune.search.study import StudyConfig, load_study, run_study

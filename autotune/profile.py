@@ -40,6 +40,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     WorkloadSpec,
     _Strict,
 )
+from autotune.topology import parse_topology
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -71,8 +72,6 @@ class Profile(_Strict):
             raise ValueError(f"search.target_concurrency ({tc}) is not in workload.concurrency {w.concurrency}")
         if self.engine.max_num_batched_tokens < self.engine.block_size:
             raise ValueError("engine.max_num_batched_tokens is smaller than engine.block_size")
-        from autotune.topology import parse_topology  # topology imports this module
-
         for i, text in enumerate(self.baselines):
             try:
                 parse_topology(text, flag=f"baselines[{i}]")

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import optuna
 
+from autotune.feasibility import check_feasibility
 from autotune.profile import load_profile
 from autotune.search.evaluate import evaluate_topology
 from autotune.search.space import enumerate_space, suggest_topology
 from autotune.search.study import StudyConfig, make_sampler, run_study
-from autotune.topology import check_feasibility
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -22,9 +22,10 @@ from functools import cache
 import pytest
 
 from autotune.backends.sim import SimBackend
+from autotune.feasibility import check_feasibility
 from autotune.metrics import summarize
 from autotune.profile import profile_from_dict
-from autotune.topology import check_feasibility, parse_topology
+from autotune.topology import parse_topology
 
 
 @cache

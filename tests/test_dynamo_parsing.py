@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from autotune.dynamo import logparse, scrape
-from autotune.dynamo.mocker_timing import NpzPerfModel, NpzTables, plan_timing, tabulate
+from autotune.dynamo.flags import router_args
+from autotune.dynamo.mocker_timing import plan_timing, tabulate
 from autotune.dynamo.point import measured_mask
 from autotune.dynamo.reconstruct import replay
-from autotune.dynamo.stack import router_flags
+from autotune.dynamo.stack import LOCAL_DYNAMO_VERSION
 from autotune.perf import get_perf_model
+from autotune.perf.npz import NpzPerfModel, NpzTables
 from autotune.profile import profile_from_dict
 from autotune.topology import RouterSettings, parse_topology
 
@@ -109,7 +111,7 @@ def test_replay_with_zero_omega_ignores_cache_and_prefill() -> None:
 
 
 def test_router_flags_use_161_names() -> None:
-    flags = router_flags(RouterSettings(0.5, 0.0, 2.0))
+    flags = router_args(LOCAL_DYNAMO_VERSION, RouterSettings(0.5, 0.0, 2.0))
     assert flags[flags.index("--router-temperature") + 1] == "0.5"
     assert flags[flags.index("--router-prefill-load-scale") + 1] == "0"
     assert flags[flags.index("--router-kv-overlap-score-credit") + 1] == "0"  # omega 0 forces credit 0

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from autotune.cli import main
+from autotune.feasibility import check_feasibility
 from autotune.profile import PROFILES_DIR, load_profile
-from autotune.topology import check_feasibility, parse_topology
+from autotune.topology import parse_topology
 
 SHIPPED = sorted(p.stem for p in Path(PROFILES_DIR).glob("*.yaml"))
 

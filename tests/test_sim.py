@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 
 from autotune.backends.sim import SimBackend
+from autotune.feasibility import check_feasibility
 from autotune.metrics import summarize
 from autotune.perf import get_perf_model
 from autotune.profile import Profile, _deep_merge, load_profile, profile_from_dict
 from autotune.records import REQUEST_COLUMNS, PointRun
 from autotune.sim.cluster import ClusterSim
 from autotune.sim.workload import ArrivalSchedule, make_requests
-from autotune.topology import RouterSettings, check_feasibility, parse_topology
+from autotune.topology import RouterSettings, parse_topology
 
 BASE: dict[str, Any] = {
     "name": "t",

@@ -7,14 +7,9 @@ import random
 import pytest
 
 from autotune.errors import InputError
+from autotune.feasibility import check_feasibility, kv_capacity_tokens
 from autotune.profile import Profile, profile_from_dict
-from autotune.topology import (
-    RouterSettings,
-    Topology,
-    check_feasibility,
-    kv_capacity_tokens,
-    parse_topology,
-)
+from autotune.topology import RouterSettings, Topology, parse_topology
 
 
 def make_profile(gpu: str = "B200", model: str = "Llama-3.1-70B", nodes: int = 3, per_node: int = 8,

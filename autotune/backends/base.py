@@ -1,14 +1,13 @@
 """The one interface every trial backend implements: deploy a topology, run load points, tear down.
 
-Backends plug in like Optuna samplers: the search only sees ``Backend.deploy`` and the
-``Deployment`` it returns, used as a context manager so teardown happens on success, failure
+Backends plug in like Optuna samplers (the table is ``autotune.backends.BACKENDS``): the search
+only sees ``Backend.deploy`` and the ``Deployment`` it returns, used as a context manager so teardown happens on success, failure
 and Ctrl-C alike.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any
 
 from autotune.profile import Profile
@@ -57,35 +56,3 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Provenance for results: backend name, versions, timing source."""
         return {"backend": self.name}
-
-
-BackendFactory = Callable[..., Backend]
-_REGISTRY: dict[str, BackendFactory] = {}
-
-
-def register(name: str, factory: BackendFactory) -> None:
-    _REGISTRY[name] = factory
-
-
-# backends living in their own modules register themselves on import
-_MODULES = {"sim": "autotune.backends.sim", "dynamo-local": "autotune.backends.dynamo_local",
-            "k8s": "autotune.backends.k8s"}
-
-
-def available() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_MODULES))
-
-
-def create(name: str, **options: Any) -> Backend:
-    import importlib
-
-    from autotune.errors import InputError
-
-    if name not in _REGISTRY and name in _MODULES:
-        try:
-            importlib.import_module(_MODULES[name])
-        except ImportError as exc:
-            raise InputError(f"--backend: {name} is not available here: {exc}") from None
-    if name not in _REGISTRY:
-        raise InputError(f"--backend: unknown backend {name!r} (choose from {', '.join(available())})")
-    return _REGISTRY[name](**options)

@@ -19,20 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from autotune.backends.base import Backend, Deployment, register
+from autotune.backends.base import Backend, Deployment
 from autotune.dynamo import install, logparse, scrape
 from autotune.dynamo.mocker_timing import TimingPlan, plan_timing
 from autotune.dynamo.model_dir import load_words
 from autotune.dynamo.point import build_point
 from autotune.dynamo.stack import DynamoStack, new_work_dir
 from autotune.errors import BackendError, InfeasibleError
+from autotune.feasibility import check_feasibility
 from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.schedule import poisson_arrivals
 from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
-from autotune.topology import RouterSettings, Topology, check_feasibility
+from autotune.topology import RouterSettings, Topology
 
 
 def scaled_edges(profile: Profile, n: int) -> tuple[int, int]:
@@ -176,5 +177,3 @@ class DynamoLocalBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "timing_requested": self.timing, "speedup": self.speedup, "api": self.api}
 
-
-register("dynamo-local", DynamoLocalBackend)

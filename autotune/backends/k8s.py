@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from autotune.backends.base import Backend, Deployment, register
+from autotune.backends.base import Backend, Deployment
 from autotune.dynamo import logparse, scrape
 from autotune.dynamo.point import build_point
 from autotune.errors import BackendError, InfeasibleError, Interrupted
+from autotune.feasibility import check_feasibility
 from autotune.k8s import POD_LABEL_DGD
 from autotune.k8s.access import FrontendAccess, open_frontend, probe_frontend
 from autotune.k8s.client import Kube, KubeOptions, connect
@@ -35,7 +36,7 @@ from autotune.loadgen.schedule import poisson_arrivals
 from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
-from autotune.topology import RouterSettings, Topology, check_feasibility
+from autotune.topology import RouterSettings, Topology
 
 # Token-id prompts from ids every real tokenizer has (and the tiny test model's 4096): load does
 # not need meaningful text, only exact token counts and shared prefixes.
@@ -319,5 +320,3 @@ class K8sBackend(Backend):
         return {"backend": self.name, "study": self.study, "cluster": self.kube.source,
                 "context": self.kube.context, "frontend_access_requested": self.frontend_access}
 
-
-register("k8s", K8sBackend)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotune.backends.base import Backend, Deployment, register
+from autotune.backends.base import Backend, Deployment
 from autotune.errors import InfeasibleError
+from autotune.feasibility import check_feasibility
 from autotune.perf import PerfModel, get_perf_model
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.sim.workload import ArrivalSchedule, make_requests
-from autotune.topology import RouterSettings, Topology, check_feasibility
+from autotune.topology import RouterSettings, Topology
 
 
 class SimDeployment(Deployment):
@@ -64,5 +65,3 @@ class SimBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "perf_model": self.perf_model, **self.perf_options}
 
-
-register("sim", SimBackend)

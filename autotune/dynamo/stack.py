@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from autotune.dynamo.flags import FRONTEND_LOG, router_args
+from autotune.dynamo.install import DYNAMO_VERSION
 from autotune.dynamo.logparse import worker_instance_id
 from autotune.dynamo.mocker_timing import TimingPlan
 from autotune.dynamo.process import Child, ProcessGroup
@@ -31,7 +33,7 @@ from autotune.profile import Profile
 from autotune.topology import RouterSettings, Topology
 
 HOST = "127.0.0.1"
-FRONTEND_LOG = "info,dynamo_kv_router::services::selection=debug"
+LOCAL_DYNAMO_VERSION = (int(DYNAMO_VERSION.split(".")[0]), int(DYNAMO_VERSION.split(".")[1]))  # flag names
 
 
 def free_port(low: int = 20000, high: int = 32767) -> int:
@@ -50,16 +52,6 @@ def free_port(low: int = 20000, high: int = 32767) -> int:
                 continue
             return port
     raise BackendError(f"dynamo-local: no free loopback port in {low}-{high}")
-
-
-def router_flags(router: RouterSettings) -> list[str]:
-    """The topology's router settings with Dynamo 1.6.1's flag names (dynamo.md §2)."""
-    return [
-        "--router-mode", "kv",
-        "--router-temperature", f"{router.temperature:g}",
-        "--router-prefill-load-scale", f"{router.overlap_weight:g}",
-        "--router-kv-overlap-score-credit", f"{router.effective_credit:g}",
-    ]
 
 
 @dataclass
@@ -126,7 +118,7 @@ class DynamoStack:
         self.http_port = free_port()
         self._frontend_starts += 1
         argv = [str(self.python), "-m", "dynamo.frontend", "--http-host", HOST, "--http-port", str(self.http_port),
-                *router_flags(self.router), *self.profile.dynamo.extra_frontend_args]
+                *router_args(LOCAL_DYNAMO_VERSION, self.router), *self.profile.dynamo.extra_frontend_args]
         self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, self._env(DYN_LOG=FRONTEND_LOG))
 
     def _start_worker(self, index: int, role: str, tp: int) -> None:

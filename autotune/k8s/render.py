@@ -11,6 +11,7 @@ import hashlib
 import re
 from typing import Any
 
+from autotune.dynamo.flags import FRONTEND_LOG, router_args
 from autotune.errors import InputError
 from autotune.k8s import (
     ANN_PROFILE,
@@ -26,7 +27,7 @@ from autotune.k8s import (
     VERSION,
 )
 from autotune.profile import Profile
-from autotune.topology import RouterSettings, Topology
+from autotune.topology import Topology
 
 # Grove-backed resources break above ~45 characters (dynamo #8480, #8566); children append
 # "-<service>-<hash>" to the graph name, so the graph name itself stays well below that.
@@ -37,9 +38,6 @@ SERVICE_PREFILL, SERVICE_DECODE, SERVICE_AGG = "prefill", "decode", "worker"
 _MODULES = {"vllm": "dynamo.vllm", "sglang": "dynamo.sglang", "trtllm": "dynamo.trtllm"}
 _NIXL = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
 _SGLANG_BOOTSTRAP_PORT = "12345"
-# Same as autotune.dynamo.stack.FRONTEND_LOG (a test keeps them equal); not imported, because that
-# module pulls in the perf models (~0.4 s) and rendering must stay cheap for `plan` and results.
-FRONTEND_LOG = "info,dynamo_kv_router::services::selection=debug"
 
 
 def slug(text: str, limit: int) -> str:
@@ -74,28 +72,6 @@ def dgd_name(study: str, trial_id: str) -> str:
 def frontend_service_name(name: str) -> str:
     """The Service Dynamo's operator creates for the Frontend (dynamo.md §1)."""
     return f"{name}-{FRONTEND.lower()}"
-
-
-def router_args(version: tuple[int, int], router: RouterSettings) -> list[str]:
-    """Frontend KV-router flags for a Dynamo version (dynamo.md §2 table); ω has one name per era."""
-    if version >= (1, 7):
-        raise InputError(
-            f"dynamo.version {version[0]}.{version[1]}: router flags moved to --router-policy-config in 1.7, "
-            "whose schema autotune does not know; use 1.6.x or older"
-        )
-    args = ["--router-mode", "kv", "--router-temperature", f"{router.temperature:g}"]
-    if version >= (1, 3):
-        return args + [
-            "--router-prefill-load-scale", f"{router.overlap_weight:g}",
-            "--router-kv-overlap-score-credit", f"{router.effective_credit:g}",
-        ]
-    if router.overlap_credit != 1.0:
-        raise InputError(
-            f"dynamo.version {version[0]}.{version[1]}: overlap credit needs Dynamo 1.3 or newer "
-            f"(topology asks for credit={router.overlap_credit:g})"
-        )
-    flag = "--router-kv-overlap-score-weight" if version >= (1, 0) else "--kv-overlap-score-weight"
-    return args + [flag, f"{router.overlap_weight:g}"]
 
 
 def _engine_args(profile: Profile) -> list[str]:

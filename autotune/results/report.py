@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from autotune.results.writer import Outcome
+from autotune.results.outcome import Outcome
 
 
 def _f(v: Any, nd: int = 3) -> str:

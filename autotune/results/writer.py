@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -22,31 +21,13 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import __version__
-from autotune.adaptive import SpikeReport
-from autotune.controller import ControllerSettings
-from autotune.k8s.render import render_dgd, router_args
-from autotune.profile import Profile
+from autotune.dynamo.flags import router_args
+from autotune.k8s.render import render_dgd
 from autotune.results import plots
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
+from autotune.results.outcome import Outcome
 from autotune.results.report import render_report
 from autotune.topology import parse_topology
-
-
-@dataclass(frozen=True)
-class Outcome:
-    profile: Profile
-    study: optuna.Study
-    chosen: FrozenTrial
-    front: tuple[FrozenTrial, ...]
-    slo_met: bool
-    baseline: FrozenTrial | None
-    controller: ControllerSettings
-    heatmaps: dict[str, pd.DataFrame]
-    spike: SpikeReport
-    backend: dict[str, Any]
-    prediction: bool
-    baseline_controller: ControllerSettings | None = None
-    baseline_spike: SpikeReport | None = None
 
 
 def environment(backend: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.backends import base as backends
+from autotune import backends
 from autotune.metrics import PointMetrics, summarize
 from autotune.perf import get_perf_model
 from autotune.poa import poa_hat

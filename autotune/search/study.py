@@ -30,10 +30,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from autotune.errors import AutotuneError, InfeasibleError, InputError, Interrupted
+from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
 from autotune.search.evaluate import TrialResult, evaluate_topology
 from autotune.search.space import outside_space, suggest_topology, topology_params
-from autotune.topology import DEFAULT_ROUTER, Topology, check_feasibility, parse_topology
+from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 
 log = logging.getLogger("autotune.search")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from autotune.feasibility import Feasibility
 from autotune.perf import PerfModel
 from autotune.profile import Profile
 from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
@@ -24,7 +25,7 @@ from autotune.sim.delivery import with_delivery_noise
 from autotune.sim.engine import Engine, Seq
 from autotune.sim.router import KvRouter, RouterState
 from autotune.sim.workload import RequestSet
-from autotune.topology import Feasibility, RouterSettings, Topology
+from autotune.topology import RouterSettings, Topology
 
 REJECT_BACKOFF_S = 0.01  # a closed-loop client waits this long after an HTTP 503 before its next request
 

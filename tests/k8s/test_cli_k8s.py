@@ -96,8 +96,7 @@ def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster,
     require_dynamo()
     from test_backend import stack_launcher
 
-    from autotune import cli
-    from autotune.backends import base
+    from autotune import backends, cli
     from autotune.backends.k8s import K8sBackend, K8sDeployment
 
     path = _profile_file(tmp_path, namespace)
@@ -121,7 +120,7 @@ def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster,
         stack = operator._running[dep.name].stack
         return stack.frontend.log_path.read_text(errors="replace"), "test operator frontend log"
 
-    monkeypatch.setitem(base._REGISTRY, "k8s", lambda **kw: K8sBackend(**kw, frontend_logs=logs))
+    monkeypatch.setitem(backends.BACKENDS, "k8s", lambda **kw: K8sBackend(**kw, frontend_logs=logs))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(SystemExit) as ei:

@@ -9,11 +9,12 @@ import yaml
 from k8s_cluster import EXAMPLES
 from k8s_profiles import make_profile
 
+from autotune.dynamo.flags import router_args
 from autotune.errors import InputError
 from autotune.k8s import LABEL_STUDY, LABEL_TRIAL
 from autotune.k8s.housekeeping import plan, pruned_paths
 from autotune.k8s.lifecycle import apply
-from autotune.k8s.render import MAX_NAME, dgd_name, render_dgd, router_args, worker_args
+from autotune.k8s.render import MAX_NAME, dgd_name, render_dgd, worker_args
 from autotune.topology import RouterSettings, parse_topology
 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
