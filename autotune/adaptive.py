@@ -25,8 +25,8 @@ from autotune.poa import poa_hat
 from autotune.profile import Profile
 from autotune.regimes import BELOW, SATURATED, TRANSITION
 from autotune.search.evaluate import TrialResult
-from autotune.sim.workload import ArrivalSchedule, RateSegment
 from autotune.topology import DEFAULT_ROUTER, RouterSettings, Topology
+from autotune.workload import ArrivalSchedule, RateSegment
 
 TAU_GRID = (0.0, 0.3, 0.7, 1.0)
 OMEGA_GRID = (0.0, 0.5, 1.0, 2.0)

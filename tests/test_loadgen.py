@@ -8,9 +8,9 @@ import numpy as np
 
 from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstResult, RequestRecord, _parse_events
-from autotune.loadgen.schedule import poisson_arrivals
-from autotune.loadgen.workload import Vocabulary, build_requests, render_body, sample_lengths
+from autotune.loadgen.prompts import Vocabulary, build_requests, plan_burst, render_body
 from autotune.profile import SpikeSpec, WorkloadSpec
+from autotune.workload import ArrivalSchedule, RateSegment, draw_lengths, request_stream
 
 VOCAB = Vocabulary(tuple(f"w{i}" for i in range(64)), tuple(range(100, 164)), chat_overhead_tokens=14)
 
@@ -62,16 +62,18 @@ def test_same_seed_same_requests_and_profile_seed_keeps_templates() -> None:
 
 def test_length_distributions() -> None:
     rng = np.random.default_rng(0)
-    u = sample_lengths(workload(input_tokens={"dist": "uniform", "min": 40, "max": 60}).input_tokens, 500, rng)
+    u = draw_lengths(workload(input_tokens={"dist": "uniform", "min": 40, "max": 60}).input_tokens, 500, rng)
     assert u.min() >= 40 and u.max() <= 60
-    n = sample_lengths(workload(input_tokens={"dist": "normal", "mean": 64, "std": 30, "min": 40, "max": 90}).input_tokens,
+    n = draw_lengths(workload(input_tokens={"dist": "normal", "mean": 64, "std": 30, "min": 40, "max": 90}).input_tokens,
                        500, rng)
     assert n.min() >= 40 and n.max() <= 90
 
 
 def test_poisson_spike_has_more_arrivals_during_the_spike() -> None:
     rng = np.random.default_rng(1)
-    t = poisson_arrivals(4000, 10.0, SpikeSpec(start_s=20, duration_s=10, peak_rate_rps=100), rng)
+    spike = SpikeSpec(start_s=20, duration_s=10, peak_rate_rps=100)
+    t = ArrivalSchedule((RateSegment(0, 10.0), RateSegment(spike.start_s, spike.peak_rate_rps),
+                         RateSegment(spike.start_s + spike.duration_s, 10.0))).times(4000, rng)
     assert np.all(np.diff(t) >= 0)
     before = ((t >= 10) & (t < 20)).sum()
     during = ((t >= 20) & (t < 30)).sum()
@@ -130,3 +132,16 @@ def test_aiperf_export_names_and_units(tmp_path) -> None:
     assert b["error"]["code"] == 503 and b["metrics"] == {"error_isl": {"value": 64, "unit": "tokens"}}
     path = write_jsonl(tmp_path / "profile_export.jsonl", [a, b])
     assert [json.loads(line)["metadata"]["session_num"] for line in path.read_text().splitlines()] == [0, 1]
+
+
+def test_live_prompts_render_the_simulators_stream() -> None:
+    """validate compares the same workload by construction: templates, lengths and arrivals are one stream."""
+    w = workload(input_tokens={"dist": "uniform", "min": 40, "max": 90}, output_tokens={"dist": "uniform", "min": 2, "max": 9},
+                 arrival="open", rate_rps=50.0)
+    plan = plan_burst(w, 30, vocab=VOCAB, api="completions", seed=11)
+    sim = request_stream(w, 30, 11, ArrivalSchedule.from_workload(w))
+    assert [r.template for r in plan.specs] == sim.template.tolist()
+    assert [r.input_tokens for r in plan.specs] == sim.input_tokens.tolist()
+    assert [r.output_tokens for r in plan.specs] == sim.output_tokens.tolist()
+    assert plan.arrivals_s is not None and np.array_equal(plan.arrivals_s, sim.arrival_s)
+    assert (plan.warmup, plan.cooldown) == (3, 3)  # the profile's 5/50 share of 30 requests

@@ -19,8 +19,8 @@ from autotune.perf import get_perf_model
 from autotune.profile import Profile, _deep_merge, load_profile, profile_from_dict
 from autotune.records import REQUEST_COLUMNS, PointRun
 from autotune.sim.cluster import ClusterSim
-from autotune.sim.workload import ArrivalSchedule, make_requests
 from autotune.topology import RouterSettings, parse_topology
+from autotune.workload import ArrivalSchedule, request_stream
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -56,7 +56,7 @@ def sim_closed(profile: Profile, topo: str, concurrency: int, n: int, seed: int 
     """The ClusterSim itself, when a test needs its counters (token totals, router changes)."""
     t = parse_topology(topo)
     sim = ClusterSim(profile, t, get_perf_model("roofline", profile), check_feasibility(t, profile), seed)
-    sim.run_closed(make_requests(profile.workload, n, profile.engine.block_size, seed), concurrency, controller)
+    sim.run_closed(request_stream(profile.workload, n, seed), concurrency, controller)
     return sim
 
 

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autotune.backends.base import Backend, Deployment
 from autotune.dynamo import install, logparse, scrape
 from autotune.dynamo.mocker_timing import TimingPlan, plan_timing
@@ -29,19 +27,10 @@ from autotune.errors import BackendError, InfeasibleError
 from autotune.feasibility import check_feasibility
 from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.schedule import poisson_arrivals
-from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
+from autotune.loadgen.prompts import Vocabulary, plan_burst, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
-
-
-def scaled_edges(profile: Profile, n: int) -> tuple[int, int]:
-    """Warm-up/cool-down for ``n`` requests: the profile's counts, or its share of them if ``n`` differs."""
-    w = profile.workload
-    if n == w.requests_per_point:
-        return w.warmup_requests, w.cooldown_requests
-    return int(n * w.warmup_requests / w.requests_per_point), int(n * w.cooldown_requests / w.requests_per_point)
 
 
 class DynamoLocalDeployment(Deployment):
@@ -81,14 +70,10 @@ class DynamoLocalDeployment(Deployment):
                                "(use set_router between points)")
         stack, w = self.stack, self.profile.workload
         n = requests or w.requests_per_point
-        warm, cool = scaled_edges(self.profile, n)
         api = self.backend.api
-        specs = build_requests(w, n, vocab=self.vocab, api=api, seed=seed, profile_seed=self.profile.seed)
+        plan = plan_burst(w, n, vocab=self.vocab, api=api, seed=seed, profile_seed=self.profile.seed)
+        specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
         bodies = render_bodies(specs, api=api, model=stack.model_name, vocab=self.vocab)
-        arrivals = None
-        if w.arrival == "open":
-            assert w.rate_rps is not None
-            arrivals = poisson_arrivals(n, w.rate_rps, w.spike, np.random.default_rng([seed, 31]))
         cfg = BurstConfig(stack.base_url, api=api, concurrency=concurrency, arrivals_s=arrivals,
                           request_timeout_s=self.backend.request_timeout_s, max_wall_s=self.backend.max_burst_s)
         fe_metrics = f"{stack.base_url}/metrics"

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from autotune.backends.base import Backend, Deployment
 from autotune.dynamo import logparse, scrape
 from autotune.dynamo.point import build_point
@@ -32,8 +30,7 @@ from autotune.k8s.diagnose import PodWatcher
 from autotune.k8s.lifecycle import TrialFailed, apply, delete, wait_gone, wait_ready
 from autotune.k8s.render import render_dgd, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.schedule import poisson_arrivals
-from autotune.loadgen.workload import Vocabulary, build_requests, render_bodies
+from autotune.loadgen.prompts import Vocabulary, plan_burst, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
@@ -152,21 +149,15 @@ class K8sDeployment(Deployment):
 
     def run_point(self, concurrency: int, *, seed: int, requests: int | None = None,
                   controller: Any | None = None) -> PointRun:
-        from autotune.backends.dynamo_local import scaled_edges
-
         if self.closed or self.access is None:
             raise BackendError(f"k8s: trial {self.trial_id}: deployment already closed")
         if controller is not None:
             raise BackendError("k8s: router settings cannot change during a live point (use set_router between points)")
         w, api = self.profile.workload, "completions"
         n = requests or w.requests_per_point
-        warm, cool = scaled_edges(self.profile, n)
-        specs = build_requests(w, n, vocab=_VOCAB, api=api, seed=seed, profile_seed=self.profile.seed)
+        plan = plan_burst(w, n, vocab=_VOCAB, api=api, seed=seed, profile_seed=self.profile.seed)
+        specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
         bodies = render_bodies(specs, api=api, model=self.model, vocab=_VOCAB)
-        arrivals = None
-        if w.arrival == "open":
-            assert w.rate_rps is not None
-            arrivals = poisson_arrivals(n, w.rate_rps, w.spike, np.random.default_rng([seed, 31]))
         cfg = BurstConfig(self.access.url, api=api, concurrency=concurrency, arrivals_s=arrivals,
                           request_timeout_s=self.backend.request_timeout_s, max_wall_s=self.backend.max_burst_s)
         metrics_url = f"{self.access.url}/metrics"

@@ -11,8 +11,8 @@ from autotune.perf import PerfModel, get_perf_model
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.sim.cluster import ClusterSim, Controller
-from autotune.sim.workload import ArrivalSchedule, make_requests
 from autotune.topology import RouterSettings, Topology
+from autotune.workload import ArrivalSchedule, measurement_edges, request_stream
 
 
 class SimDeployment(Deployment):
@@ -29,11 +29,11 @@ class SimDeployment(Deployment):
                   controller: Controller | None = None, schedule: ArrivalSchedule | None = None) -> PointRun:
         w = self.profile.workload
         n = requests or w.requests_per_point
-        warm, cool = (w.warmup_requests, w.cooldown_requests) if requests is None else _scaled_edges(w, n)
+        warm, cool = measurement_edges(w, n)
         open_loop = schedule is not None or w.arrival == "open"
         if open_loop and schedule is None:
             schedule = ArrivalSchedule.from_workload(w)
-        reqs = make_requests(w, n, self.profile.engine.block_size, seed, schedule if open_loop else None)
+        reqs = request_stream(w, n, seed, schedule if open_loop else None)
         sim = ClusterSim(self.profile, self.topology, self.perf, self.feas, seed)
         if open_loop:
             sim.run_open(reqs, controller)
@@ -42,13 +42,6 @@ class SimDeployment(Deployment):
         run = sim.result(concurrency if not open_loop else -1, warm, cool)
         run.meta.update(self.perf.describe())
         return run
-
-
-def _scaled_edges(w: Any, n: int) -> tuple[int, int]:
-    """Warm-up/cool-down for an explicit request count: the profile's share of its own count."""
-    frac_w = w.warmup_requests / w.requests_per_point
-    frac_c = w.cooldown_requests / w.requests_per_point
-    return int(n * frac_w), int(n * frac_c)
 
 
 class SimBackend(Backend):

@@ -17,7 +17,7 @@ import pandas as pd
 from autotune.dynamo.logparse import FrontendLog
 from autotune.dynamo.reconstruct import replay
 from autotune.loadgen.client import BurstResult
-from autotune.loadgen.workload import RequestSpec
+from autotune.loadgen.prompts import RequestSpec
 from autotune.records import REQUEST_COLUMNS, PointRun
 from autotune.topology import Topology
 

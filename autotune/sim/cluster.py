@@ -24,8 +24,8 @@ from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
 from autotune.sim.delivery import with_delivery_noise
 from autotune.sim.engine import Engine, Seq
 from autotune.sim.router import KvRouter, RouterState
-from autotune.sim.workload import RequestSet
 from autotune.topology import RouterSettings, Topology
+from autotune.workload import RequestStream
 
 REJECT_BACKOFF_S = 0.01  # a closed-loop client waits this long after an HTTP 503 before its next request
 
@@ -87,7 +87,7 @@ class ClusterSim:
         self._itl: list[tuple[float, int, float]] = []
         self._ttft_buf: list[float] = []
         self.router_changes: list[tuple[float, str]] = []
-        self._requests: RequestSet | None = None
+        self._requests: RequestStream | None = None
         self._next_rid = 0
         self._pending = 0
 
@@ -105,7 +105,7 @@ class ClusterSim:
             fn(t, arg)
 
     # ---- load --------------------------------------------------------------------------------
-    def run_closed(self, requests: RequestSet, concurrency: int, controller: Controller | None = None) -> None:
+    def run_closed(self, requests: RequestStream, concurrency: int, controller: Controller | None = None) -> None:
         self._requests = requests
         self._pending = len(requests)
         self._closed = True
@@ -114,7 +114,7 @@ class ClusterSim:
         self._start_controller(controller)
         self._loop()
 
-    def run_open(self, requests: RequestSet, controller: Controller | None = None) -> None:
+    def run_open(self, requests: RequestStream, controller: Controller | None = None) -> None:
         assert requests.arrival_s is not None
         self._requests = requests
         self._pending = len(requests)
@@ -142,7 +142,7 @@ class ClusterSim:
         if rid >= len(reqs):
             return
         self._next_rid += 1
-        seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid),
+        seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid, self.bs),
                   int(reqs.template[rid]), now, client)
         self.seqs.append(seq)
         delay = self._frontend_fixed_s

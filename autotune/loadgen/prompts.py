@@ -1,4 +1,4 @@
-"""Requests built from a profile's workload: template prefixes, input and output lengths.
+"""Real prompts for the load burst, rendered from the shared request stream (``autotune.workload``).
 
 Every prompt is a sequence of *symbols*, each one token of the tiny model (a vocabulary entry
 that encodes to exactly one token as `` word``; ``autotune.dynamo.model_dir`` lists them). The
@@ -20,7 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from autotune.profile import FixedDist, NormalDist, UniformDist, WorkloadSpec
+from autotune.profile import WorkloadSpec
+from autotune.workload import ArrivalSchedule, RequestStream, measurement_edges, request_stream
 
 Api = Literal["completions", "chat"]
 
@@ -53,17 +54,6 @@ class RequestSpec:
     symbols: np.ndarray  # int32 indices into the vocabulary; length = prompt tokens we write
 
 
-def sample_lengths(dist: FixedDist | UniformDist | NormalDist, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` integer lengths from a profile length distribution (normal is clipped to [min, max])."""
-    if isinstance(dist, FixedDist):
-        return np.full(n, dist.value, dtype=np.int64)
-    if isinstance(dist, UniformDist):
-        return rng.integers(dist.min, dist.max + 1, size=n, dtype=np.int64)
-    hi = dist.max if dist.max is not None else np.inf
-    vals = np.rint(rng.normal(dist.mean, dist.std, size=n))
-    return np.clip(vals, dist.min, hi).astype(np.int64)
-
-
 def template_prefixes(workload: WorkloadSpec, vocab_size: int, seed: int) -> list[np.ndarray]:
     """The shared prefix of each template; keyed by the profile seed so every point reuses them."""
     return [
@@ -72,16 +62,16 @@ def template_prefixes(workload: WorkloadSpec, vocab_size: int, seed: int) -> lis
     ]
 
 
-def build_requests(
+def render_stream(
+    stream: RequestStream,
     workload: WorkloadSpec,
-    n: int,
     *,
     vocab: Vocabulary,
     api: Api,
     seed: int,
     profile_seed: int = 0,
 ) -> list[RequestSpec]:
-    """``n`` requests: uniform template choice, sampled lengths, unique random suffixes.
+    """The stream's requests as prompts: the template's shared prefix, then a unique random suffix.
 
     ``input_tokens`` is what the server's tokenizer counts. In chat mode the template overhead
     eats into the word budget, so the shared prefix is clipped to what fits.
@@ -89,17 +79,42 @@ def build_requests(
     rng = np.random.default_rng([seed, 104729])
     v = len(vocab.words)
     prefixes = template_prefixes(workload, v, profile_seed)
-    templates = rng.integers(0, workload.templates, size=n)
-    isl = sample_lengths(workload.input_tokens, n, rng)
-    osl = sample_lengths(workload.output_tokens, n, rng)
     overhead = vocab.chat_overhead_tokens if api == "chat" else 0
     out: list[RequestSpec] = []
-    for i in range(n):
-        words = max(1, int(isl[i]) - overhead)
-        prefix = prefixes[templates[i]][:words]
+    for i in range(len(stream)):
+        template = int(stream.template[i])
+        words = max(1, int(stream.input_tokens[i]) - overhead)
+        prefix = prefixes[template][:words]
         suffix = rng.integers(0, v, size=words - len(prefix), dtype=np.int32)
-        out.append(RequestSpec(i, int(templates[i]), words + overhead, int(osl[i]), np.concatenate([prefix, suffix])))
+        out.append(RequestSpec(i, template, words + overhead, int(stream.output_tokens[i]),
+                               np.concatenate([prefix, suffix])))
     return out
+
+
+def build_requests(workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int,
+                   profile_seed: int = 0) -> list[RequestSpec]:
+    """``n`` closed-loop requests of ``workload`` for ``seed``, as prompts (the stream, rendered)."""
+    return render_stream(request_stream(workload, n, seed), workload, vocab=vocab, api=api, seed=seed,
+                         profile_seed=profile_seed)
+
+
+@dataclass(frozen=True)
+class BurstPlan:
+    """One live point's requests: prompts, send times (open loop) and the measured window's edges."""
+
+    specs: list[RequestSpec]
+    arrivals_s: np.ndarray | None
+    warmup: int
+    cooldown: int
+
+
+def plan_burst(workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int,
+               profile_seed: int = 0) -> BurstPlan:
+    """The same stream the simulator runs for ``seed`` (lengths, templates, arrivals), rendered as prompts."""
+    schedule = ArrivalSchedule.from_workload(workload) if workload.arrival == "open" else None
+    stream = request_stream(workload, n, seed, schedule)
+    specs = render_stream(stream, workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed)
+    return BurstPlan(specs, stream.arrival_s, *measurement_edges(workload, n))
 
 
 def render_body(spec: RequestSpec, *, api: Api, model: str, vocab: Vocabulary) -> bytes:

@@ -1,7 +1,12 @@
-"""Synthetic requests from a profile's workload: prefix groups, length distributions, arrivals.
+"""One seeded request stream per load point, shared by the simulator and the live load burst.
 
-Everything is drawn up front from one seeded generator, so a run is reproducible and the event
-loop never touches the RNG for workload decisions.
+A profile's workload becomes, for a seed: each request's template (shared prompt prefix), input
+and output length, and (open loop) its arrival time; plus the warm-up and cool-down edges of the
+measured window. The simulator runs this stream; ``loadgen.prompts`` renders the same stream as
+real prompts. So ``autotune validate`` compares the same workload on both sides by construction.
+
+Everything is drawn up front from one generator, so a run is reproducible and the event loop
+never touches the RNG for workload decisions.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from autotune.profile import FixedDist, NormalDist, UniformDist, WorkloadSpec
 
 
 def draw_lengths(dist: FixedDist | UniformDist | NormalDist, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` integer lengths from a profile length distribution (normal is clipped to [min, max])."""
     if isinstance(dist, FixedDist):
         return np.full(n, dist.value, dtype=np.int64)
     if isinstance(dist, UniformDist):
@@ -30,7 +36,11 @@ class RateSegment:
 
 @dataclass(frozen=True)
 class ArrivalSchedule:
-    """Piecewise-constant Poisson arrival rate (open loop): a base rate, a ramp, a spike."""
+    """Piecewise-constant Poisson arrival rate (open loop): a base rate, a ramp, a spike.
+
+    Send times are fixed in advance, so a slow server cannot slow the offered load down (no
+    coordinated omission).
+    """
 
     segments: tuple[RateSegment, ...]
 
@@ -61,8 +71,15 @@ class ArrivalSchedule:
         return out
 
 
+def measurement_edges(w: WorkloadSpec, n: int) -> tuple[int, int]:
+    """Warm-up and cool-down requests for a point of ``n`` requests: the profile's counts, or their share of ``n``."""
+    if n == w.requests_per_point:
+        return w.warmup_requests, w.cooldown_requests
+    return n * w.warmup_requests // w.requests_per_point, n * w.cooldown_requests // w.requests_per_point
+
+
 @dataclass
-class RequestSet:
+class RequestStream:
     """Column arrays, one entry per request in issue order."""
 
     template: np.ndarray
@@ -70,25 +87,28 @@ class RequestSet:
     output_tokens: np.ndarray
     arrival_s: np.ndarray | None  # open loop only
     prefix_tokens: int
-    block_size: int
 
     def __len__(self) -> int:
         return len(self.template)
 
-    def block_hashes(self, rid: int) -> tuple[int, ...]:
+    def block_hashes(self, rid: int, block_size: int) -> tuple[int, ...]:
         """Hashes of the request's full prompt blocks: shared while inside the template prefix."""
-        bs = self.block_size
-        n_full = int(self.input_tokens[rid]) // bs
-        shared = min(n_full, self.prefix_tokens // bs)
+        n_full = int(self.input_tokens[rid]) // block_size
+        shared = min(n_full, self.prefix_tokens // block_size)
         t = int(self.template[rid]) + 1
         return tuple([t * 1_000_003 + i for i in range(shared)] + [-(rid * 65_537 + i + 1) for i in range(shared, n_full)])
 
 
-def make_requests(w: WorkloadSpec, n: int, block_size: int, seed: int, schedule: ArrivalSchedule | None = None) -> RequestSet:
+def request_stream(w: WorkloadSpec, n: int, seed: int, schedule: ArrivalSchedule | None = None) -> RequestStream:
+    """The ``n`` requests of one point for ``seed``; arrival times when ``schedule`` is given (open loop).
+
+    Inputs are at least one token longer than the shared prefix, so every request has a suffix of
+    its own (a prompt that is all prefix would be a full cache hit on any worker).
+    """
     rng = np.random.default_rng(seed)
     template = rng.integers(0, w.templates, size=n)
     isl = draw_lengths(w.input_tokens, n, rng)
     isl = np.maximum(isl, w.prefix_tokens + 1) if w.prefix_tokens else isl
     osl = np.maximum(draw_lengths(w.output_tokens, n, rng), 1)
     arrivals = schedule.times(n, rng) if schedule is not None else None
-    return RequestSet(template, isl, osl, arrivals, w.prefix_tokens, block_size)
+    return RequestStream(template, isl, osl, arrivals, w.prefix_tokens)
