@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from autotune.output import to_plain
+from autotune.cli.output import to_plain
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

@@ -1,4 +1,7 @@
-"""Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr."""
+"""Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr.
+
+``to_plain`` is also what results files are written with, so a file and ``-o json`` agree.
+"""
 
 from __future__ import annotations
 
