@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from autotune.output import _clean
+from autotune.cli.output import to_plain
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -37,11 +37,11 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    return write_text(path, json.dumps(_clean(data), indent=2) + "\n")
+    return write_text(path, json.dumps(to_plain(data), indent=2) + "\n")
 
 
 def write_yaml(path: Path, data: Any, header: str = "") -> Path:
-    return write_text(path, header + yaml.safe_dump(_clean(data), sort_keys=False))
+    return write_text(path, header + yaml.safe_dump(to_plain(data), sort_keys=False))
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:

@@ -75,7 +75,7 @@ def test_cleanup_command(kube, local_cluster, namespace, operator) -> None:
 
 
 def test_plan_validates_against_cluster_and_creates_nothing(kube, local_cluster, namespace, tmp_path) -> None:
-    from autotune.cli_k8s import plan_topologies, validate_plan_against_cluster
+    from autotune.cli.k8s import plan_topologies, validate_plan_against_cluster
     from autotune.profile import load_profile
 
     path = _profile_file(tmp_path, namespace, prefill_tp=[1, 2], decode_tp=[1], aggregated_tp=[1, 2])

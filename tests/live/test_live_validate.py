@@ -7,7 +7,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from autotune.cli_validate import validate_cmd
+from autotune.cli.validate import validate_cmd
 from autotune.topology import parse_topology
 from autotune.validate import validate
 

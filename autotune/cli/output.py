@@ -1,4 +1,7 @@
-"""Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr."""
+"""Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr.
+
+``to_plain`` is also what results files are written with, so a file and ``-o json`` agree.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,16 @@ from rich.table import Table
 FORMATS = ("table", "json", "yaml")
 
 
-def _clean(v: Any) -> Any:
+def to_plain(v: Any) -> Any:
+    """Plain JSON/YAML-safe data: NaN/inf become None, tuples lists, numpy scalars Python numbers."""
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: to_plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [to_plain(x) for x in v]
     if hasattr(v, "item") and callable(v.item):  # numpy scalars
-        return _clean(v.item())
+        return to_plain(v.item())
     return v
 
 
@@ -41,9 +45,9 @@ def emit(data: Any, fmt: str, *, rows: Sequence[dict[str, Any]] | None = None, t
          columns: Sequence[tuple[str, str]] | None = None) -> None:
     """Write ``data`` as JSON/YAML, or ``rows`` as a table with ``(key, header)`` columns."""
     if fmt == "json":
-        sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+        sys.stdout.write(json.dumps(to_plain(data), indent=2, sort_keys=False) + "\n")
     elif fmt == "yaml":
-        sys.stdout.write(yaml.safe_dump(_clean(data), sort_keys=False))
+        sys.stdout.write(yaml.safe_dump(to_plain(data), sort_keys=False))
     else:
         rows = rows if rows is not None else [data]
         cols = columns or [(k, k) for k in rows[0]] if rows else []
@@ -51,5 +55,5 @@ def emit(data: Any, fmt: str, *, rows: Sequence[dict[str, Any]] | None = None, t
         for _, header in cols:
             table.add_column(header, justify="right")
         for r in rows:
-            table.add_row(*(_fmt(_clean(r.get(k))) for k, _ in cols))
+            table.add_row(*(_fmt(to_plain(r.get(k))) for k, _ in cols))
         Console(file=sys.stdout, width=200).print(table)

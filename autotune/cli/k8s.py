@@ -1,6 +1,6 @@
 """Kubernetes commands: ``autotune cleanup`` and ``autotune dgd``, plus the hooks ``plan`` and ``run --resume`` call.
 
-Attached to the main ``cli`` group on import (``autotune.cli._register_commands``). Cluster
+The helpers live next to the commands so every cluster entry point shares one connection path. Cluster
 selection everywhere: ``--kubeconfig``/``--context`` flags, else ``$KUBECONFIG`` and
 ``$AUTOTUNE_KUBE_CONTEXT``, else in-cluster configuration when running as a pod.
 """
@@ -14,9 +14,9 @@ from typing import Any
 import click
 import yaml
 
-from autotune.cli import cli, output_option, profile_option
+from autotune.cli.options import output_option, profile_option
+from autotune.cli.output import emit
 from autotune.errors import BackendError
-from autotune.output import emit
 
 kube_options = [
     click.option("--kubeconfig", default=None, help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, "
@@ -107,7 +107,7 @@ def reconcile_on_resume(profile: Any, study: str, finished_trials: set[str], kub
         kube.close()
 
 
-@cli.command("cleanup")
+@click.command("cleanup")
 @_with_kube_options
 @click.option("-N", "--namespace", default=None,
               help="Namespace to clean (default: the profile's dynamo.namespace).")
@@ -145,7 +145,7 @@ def cleanup_cmd(kubeconfig: str | None, context: str | None, namespace: str | No
          title=f"{verb} in namespace {namespace}")
 
 
-@cli.command("dgd")
+@click.command("dgd")
 @profile_option
 @click.option("-t", "--topology", required=True, help="Topology, e.g. 1P4-5D4@tau=0.7,omega=1 or 6A4.")
 @click.option("--study", default="manual", show_default=True, help="Study name for the graph's name and labels.")

@@ -1,14 +1,14 @@
 """``autotune validate``: the simulator side by side with a real local Dynamo (see ``autotune.validate``).
 
-A standalone ``click.Command`` so the main CLI registers it with ``cli.add_command(validate_cmd)``.
+Standalone like every command; ``autotune.cli.main`` registers it.
 """
 
 from __future__ import annotations
 
 import click
 
+from autotune.cli.output import FORMATS, emit
 from autotune.errors import InputError
-from autotune.output import FORMATS, emit
 
 
 @click.command("validate")

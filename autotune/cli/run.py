@@ -1,4 +1,7 @@
-"""``autotune run``, ``plan`` and ``report``: the main job and its dry-run and re-render twins."""
+"""``autotune run``, ``plan`` and ``report``: the main job and its dry-run and re-render twins.
+
+One module because the three share the study options, the summary columns and the pipeline call.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from typing import Any
 
 import click
 
-from autotune.cli import cli, output_option, profile_option
+from autotune.cli.k8s import reconcile_on_resume, validate_plan_against_cluster
+from autotune.cli.options import output_option, study_options
+from autotune.cli.output import emit
 from autotune.errors import InputError
-from autotune.output import emit
 
 SUMMARY_COLUMNS = [("recommended", "recommended"), ("gpus", "GPUs"), ("poa_hat", "PoA-hat"),
                    ("tok_s_per_gpu", "tok/s/GPU"), ("ttft_p99_ms", "TTFT p99 ms"), ("itl_p99_ms", "ITL p99 ms"),
@@ -44,33 +48,6 @@ def _progress(total: int) -> Any:
     return on_trial, prog
 
 
-def _study_options(f: Any) -> Any:
-    for opt in reversed([
-        profile_option,
-        click.option("-b", "--backend", default="sim", show_default=True, help="Trial backend: sim, dynamo-local, k8s."),
-        click.option("-n", "--trials", type=click.IntRange(min=1), default=None, help="Trials (default: the profile's)."),
-        click.option("-r", "--results", "results", type=click.Path(file_okay=False), default=None,
-                     help="Results directory (default: results/<profile name>)."),
-        click.option("--storage", default=None, help="Optuna storage URL (default: a journal file in the results dir)."),
-        click.option("--resume", is_flag=True, help="Continue the study in the results directory."),
-        click.option("--seed", type=int, default=None, help="Seed for the sampler and the simulator (default: profile)."),
-        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-                     help="Parallel trials (default: CPU count on sim, 1 on live backends)."),
-        click.option("--sampler", type=click.Choice(["tpe", "random", "nsga2"]), default="tpe", show_default=True),
-        click.option("--timing", type=click.Choice(["roofline", "mocker"]), default="roofline", show_default=True,
-                     help="dynamo-local: mocker worker timing from the perf model, or the mocker's default."),
-        click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-                     help="dynamo-local: mocker speed-up ratio (compressed time)."),
-        click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster)."),
-        click.option("--context", default=None, help="k8s: kubeconfig context."),
-        click.option("--frontend-access", type=click.Choice(["auto", "service-dns", "load-balancer", "port-forward"]),
-                     default="auto", show_default=True, help="k8s: how to reach each trial's frontend."),
-        output_option,
-    ]):
-        f = opt(f)
-    return f
-
-
 def _backend_options(backend: str, study: str, kw: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     if backend == "dynamo-local":
         return (("timing", kw["timing"]), ("speedup", kw["speedup"]))
@@ -84,7 +61,6 @@ def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
     """``--resume`` on k8s: graphs a killed run left behind are removed before the study goes on."""
     import logging
 
-    from autotune.cli_k8s import reconcile_on_resume  # type: ignore[attr-defined]
     from autotune.search.study import load_study, study_name
 
     study = load_study(prof, cfg, create=False)
@@ -126,15 +102,15 @@ def _execute(profile: str, backend: str, trials: int | None, results: str | None
          title=f"{prof.name}: {'predicted' if prediction else 'measured'} recommendation → {out}")
 
 
-@cli.command()
-@_study_options
+@click.command()
+@study_options
 def run(**kw: Any) -> None:
     """Search topologies and router weights; write the recommendation and controller settings."""
     _execute(**kw, prediction=kw["backend"] == "sim")
 
 
-@cli.command()
-@_study_options
+@click.command()
+@study_options
 def plan(**kw: Any) -> None:
     """Dry run: the same search on the simulator; nothing is deployed and outputs are predictions.
 
@@ -143,17 +119,13 @@ def plan(**kw: Any) -> None:
     """
     backend = kw.pop("backend")
     if backend == "k8s":
-        try:
-            from autotune.cli_k8s import validate_plan_against_cluster  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise InputError(f"--backend: k8s planning is not available here: {exc}") from None
         validate_plan_against_cluster(kw["profile"], kw["kubeconfig"], kw["context"])
     elif backend not in ("sim", "dynamo-local"):
         raise InputError(f"--backend: unknown backend {backend!r} (choose from sim, dynamo-local, k8s)")
     _execute(**kw, backend="sim", prediction=True)
 
 
-@cli.command()
+@click.command()
 @click.argument("results_dir", type=click.Path(file_okay=False))
 @click.option("-p", "--profile", default=None, help="Profile (default: the directory's profile.resolved.yaml).")
 @click.option("--storage", default=None, help="Optuna storage URL if the study is not in the directory.")

@@ -1,0 +1,60 @@
+"""The ``autotune`` group and its entry point: every command is registered here, explicitly.
+
+Errors a user can cause print one line on stderr and exit with a documented code (README):
+0 ok, 2 bad input, 3 no feasible configuration, 4 backend failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from autotune import __version__
+from autotune.cli.k8s import cleanup_cmd, dgd_cmd
+from autotune.cli.run import plan, report, run
+from autotune.cli.simulate import simulate
+from autotune.cli.validate import validate_cmd
+from autotune.errors import EXIT_INTERRUPTED, AutotuneError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autotune")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Cluster autotuner for NVIDIA Dynamo disaggregated LLM serving."""
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("optuna", "matplotlib", "kubernetes", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+cli.add_command(run)
+cli.add_command(plan)
+cli.add_command(report)
+cli.add_command(simulate)
+cli.add_command(validate_cmd)
+cli.add_command(cleanup_cmd)
+cli.add_command(dgd_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map errors to exit codes, never a traceback for user errors."""
+    try:
+        cli.main(args=argv, prog_name="autotune", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("autotune: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AutotuneError as exc:
+        click.echo(f"autotune: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("autotune: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)
