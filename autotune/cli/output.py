@@ -1,6 +1,6 @@
 """Rendering for ``-o table|json|yaml``: data goes to stdout, everything else to stderr.
 
-``to_plain`` is also what results files are written with, so a file and ``-o json`` agree.
+Data goes through ``results.files.to_plain``, the same as results files, so a file and ``-o json`` agree.
 """
 
 from __future__ import annotations
@@ -15,20 +15,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from autotune.results.files import to_plain
+
 FORMATS = ("table", "json", "yaml")
-
-
-def to_plain(v: Any) -> Any:
-    """Plain JSON/YAML-safe data: NaN/inf become None, tuples lists, numpy scalars Python numbers."""
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if isinstance(v, dict):
-        return {k: to_plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_plain(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):  # numpy scalars
-        return to_plain(v.item())
-    return v
 
 
 def _fmt(v: Any) -> str:

@@ -1,6 +1,6 @@
 """``autotune validate``: the simulator side by side with a real local Dynamo (see ``autotune.validate``).
 
-Standalone like every command; ``autotune.cli.main`` registers it.
+Standalone like every command; ``autotune.cli.app`` registers it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ on POSIX), so a crash or Ctrl-C leaves either the old file or the new one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +17,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from autotune.cli.output import to_plain
+
+def to_plain(v: Any) -> Any:
+    """Plain JSON/YAML-safe data: NaN/inf become None, tuples lists, numpy scalars Python numbers."""
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, dict):
+        return {k: to_plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_plain(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy scalars
+        return to_plain(v.item())
+    return v
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
