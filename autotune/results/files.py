@@ -12,10 +12,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
+
+if TYPE_CHECKING:  # only annotations: `autotune --help` must not load pandas
+    import pandas as pd
 
 
 def to_plain(v: Any) -> Any:
