@@ -20,11 +20,10 @@ import pandas as pd
 
 from autotune.backends.sim import SimBackend
 from autotune.controller import AdaptiveController, ControllerSettings
-from autotune.metrics import summarize
 from autotune.poa import poa_hat
 from autotune.profile import Profile
 from autotune.regimes import BELOW, SATURATED, TRANSITION
-from autotune.search.evaluate import TrialResult
+from autotune.scoring import TrialResult, score_point, step_timers
 from autotune.topology import DEFAULT_ROUTER, RouterSettings, Topology
 from autotune.workload import ArrivalSchedule, RateSegment
 
@@ -43,16 +42,14 @@ def heatmap(profile: Profile, topology: Topology, concurrency: int, *, seed: int
             perf_model: str = "roofline") -> pd.DataFrame:
     """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency."""
     dep = SimBackend(perf_model).deploy(profile, topology)
-    timers = [dep.perf.timer(tp) for _, tp in topology.worker_tps()]
+    timers = step_timers(dep.perf, topology)
     rows = []
     for tau in TAU_GRID:
         for omega in OMEGA_GRID:
             dep.set_router(RouterSettings(temperature=tau, overlap_weight=omega))
-            run = dep.run_point(concurrency, seed=seed, requests=requests)
-            m = summarize(run)
-            p = poa_hat(run.decisions, timers, profile.engine.block_size, time_range=run.window_s)
-            rows.append({"concurrency": concurrency, "temperature": tau, "overlap_weight": omega, "poa_hat": p.poa_hat,
-                         "ttft_p99_ms": m.ttft_p99_ms, "output_tok_s": m.output_tok_s})
+            sc = score_point(dep.run_point(concurrency, seed=seed, requests=requests), timers, profile.engine.block_size)
+            rows.append({"concurrency": concurrency, "temperature": tau, "overlap_weight": omega, "poa_hat": sc.poa_hat,
+                         "ttft_p99_ms": sc.metrics.ttft_p99_ms, "output_tok_s": sc.metrics.output_tok_s})
     return pd.DataFrame(rows)
 
 
@@ -130,7 +127,7 @@ def spike_experiment(profile: Profile, topology: Topology, settings: ControllerS
     for policy in ("static", "adaptive"):
         dep = SimBackend().deploy(profile, topology.with_router(DEFAULT_ROUTER if policy == "static"
                                                                  else settings.presets[BELOW]))
-        timers = [dep.perf.timer(tp) for _, tp in topology.worker_tps()]
+        timers = step_timers(dep.perf, topology)
         ctrl = AdaptiveController(tuned) if policy == "adaptive" else None
         run = dep.run_point(-1, seed=seed, requests=max(n, 50), controller=ctrl, schedule=schedule)
         if policy == "adaptive":
@@ -146,3 +143,20 @@ def spike_experiment(profile: Profile, topology: Topology, settings: ControllerS
                          "ttft_p99_ms": float(np.percentile(ttft, 99)) if len(ttft) else float("nan"),
                          "output_tok_s": float(done["output_tokens"].sum() / (end - start))})
     return SpikeReport(pd.DataFrame(rows), switches, [(s.start_s, s.rate_rps) for s in schedule.segments])
+
+
+@dataclass(frozen=True)
+class ControllerExperiment:
+    """The controller derived for one topology, the grids it was chosen on, and its spike test."""
+
+    settings: ControllerSettings
+    grids: dict[str, pd.DataFrame]
+    spike: SpikeReport
+
+
+def controller_experiment(profile: Profile, topology: Topology, result: TrialResult, *, seed: int,
+                          requests: int | None = None) -> ControllerExperiment:
+    """Derive the controller from the topology's sweep, then run ramp-and-spike at its measured capacity."""
+    settings, grids = derive_controller(profile, topology, result, seed=seed, requests=requests)
+    capacity = max(p.metrics.req_s for p in result.points)
+    return ControllerExperiment(settings, grids, spike_experiment(profile, topology, settings, capacity, seed=seed))

@@ -10,12 +10,11 @@ from typing import Any
 
 import optuna
 
-from autotune.adaptive import derive_controller, spike_experiment
-from autotune.metrics import PointMetrics
+from autotune.adaptive import controller_experiment
 from autotune.profile import Profile
 from autotune.results.outcome import Outcome
 from autotune.results.writer import write_results
-from autotune.search.evaluate import PointScore, TrialResult
+from autotune.search import trials
 from autotune.search.select import baseline_trials, select
 from autotune.search.study import StudyConfig, load_study, run_study
 from autotune.topology import parse_topology
@@ -23,43 +22,24 @@ from autotune.topology import parse_topology
 log = logging.getLogger("autotune")
 
 
-def trial_result(t: optuna.trial.FrozenTrial) -> TrialResult:
-    """Rebuild a TrialResult from what the study stored (``report`` needs no re-run)."""
-    pts = []
-    fields = PointMetrics.__dataclass_fields__
-    for row in json.loads(t.user_attrs["points"]):
-        m = PointMetrics(**{k: row[k] for k in fields})
-        by_stage = {k[4:]: v for k, v in row.items() if k.startswith("poa_") and k not in
-                    ("poa_hat", "poa_window_median", "poa_window_p90")}
-        pts.append(PointScore(m, row["poa_hat"], by_stage, row["poa_window_median"], row["poa_window_p90"],
-                              row["regime"]))
-    return TrialResult(t.user_attrs["topology"], t.user_attrs["gpus"], tuple(pts), t.user_attrs.get("knee_concurrency"),
-                       t.values[0], t.values[1], t.user_attrs["output_tok_s"], t.user_attrs["ttft_p99_ms"],
-                       t.user_attrs["itl_p99_ms"])
-
-
 def finish(profile: Profile, study: optuna.Study, out: Path, backend: dict[str, Any], prediction: bool) -> dict[str, Any]:
     sel = select(study)
     chosen = sel.trial
-    topo = parse_topology(chosen.user_attrs["topology"])
-    res = trial_result(chosen)
-    s = profile.search
+    requests = profile.search.requests_per_point
+    topo = parse_topology(chosen.user_attrs[trials.TOPOLOGY])
     log.info("recommended %s; deriving controller settings by simulation", topo)
-    controller, grids = derive_controller(profile, topo, res, seed=profile.seed, requests=s.requests_per_point)
-    capacity = max(p.metrics.req_s for p in res.points)
-    spike = spike_experiment(profile, topo, controller, capacity, seed=profile.seed)
+    rec = controller_experiment(profile, topo, trials.read_result(chosen), seed=profile.seed, requests=requests)
     bases = baseline_trials(study)
-    base_ctrl = base_spike = None
-    if bases and bases[0].user_attrs["topology"] != chosen.user_attrs["topology"]:
+    base = None
+    if bases and bases[0].user_attrs[trials.TOPOLOGY] != chosen.user_attrs[trials.TOPOLOGY]:
         # the same controller experiment on the default deployment (the paper's Exp. 3 setting)
-        btopo = parse_topology(bases[0].user_attrs["topology"])
-        bres = trial_result(bases[0])
+        btopo = parse_topology(bases[0].user_attrs[trials.TOPOLOGY])
         log.info("deriving controller settings for the baseline %s", btopo)
-        base_ctrl, _ = derive_controller(profile, btopo, bres, seed=profile.seed, requests=s.requests_per_point)
-        bcap = max(p.metrics.req_s for p in bres.points)
-        base_spike = spike_experiment(profile, btopo, base_ctrl, bcap, seed=profile.seed)
-    outcome = Outcome(profile, study, chosen, sel.front, sel.slo_met, bases[0] if bases else None, controller, grids,
-                      spike, backend, prediction, base_ctrl, base_spike)
+        base = controller_experiment(profile, btopo, trials.read_result(bases[0]), seed=profile.seed,
+                                     requests=requests)
+    outcome = Outcome(profile, study, chosen, sel.front, sel.slo_met, bases[0] if bases else None, rec.settings,
+                      rec.grids, rec.spike, backend, prediction, base.settings if base else None,
+                      base.spike if base else None)
     return write_results(out, outcome)
 
 

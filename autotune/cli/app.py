@@ -7,6 +7,7 @@ Errors a user can cause print one line on stderr and exit with a documented code
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -39,8 +40,20 @@ cli.add_command(cleanup_cmd)
 cli.add_command(dgd_cmd)
 
 
+def _sigterm_is_interrupt() -> None:
+    """A CronJob's SIGTERM behaves like Ctrl-C in every phase (study, controller, results): exit 130."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave the host's handler alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes, never a traceback for user errors."""
+    _sigterm_is_interrupt()
     try:
         cli.main(args=argv, prog_name="autotune", standalone_mode=False)
     except click.exceptions.Abort:

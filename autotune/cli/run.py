@@ -25,7 +25,8 @@ SUMMARY_COLUMNS = [("recommended", "recommended"), ("gpus", "GPUs"), ("poa_hat",
 
 def _progress(total: int) -> Any:
     """Live progress on a terminal; one plain line per trial otherwise (CronJob logs)."""
-    from autotune.search.study import print_line, trial_line
+    from autotune.search.study import print_line
+    from autotune.search.trials import trial_line
 
     if not sys.stderr.isatty():
         return print_line, None

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 from datetime import UTC, datetime
@@ -16,9 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from autotune import __version__
 from autotune.dynamo.flags import router_args
@@ -27,6 +25,7 @@ from autotune.results import plots
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
 from autotune.results.outcome import Outcome
 from autotune.results.report import render_report
+from autotune.search.trials import headline, points_frame, trials_frame
 from autotune.topology import parse_topology
 
 
@@ -40,38 +39,6 @@ def environment(backend: dict[str, Any]) -> dict[str, Any]:
     return {"autotune": __version__, "python": platform.python_version(), "platform": platform.platform(),
             "packages": {p: ver(p) for p in ("optuna", "numpy", "pandas", "scipy", "pydantic", "kubernetes")},
             "backend": backend, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        ok = t.state == TrialState.COMPLETE
-        rows.append({
-            "number": t.number, "state": t.state.name, "topology": t.user_attrs.get("topology", ""),
-            "gpus": t.user_attrs.get("gpus"), "baseline": t.user_attrs.get("baseline", ""),
-            "poa_hat": t.values[0] if ok else math.nan, "tok_s_per_gpu": t.values[1] if ok else math.nan,
-            "output_tok_s": t.user_attrs.get("output_tok_s"), "ttft_p99_ms": t.user_attrs.get("ttft_p99_ms"),
-            "itl_p99_ms": t.user_attrs.get("itl_p99_ms"), "knee_concurrency": t.user_attrs.get("knee_concurrency"),
-            "slo_ok": bool(t.user_attrs.get("slo_ok", False)),
-            "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or "",
-            "duration_s": t.user_attrs.get("duration_s"),
-            **{f"param_{k}": v for k, v in t.params.items()},
-        })
-    return pd.DataFrame(rows)
-
-
-def points_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
-    rows = []
-    for t in trials:
-        for p in json.loads(t.user_attrs.get("points", "[]")):
-            rows.append({"trial": t.number, "topology": t.user_attrs.get("topology", ""), **p})
-    return pd.DataFrame(rows)
-
-
-def _predicted(t: FrozenTrial) -> dict[str, Any]:
-    return {"poa_hat": t.values[0], "tok_s_per_gpu": t.values[1], "output_tok_s": t.user_attrs.get("output_tok_s"),
-            "ttft_p99_ms": t.user_attrs.get("ttft_p99_ms"), "itl_p99_ms": t.user_attrs.get("itl_p99_ms"),
-            "knee_concurrency": t.user_attrs.get("knee_concurrency")}
 
 
 def recommendation(o: Outcome) -> dict[str, Any]:
@@ -91,12 +58,12 @@ def recommendation(o: Outcome) -> dict[str, Any]:
                    "frontend_args": router_args(p.dynamo.version_tuple, topo.router)},
         "controller": o.controller.as_dict(),
         "operating_point": op,
-        "predicted" if o.prediction else "measured": _predicted(t),
+        "predicted" if o.prediction else "measured": headline(t),
         "slo": {"ttft_p99_ms": p.slo.ttft_p99_ms, "itl_p99_ms": p.slo.itl_p99_ms, "met": o.slo_met},
     }
     if o.baseline is not None:
         b = o.baseline
-        bp = _predicted(b)
+        bp = headline(b)
         rec["baseline_comparison"] = {
             "baseline": b.user_attrs.get("topology"), **{f"baseline_{k}": v for k, v in bp.items()},
             "poa_hat_ratio": b.values[0] / t.values[0] if t.values[0] else None,
@@ -156,7 +123,7 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
         "profile": p.name, "prediction": o.prediction, "backend": o.backend.get("backend"),
         "trials": {k.lower(): int(v) for k, v in counts.items()},
         "recommended": rec["topology"]["string"], "gpus": rec["topology"]["gpus"],
-        **{k: v for k, v in _predicted(o.chosen).items()},
+        **{k: v for k, v in headline(o.chosen).items()},
         "slo_met": o.slo_met,
         "baseline": rec.get("baseline_comparison", {}).get("baseline"),
         "poa_hat_vs_baseline": rec.get("baseline_comparison", {}).get("poa_hat_ratio"),

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import InfeasibleError
+from autotune.search import trials
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,6 @@ class Selection:
     slo_met: bool
 
 
-def _violation(t: FrozenTrial) -> float:
-    cons = getattr(t, "constraints", None) or t.system_attrs.get("constraints") or []
-    return sum(max(0.0, c) for c in cons)
-
-
 def select(study: optuna.Study) -> Selection:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if all(math.isfinite(v) for v in t.values)]
@@ -38,7 +34,7 @@ def select(study: optuna.Study) -> Selection:
         raise InfeasibleError("no trial completed: nothing to recommend (see the trials table for the reasons)")
     front = [t for t in study.best_trials if all(math.isfinite(v) for v in t.values)]
     if not front:
-        best = min(complete, key=lambda t: (_violation(t), t.values[0], -t.values[1], t.number))
+        best = min(complete, key=lambda t: (trials.violation(t), t.values[0], -t.values[1], t.number))
         return Selection(best, (), False)
     poa = [t.values[0] for t in front]
     tput = [t.values[1] for t in front]
@@ -49,10 +45,10 @@ def select(study: optuna.Study) -> Selection:
         d = math.hypot((t.values[0] - p_lo) / p_span, (t_hi - t.values[1]) / t_span)
         # equal scores: the router settings closest to Dynamo's defaults (τ 0, ω 1) are the safer pick
         tau, omega = t.params.get("temperature", 0.0), t.params.get("overlap_weight", 1.0)
-        return (round(d, 6), int(t.user_attrs.get("gpus", 0)), round(abs(tau) + abs(omega - 1.0), 9), t.number)
+        return (round(d, 6), int(t.user_attrs.get(trials.GPUS, 0)), round(abs(tau) + abs(omega - 1.0), 9), t.number)
 
     return Selection(min(front, key=key), tuple(sorted(front, key=lambda t: t.values[0])), True)
 
 
 def baseline_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "baseline" in t.user_attrs]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trials.is_baseline(t)]

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -20,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,14 @@ from optuna.trial import TrialState
 from autotune.errors import AutotuneError, InfeasibleError, InputError, Interrupted
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
-from autotune.search.evaluate import TrialResult, evaluate_topology
+from autotune.scoring import TrialResult
+from autotune.search import trials
+from autotune.search.evaluate import evaluate_topology
 from autotune.search.space import outside_space, suggest_topology, topology_params
 from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 
 log = logging.getLogger("autotune.search")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-OBJECTIVES = ("poa_hat", "tok_s_per_gpu")
-DIRECTIONS = ("minimize", "maximize")
-
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -56,9 +53,10 @@ class StudyConfig:
     sampler: str = "tpe"
 
 
-def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage | str:
+def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage: ``--storage URL`` or the journal file in the results directory."""
     if cfg.storage:
-        return cfg.storage
+        return optuna.storages.get_storage(cfg.storage)
     cfg.results_dir.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(cfg.results_dir / "study.journal")))
 
@@ -78,10 +76,11 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"--sampler: unknown sampler {name!r} (choose tpe, random, nsga2)")
 
 
-def load_study(profile: Profile, cfg: StudyConfig, *, create: bool) -> optuna.Study:
-    storage = open_storage(cfg)
+def load_study(profile: Profile, cfg: StudyConfig, *, create: bool,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     name = study_name(profile)
     try:
+        storage = storage or open_storage(cfg)
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
         raise InputError(f"--storage: cannot open {cfg.storage or cfg.results_dir}: {exc}") from None
@@ -95,17 +94,17 @@ def load_study(profile: Profile, cfg: StudyConfig, *, create: bool) -> optuna.St
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
     # a resumed sampler must not replay its start-up points (optuna #3255): offset its seed
     sampler = make_sampler(cfg.sampler, cfg.seed + n_before)
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS), sampler=sampler,
+    study = optuna.create_study(study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler,
                                 load_if_exists=True)
     if name not in existing:
-        study.set_metric_names(list(OBJECTIVES))
+        study.set_metric_names(list(trials.OBJECTIVES))
         study.set_user_attr("profile_digest", profile.digest())
         for topo in baseline_topologies(profile):
             why = outside_space(topo, profile)
             if why:
                 log.warning("baseline %s is outside the search space (%s); not enqueued", topo.shape(), why)
                 continue
-            study.enqueue_trial(topology_params(topo, profile), user_attrs={"baseline": topo.to_string()})
+            study.enqueue_trial(topology_params(topo, profile), user_attrs={trials.BASELINE: topo.to_string()})
     elif study.user_attrs.get("profile_digest") not in (None, profile.digest()):
         raise InputError(f"--resume: the profile changed since the study started (digest "
                          f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new --results")
@@ -122,28 +121,15 @@ def baseline_topologies(profile: Profile) -> list[Topology]:
     return out
 
 
-def fail_stale_trials(study: optuna.Study) -> list[int]:
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
     """Trials a killed process left RUNNING: fail them with a reason (journal storage has no heartbeat)."""
     stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    study_id = storage.get_study_id_from_name(study.study_name)
     for number in stale:
-        study._storage.set_trial_user_attr(study.trials[number]._trial_id, "fail_reason",
-                                           "left RUNNING by an interrupted run; failed on resume")
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, "left RUNNING by an interrupted run; failed on resume")
         study.tell(number, state=TrialState.FAIL)
     return stale
-
-
-def _record(trial: optuna.Trial, res: TrialResult) -> None:
-    trial.set_user_attr("topology", res.topology)
-    trial.set_user_attr("gpus", res.gpus)
-    trial.set_user_attr("knee_concurrency", res.knee_concurrency)
-    trial.set_user_attr("ttft_p99_ms", res.ttft_p99_ms)
-    trial.set_user_attr("itl_p99_ms", res.itl_p99_ms)
-    trial.set_user_attr("output_tok_s", res.output_tok_s)
-    trial.set_user_attr("slo_ok", res.slo_ok)
-    trial.set_user_attr("points", json.dumps([p.row() for p in res.points], default=float))
-    trial.set_user_attr("meta", json.dumps(res.meta, default=str))
-    for key, val in res.constraints.items():
-        trial.set_constraint(key, float(val))
 
 
 @contextmanager
@@ -187,114 +173,147 @@ def _pruned(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED)
 
 
+OnTrial = Callable[[optuna.trial.FrozenTrial, int, int], None]
 PRUNE_CAP_FACTOR = 20  # stop asking after this many infeasible proposals per budgeted trial
 
 
-def run_study(profile: Profile, cfg: StudyConfig, on_trial: Callable[[optuna.trial.FrozenTrial, int, int], None] | None = None
-              ) -> optuna.Study:
+@dataclass
+class _InFlight:
+    trial: optuna.Trial
+    topology: Topology
+    future: Future[TrialResult] | None  # None: evaluated in this process when its turn comes
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Loop:
+    """One study run: ask, prune what cannot run, evaluate (in a pool on ``-j N``), record, tell.
+
+    Storage is only touched with SIGINT/SIGTERM held, so no trial is created or told half-way.
+    """
+
+    def __init__(self, profile: Profile, cfg: StudyConfig, study: optuna.Study, on_trial: OnTrial | None) -> None:
+        self.profile, self.cfg, self.study, self.on_trial = profile, cfg, study, on_trial
+        s = profile.search
+        self.eval_kw: dict[str, Any] = {"seed": profile.seed, "concurrency": list(s.concurrency or profile.workload.concurrency),
+                                        "requests": s.requests_per_point, "backend_options": dict(cfg.backend_options)}
+        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        self.inflight: dict[int, _InFlight] = {}
+        self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
+
+    def run(self) -> None:
+        while True:
+            self._fill()
+            if not self.inflight:
+                return
+            self._finish(min(self.inflight))
+
+    def _fill(self) -> None:
+        """Ask until ``jobs`` trials are in flight or the budget is spoken for; infeasible ones cost nothing."""
+        cfg, study = self.cfg, self.study
+        while len(self.inflight) < cfg.jobs and _finished(study) + len(self.inflight) < cfg.trials:
+            if _pruned(study) >= PRUNE_CAP_FACTOR * cfg.trials:
+                return
+            with _signals_deferred():
+                trial = self.pending = study.ask()
+                topo = suggest_topology(trial, self.profile)
+                trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
+            reason = self._infeasible(topo)
+            if reason:
+                with _signals_deferred():
+                    trial.set_user_attr(trials.PRUNE_REASON, reason)
+                    study.tell(trial, state=TrialState.PRUNED)
+                    self.pending = None
+                self._report(trial.number)
+                continue
+            fut = None
+            if self.pool is not None:
+                fut = self.pool.submit(evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw,
+                                       trial_id=f"t{trial.number}")
+            self.inflight[trial.number] = _InFlight(trial, topo, fut)
+            self.pending = None
+
+    def _infeasible(self, topo: Topology) -> str:
+        feas = check_feasibility(topo, self.profile)
+        if feas.ok and topo.gpus < self.profile.search.min_gpus:
+            return f"uses {topo.gpus} GPUs, below search.min_gpus ({self.profile.search.min_gpus})"
+        return feas.reason
+
+    def _finish(self, number: int) -> None:
+        job = self.inflight[number]
+        res: TrialResult | None = None
+        error = ""
+        try:
+            res = job.future.result() if job.future is not None else evaluate_topology(
+                self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}")
+        except AutotuneError as exc:
+            error = str(exc)
+        if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
+            error = "no routing decisions were measured"
+        with _signals_deferred():
+            if res is not None:
+                job.trial.set_user_attr(trials.DURATION_S, time.monotonic() - job.started)
+                trials.record(job.trial, res)
+            if error or res is None:
+                job.trial.set_user_attr(trials.FAIL_REASON, error)
+                self.study.tell(job.trial, state=TrialState.FAIL)
+            else:
+                self.study.tell(job.trial, trials.objective_values(res))
+            del self.inflight[number]
+        self._report(number)
+
+    def _report(self, number: int) -> None:
+        if self.on_trial:
+            self.on_trial(self.study.trials[number], _finished(self.study), self.cfg.trials)
+
+    def fail_unfinished(self, why: str) -> None:
+        """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``."""
+        left = [j.trial for j in self.inflight.values()] + ([self.pending] if self.pending is not None else [])
+        for job in self.inflight.values():
+            if job.future is not None:
+                job.future.cancel()
+        for trial in left:
+            if self.study.trials[trial.number].state.is_finished():
+                continue
+            trial.set_user_attr(trials.FAIL_REASON, why)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _raise_if_nothing_ran(study: optuna.Study) -> None:
+    if _finished(study):
+        return
+    reasons = [t.user_attrs.get(trials.PRUNE_REASON, "") for t in study.trials if t.state == TrialState.PRUNED]
+    common = max(set(reasons), key=reasons.count) if reasons else "the search space is empty"
+    raise InfeasibleError(f"no feasible configuration in the search space after {len(reasons)} proposals; "
+                          f"most common reason: {common}")
+
+
+def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = None) -> optuna.Study:
     """Run (or resume) the study until ``cfg.trials`` trials have finished."""
-    study = load_study(profile, cfg, create=True)
-    stale = fail_stale_trials(study)
+    storage = open_storage(cfg)
+    study = load_study(profile, cfg, create=True, storage=storage)
+    stale = fail_stale_trials(study, storage)
     if stale:
         log.warning("failed %d trial(s) left RUNNING by an interrupted run: %s", len(stale), stale)
-    s = profile.search
-    concurrency = list(s.concurrency or profile.workload.concurrency)
-    requests = s.requests_per_point
-    options = dict(cfg.backend_options)
-    pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
-    inflight: dict[int, tuple[optuna.Trial, Future[TrialResult] | None, Topology]] = {}
-    pending: optuna.Trial | None = None  # asked, not yet in flight or told
+    loop = _Loop(profile, cfg, study, on_trial)
     try:
         with _sigterm_as_interrupt():
-            while True:
-                while len(inflight) < cfg.jobs and _finished(study) + len(inflight) < cfg.trials:
-                    if _pruned(study) >= PRUNE_CAP_FACTOR * cfg.trials:
-                        break
-                    with _signals_deferred():
-                        trial = pending = study.ask()
-                    topo = suggest_topology(trial, profile)
-                    trial.set_user_attr("topology", topo.to_string())
-                    feas = check_feasibility(topo, profile)
-                    reason = feas.reason
-                    if feas.ok and topo.gpus < s.min_gpus:
-                        reason = f"uses {topo.gpus} GPUs, below search.min_gpus ({s.min_gpus})"
-                    if reason:
-                        with _signals_deferred():
-                            trial.set_user_attr("prune_reason", reason)
-                            study.tell(trial, state=TrialState.PRUNED)
-                            pending = None
-                        if on_trial:
-                            on_trial(study.trials[trial.number], _finished(study), cfg.trials)
-                        continue
-                    kw = {"seed": profile.seed, "concurrency": concurrency, "requests": requests,
-                          "backend_options": options, "trial_id": f"t{trial.number}"}
-                    fut = pool.submit(evaluate_topology, profile, topo, cfg.backend, **kw) if pool else None
-                    inflight[trial.number] = (trial, fut, topo)
-                    pending = None
-                if not inflight:
-                    break
-                number = min(inflight)
-                trial, fut, topo = inflight[number]
-                t0 = time.monotonic()
-                res: TrialResult | None = None
-                error = ""
-                try:
-                    res = fut.result() if fut is not None else evaluate_topology(
-                        profile, topo, cfg.backend, seed=profile.seed, concurrency=concurrency, requests=requests,
-                        backend_options=options, trial_id=f"t{trial.number}")
-                except AutotuneError as exc:
-                    error = str(exc)
-                with _signals_deferred():
-                    if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
-                        error = "no routing decisions were measured"
-                    if res is not None:
-                        trial.set_user_attr("duration_s", time.monotonic() - t0)
-                        _record(trial, res)
-                    if error:
-                        trial.set_user_attr("fail_reason", error)
-                        study.tell(trial, state=TrialState.FAIL)
-                    else:
-                        study.tell(trial, [res.poa_objective, res.tok_s_per_gpu])
-                    del inflight[number]
-                if on_trial:
-                    on_trial(study.trials[trial.number], _finished(study), cfg.trials)
-        if _finished(study) == 0:
-            reasons = [t.user_attrs.get("prune_reason", "") for t in study.trials if t.state == TrialState.PRUNED]
-            common = max(set(reasons), key=reasons.count) if reasons else "the search space is empty"
-            raise InfeasibleError(f"no feasible configuration in the search space after {len(reasons)} proposals; "
-                                  f"most common reason: {common}")
+            loop.run()
+        _raise_if_nothing_ran(study)
     except KeyboardInterrupt:
-        leftovers = [(t, f) for t, f, _ in inflight.values()] + ([(pending, None)] if pending is not None else [])
-        for trial, fut in leftovers:
-            if fut is not None:
-                fut.cancel()
-            if study.trials[trial.number].state.is_finished():
-                continue
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted (Ctrl-C or SIGTERM)")
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        with _signals_deferred():
+            loop.fail_unfinished("interrupted (Ctrl-C or SIGTERM)")
         raise Interrupted(f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume") from None
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        loop.close()
     return study
-
-
-def trial_line(t: optuna.trial.FrozenTrial, done: int, total: int) -> str:
-    """One plain line per trial for logs (CronJob output)."""
-    topo = t.user_attrs.get("topology", "?")
-    if t.state == TrialState.PRUNED:
-        return f"trial #{t.number} {topo}: skipped (infeasible: {t.user_attrs.get('prune_reason', '')})"
-    if t.state == TrialState.COMPLETE:
-        poa, tput = t.values
-        return (f"trial {done}/{total} {topo}: PoA-hat {poa:.3f}, {tput:.0f} tok/s/GPU, "
-                f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
-                f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}")
-    reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
-    return f"trial {done}/{total} {topo}: {t.state.name.lower()} — {reason}"
 
 
 def print_line(t: optuna.trial.FrozenTrial, done: int, total: int) -> None:
     if t.state == TrialState.PRUNED:  # infeasible proposals cost nothing; shown with -v
-        log.debug(trial_line(t, done, total))
+        log.debug(trials.trial_line(t, done, total))
         return
-    print(trial_line(t, done, total), file=sys.stderr, flush=True)
+    print(trials.trial_line(t, done, total), file=sys.stderr, flush=True)

@@ -1,0 +1,105 @@
+"""What a load point and a concurrency sweep are worth: the one place a trial is scored.
+
+A point is worth its steady-state metrics (``metrics.summarize``) and its PoA-hat (``poa``); a
+sweep is worth its regimes, its objectives at the operating point and its SLO margins. The
+search, the (τ, ω) heatmaps and the spike experiment all score through here, so they cannot
+disagree on what a number means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from autotune.metrics import PointMetrics, summarize
+from autotune.perf import PerfModel, StepTimer
+from autotune.poa import poa_hat
+from autotune.profile import Profile
+from autotune.records import PointRun
+from autotune.regimes import SATURATED, detect_regimes
+from autotune.topology import Topology
+
+
+@dataclass(frozen=True)
+class PointScore:
+    metrics: PointMetrics
+    poa_hat: float
+    poa_by_stage: dict[str, float]
+    poa_window_median: float
+    poa_window_p90: float
+    regime: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {**self.metrics.as_dict(), "poa_hat": self.poa_hat, "poa_window_median": self.poa_window_median,
+                "poa_window_p90": self.poa_window_p90, "regime": self.regime,
+                **{f"poa_{k}": v for k, v in self.poa_by_stage.items()}}
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    topology: str
+    gpus: int
+    points: tuple[PointScore, ...]
+    knee_concurrency: int | None
+    poa_objective: float  # PoA-hat at the operating point (minimize)
+    tok_s_per_gpu: float  # output tok/s per GPU at the operating point (maximize)
+    output_tok_s: float
+    ttft_p99_ms: float  # at the operating point
+    itl_p99_ms: float
+    constraints: dict[str, float] = field(default_factory=dict)  # ≤ 0 is feasible (Optuna convention)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slo_ok(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["points"] = [p.row() for p in self.points]
+        return d
+
+
+def step_timers(perf: PerfModel, topology: Topology) -> list[StepTimer]:
+    """One step-time model per worker, in ``Topology.worker_tps()`` order (what PoA-hat prices with)."""
+    return [perf.timer(tp) for _, tp in topology.worker_tps()]
+
+
+def score_point(run: PointRun, timers: Sequence[StepTimer], block_size: int) -> PointScore:
+    """Metrics and PoA-hat of one load point, over its measured window."""
+    p = poa_hat(run.decisions, timers, block_size, time_range=run.window_s)
+    return PointScore(summarize(run), p.poa_hat, p.by_stage, p.window_median, p.window_p90)
+
+
+def _operating_indices(profile: Profile, concurrency: list[int], labels: tuple[str, ...]) -> list[int]:
+    s = profile.search
+    if s.operating_point == "target" and s.target_concurrency in concurrency:
+        return [concurrency.index(s.target_concurrency)]
+    if s.operating_point == "saturated":
+        sat = [i for i, lab in enumerate(labels) if lab == SATURATED]
+        return sat or [len(concurrency) - 1]
+    return list(range(len(concurrency)))
+
+
+def score_sweep(profile: Profile, topology: Topology, concurrency: list[int], points: Sequence[PointScore],
+                meta: dict[str, Any] | None = None) -> TrialResult:
+    """Regimes along the sweep, then the objectives and SLO margins at the profile's operating point."""
+    reg = detect_regimes(concurrency, [p.metrics.ttft_p99_ms for p in points], [p.poa_hat for p in points])
+    labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
+    op = _operating_indices(profile, concurrency, reg.labels)
+    poa_vals = [labelled[i].poa_hat for i in op if math.isfinite(labelled[i].poa_hat)]
+    poa_obj = float(np.mean(poa_vals)) if poa_vals else float("nan")
+    tput = max(labelled[i].metrics.tok_s_per_gpu for i in op)
+    out = max(labelled[i].metrics.output_tok_s for i in op)
+    ttft = max(labelled[i].metrics.ttft_p99_ms for i in op)
+    itl = max(labelled[i].metrics.itl_p99_ms for i in op)
+    cons: dict[str, float] = {}
+    if profile.slo.ttft_p99_ms is not None:
+        cons["ttft_p99"] = (ttft - profile.slo.ttft_p99_ms) / profile.slo.ttft_p99_ms if math.isfinite(ttft) else 1.0
+    if profile.slo.itl_p99_ms is not None:
+        cons["itl_p99"] = (itl - profile.slo.itl_p99_ms) / profile.slo.itl_p99_ms if math.isfinite(itl) else 1.0
+    return TrialResult(topology.to_string(), topology.gpus, labelled, reg.knee_concurrency, poa_obj, tput, out, ttft,
+                       itl, cons, dict(meta or {}))

@@ -1,0 +1,129 @@
+"""The one schema of a stored trial: written to Optuna once, read back everywhere from here.
+
+A finished trial's ``TrialResult`` lives in the trial's user attributes (scalars for the trials
+table, the points as one JSON document) and its SLO margins as Optuna constraints. ``read_result``
+rebuilds the identical ``TrialResult``, so ``report`` needs no re-run, and the trials and points
+tables, the per-trial log line and the recommendation all read the same fields the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.metrics import PointMetrics
+from autotune.scoring import PointScore, TrialResult
+
+# user-attribute keys (the stored schema; renaming one breaks --resume of older studies)
+TOPOLOGY, GPUS, BASELINE = "topology", "gpus", "baseline"
+PRUNE_REASON, FAIL_REASON, DURATION_S = "prune_reason", "fail_reason", "duration_s"
+POINTS, META = "points", "meta"
+SCALARS = ("knee_concurrency", "ttft_p99_ms", "itl_p99_ms", "output_tok_s", "slo_ok")
+OBJECTIVES = ("poa_hat", "tok_s_per_gpu")  # Optuna values, in this order
+DIRECTIONS = ("minimize", "maximize")
+
+
+def record(trial: optuna.Trial, res: TrialResult) -> None:
+    """Store a finished trial's result (then tell the study its objective values)."""
+    trial.set_user_attr(TOPOLOGY, res.topology)
+    trial.set_user_attr(GPUS, res.gpus)
+    for key in SCALARS:
+        trial.set_user_attr(key, getattr(res, key))
+    trial.set_user_attr(POINTS, json.dumps([_point_doc(p) for p in res.points], default=float))
+    trial.set_user_attr(META, json.dumps(res.meta, default=str))
+    for key, val in res.constraints.items():
+        trial.set_constraint(key, float(val))
+
+
+def objective_values(res: TrialResult) -> list[float]:
+    return [res.poa_objective, res.tok_s_per_gpu]
+
+
+def _point_doc(p: PointScore) -> dict[str, Any]:
+    return {"metrics": p.metrics.as_dict(), "poa_hat": p.poa_hat, "poa_by_stage": p.poa_by_stage,
+            "poa_window_median": p.poa_window_median, "poa_window_p90": p.poa_window_p90, "regime": p.regime}
+
+
+def _point(doc: dict[str, Any]) -> PointScore:
+    return PointScore(PointMetrics(**doc["metrics"]), doc["poa_hat"], dict(doc["poa_by_stage"]),
+                      doc["poa_window_median"], doc["poa_window_p90"], doc["regime"])
+
+
+def points(t: FrozenTrial) -> tuple[PointScore, ...]:
+    return tuple(_point(d) for d in json.loads(t.user_attrs.get(POINTS, "[]")))
+
+
+def read_result(t: FrozenTrial) -> TrialResult:
+    """The ``TrialResult`` a finished trial was recorded from."""
+    a = t.user_attrs
+    return TrialResult(a[TOPOLOGY], a[GPUS], points(t), a.get("knee_concurrency"), t.values[0], t.values[1],
+                       a["output_tok_s"], a["ttft_p99_ms"], a["itl_p99_ms"], dict(constraints(t)),
+                       json.loads(a.get(META, "{}")))
+
+
+def constraints(t: FrozenTrial) -> dict[str, float]:
+    """SLO margins by name (≤ 0 is met); Optuna 5 keeps them as a name → value mapping."""
+    cons = t.constraints
+    return {str(k): float(v) for k, v in cons.items()} if isinstance(cons, dict) else {}
+
+
+def violation(t: FrozenTrial) -> float:
+    """Total SLO violation (0 when every SLO is met)."""
+    return sum(max(0.0, v) for v in constraints(t).values())
+
+
+def is_baseline(t: FrozenTrial) -> bool:
+    return BASELINE in t.user_attrs
+
+
+def headline(t: FrozenTrial) -> dict[str, Any]:
+    """The figures a recommendation quotes for a completed trial."""
+    a = t.user_attrs
+    return {"poa_hat": t.values[0], "tok_s_per_gpu": t.values[1], "output_tok_s": a.get("output_tok_s"),
+            "ttft_p99_ms": a.get("ttft_p99_ms"), "itl_p99_ms": a.get("itl_p99_ms"),
+            "knee_concurrency": a.get("knee_concurrency")}
+
+
+def reason(t: FrozenTrial) -> str:
+    return t.user_attrs.get(PRUNE_REASON) or t.user_attrs.get(FAIL_REASON) or ""
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ok = t.state == TrialState.COMPLETE
+        a = t.user_attrs
+        rows.append({
+            "number": t.number, "state": t.state.name, "topology": a.get(TOPOLOGY, ""),
+            "gpus": a.get(GPUS), "baseline": a.get(BASELINE, ""),
+            "poa_hat": t.values[0] if ok else math.nan, "tok_s_per_gpu": t.values[1] if ok else math.nan,
+            "output_tok_s": a.get("output_tok_s"), "ttft_p99_ms": a.get("ttft_p99_ms"),
+            "itl_p99_ms": a.get("itl_p99_ms"), "knee_concurrency": a.get("knee_concurrency"),
+            "slo_ok": bool(a.get("slo_ok", False)), "reason": reason(t), "duration_s": a.get(DURATION_S),
+            **{f"param_{k}": v for k, v in t.params.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def points_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    rows = [{"trial": t.number, "topology": t.user_attrs.get(TOPOLOGY, ""), **p.row()}
+            for t in trials for p in points(t)]
+    return pd.DataFrame(rows)
+
+
+def trial_line(t: FrozenTrial, done: int, total: int) -> str:
+    """One plain line per trial for logs (CronJob output)."""
+    topo = t.user_attrs.get(TOPOLOGY, "?")
+    if t.state == TrialState.PRUNED:
+        return f"trial #{t.number} {topo}: skipped (infeasible: {t.user_attrs.get(PRUNE_REASON, '')})"
+    if t.state == TrialState.COMPLETE:
+        poa, tput = t.values
+        return (f"trial {done}/{total} {topo}: PoA-hat {poa:.3f}, {tput:.0f} tok/s/GPU, "
+                f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
+                f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}")
+    return f"trial {done}/{total} {topo}: {t.state.name.lower()} — {reason(t)}"
