@@ -1,12 +1,14 @@
 # autotune image for the in-cluster Job/CronJob (k8s/). Build: docker build -t autotune:0.1.0 .
-# Installed editable so the shipped profiles/ stay next to the package (profiles may `extends:` them).
+# A regular (non-editable) install: the shipped profiles/ go into the package as autotune/profiles/,
+# so named profiles and `extends:` of them work without the source tree. Mount your own profiles
+# and point AUTOTUNE_PROFILES_DIR at them to have them found first.
 FROM python:3.11-slim
-WORKDIR /opt/autotune
-COPY pyproject.toml README.md CHANGELOG.md ./
-COPY autotune ./autotune
-COPY profiles ./profiles
-RUN pip install --no-cache-dir -e . \
+COPY pyproject.toml README.md CHANGELOG.md /tmp/src/
+COPY autotune /tmp/src/autotune
+COPY profiles /tmp/src/profiles
+RUN pip install --no-cache-dir /tmp/src \
+    && rm -rf /tmp/src \
     && useradd --uid 1000 --create-home autotune
-ENV AUTOTUNE_PROFILES_DIR=/opt/autotune/profiles
+WORKDIR /home/autotune
 USER 1000
 ENTRYPOINT ["autotune"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,17 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
 )
 from autotune.topology import parse_topology
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+def shipped_profiles_dir() -> Path:
+    """Where the shipped profiles are: ``autotune/profiles/`` inside an installed package (a wheel or
+    ``pip install .`` puts the repository's top-level ``profiles/`` there as package data), else the
+    ``profiles/`` beside the package in a source checkout (an editable install, or ``PYTHONPATH``)."""
+    package = Path(str(resources.files("autotune")))
+    installed = package / "profiles"
+    return installed if installed.is_dir() else package.parent / "profiles"
+
+
+PROFILES_DIR = shipped_profiles_dir()
 
 
 class Profile(_Strict):

@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "k8s"))
 
-from k8s_cluster import LocalCluster, apiserver_binary, install_crd  # noqa: E402
+from k8s_cluster import LocalCluster, apiserver_binary, dgd_crd, install_crd  # noqa: E402
 from k8s_operator import TestOperator  # noqa: E402
 from k8s_profiles import make_profile  # noqa: E402
 
 from autotune.backends.k8s import K8sBackend  # noqa: E402
 from autotune.k8s.client import KubeOptions, connect  # noqa: E402
 from autotune.topology import parse_topology  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
 
 class StandInFrontend:
@@ -82,11 +83,16 @@ def main() -> int:
     if binary is None:
         print("kube-apiserver not built: run scripts/setup_kube.sh", file=sys.stderr)
         return 2
+    shared = shared_path()
+    if not (shared / "dynamo").is_dir():
+        print(f"{shared / 'dynamo'} not found: the DGD CRD comes from ../shared (or $AUTOTUNE_SHARED_DIR)",
+              file=sys.stderr)
+        return 2
     topo = parse_topology(a.topology)
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="bench-k8s-")), binary).start()
     try:
         kube = connect(KubeOptions(kubeconfig=str(cluster.kubeconfig)))
-        install_crd(kube.api)
+        install_crd(kube.api, dgd_crd(shared))
         kube.core.create_namespace({"metadata": {"name": "bench"}})
         prof = make_profile("vllm", namespace="bench")
         model = prof.model.served_name or prof.model.name

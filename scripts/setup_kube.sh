@@ -2,7 +2,7 @@
 # Build (once) the real kube-apiserver 1.20.2 + install etcd that the k8s tests run against.
 #
 # Why: no registry ships a kube-apiserver binary, so it is built offline from Debian's `kubernetes`
-# source package by ../shared/tools/build-kube-apiserver.sh (~5 min cold on 2 cores, root + apt).
+# source package by scripts/build-kube-apiserver.sh (~5 min cold on 2 cores, root + apt).
 # The binary is cached under .cache/kube; when it is there and runs, this script only makes sure
 # etcd is installed and returns in well under a second.
 #
@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-$root/.cache/kube}"
 bin="$dest/kube-apiserver"
-builder="$root/../shared/tools/build-kube-apiserver.sh"
+builder="$root/scripts/build-kube-apiserver.sh"
 
 # A machine-wide copy survives fresh clones (CI clones anew on the same machine).
 shared_cache="${XDG_CACHE_HOME:-$HOME/.cache}/autotune/kube-apiserver-1.20.2"
@@ -26,7 +26,6 @@ if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1 && command -v etcd >/dev/nu
   echo "$bin"
   exit 0
 fi
-[ -f "$builder" ] || { echo "error: $builder not found (../shared is needed beside the repo)" >&2; exit 1; }
 sudo_=""
 [ "$(id -u)" -eq 0 ] || sudo_="sudo"
 command -v openssl >/dev/null || { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq openssl >/dev/null; }

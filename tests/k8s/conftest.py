@@ -1,7 +1,8 @@
 """Fixtures for the k8s tests: one real apiserver per session, one namespace and operator per test.
 
 Without the kube-apiserver binary the tests skip (say why) on a developer machine, and fail in CI
-(``CI=true``), where scripts/setup_kube.sh must have built it.
+(``CI=true``), where scripts/setup_kube.sh must have built it. The cluster installs the real DGD CRD from
+the third-party reference data, so it also needs ``../shared`` (``shared`` fixture: skip, or fail in CI).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from k8s_cluster import CRD_PATH, LocalCluster, apiserver_binary, install_crd  # noqa: E402
+from k8s_cluster import LocalCluster, apiserver_binary, dgd_crd, install_crd  # noqa: E402
 from k8s_operator import TestOperator  # noqa: E402
 
 from autotune.k8s.client import Kube, KubeOptions, connect  # noqa: E402
@@ -32,22 +33,21 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def local_cluster(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Iterator[LocalCluster]:
     binary = apiserver_binary()
     if binary is None:
         _unavailable("kube-apiserver binary not found (.cache/kube/kube-apiserver or $KUBE_APISERVER)")
     for tool in ("etcd", "openssl"):
         if shutil.which(tool) is None:
             _unavailable(f"{tool} not on PATH")
-    if not CRD_PATH.exists():
-        _unavailable(f"{CRD_PATH} not found (../shared beside the repo)")
+    crd = dgd_crd(shared)
     cluster = LocalCluster(tmp_path_factory.mktemp("kube"), binary)
     cluster.start()
     try:
         from kubernetes import config
 
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        install_crd(api)
+        install_crd(api, crd)
         api.close()
         yield cluster
     finally:

@@ -1,7 +1,8 @@
 """A real etcd + kube-apiserver 1.20.2 on loopback for the k8s tests and the overhead benchmark.
 
-Recipe from ../shared/tools/kube-test-cluster.md: own PKI, token auth, RBAC, free ports, and
-processes stopped by PID. The DGD CRD is the real one from ../shared/dynamo with the test-only
+The apiserver is built by scripts/setup_kube.sh (scripts/build-kube-apiserver.sh). Own PKI, token auth,
+RBAC, free ports, and processes stopped by PID. The DGD CRD is the real one from the third-party reference
+data (``dynamo/crd`` in ``../shared``, found by tests/conftest.py ``shared_dir()``) with the test-only
 rewrite 1.20 needs (it misreads ``default: ""`` as null).
 """
 
@@ -23,9 +24,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-CRD_PATH = SHARED / "dynamo" / "crd" / "nvidia.com_dynamographdeployments.yaml"
-EXAMPLES = SHARED / "dynamo" / "examples"
+CRD_FILE = Path("dynamo", "crd", "nvidia.com_dynamographdeployments.yaml")  # inside the reference data
+EXAMPLES_DIR = Path("dynamo", "examples")
 TOKEN = "t0k"
 
 
@@ -181,12 +181,16 @@ def crd_for_k120(crd: dict[str, Any]) -> dict[str, Any]:
     return crd
 
 
-def install_crd(api: Any, crd: dict[str, Any] | None = None, timeout_s: float = 60) -> None:
-    """Create the DGD CRD, wait for Established and for a successful list (kube-test-cluster.md pitfalls)."""
+def dgd_crd(shared: Path) -> dict[str, Any]:
+    """The real DGD CRD from the reference data directory, rewritten for 1.20."""
+    return crd_for_k120(yaml.safe_load((shared / CRD_FILE).read_text()))
+
+
+def install_crd(api: Any, crd: dict[str, Any], timeout_s: float = 60) -> None:
+    """Create the CRD, wait for Established and for a successful list (kube-test-cluster.md pitfalls)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    crd = crd or crd_for_k120(yaml.safe_load(CRD_PATH.read_text()))
     ext = client.ApiextensionsV1Api(api)
     try:
         ext.create_custom_resource_definition(crd)

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from k8s_cluster import EXAMPLES
+from k8s_cluster import EXAMPLES_DIR
 from k8s_profiles import make_profile
 
 from autotune.dynamo.flags import router_args
@@ -143,9 +143,11 @@ def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace) -> 
 
 
 @pytest.mark.slow
-def test_shared_examples_still_validate(kube, namespace) -> None:
+def test_shared_examples_still_validate(kube, namespace, shared) -> None:
     """Guards the CRD install itself: the upstream examples pass the same dry run."""
-    for f in sorted(EXAMPLES.glob("*.yaml")):
+    examples = sorted((shared / EXAMPLES_DIR).glob("*.yaml"))
+    assert examples, f"no examples in {shared / EXAMPLES_DIR}"
+    for f in examples:
         obj = yaml.safe_load(f.read_text())
         obj["metadata"]["namespace"] = namespace
         apply(kube, obj, dry_run=True)
