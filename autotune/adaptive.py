@@ -38,8 +38,15 @@ class SpikeReport:
     schedule: list[tuple[float, float]]  # (start_s, rate_rps)
 
 
-def heatmap(profile: Profile, topology: Topology, concurrency: int, *, seed: int, requests: int | None = None,
-            perf_model: str = "roofline") -> pd.DataFrame:
+def heatmap(
+    profile: Profile,
+    topology: Topology,
+    concurrency: int,
+    *,
+    seed: int,
+    requests: int | None = None,
+    perf_model: str = "roofline",
+) -> pd.DataFrame:
     """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency."""
     dep = SimBackend(perf_model).deploy(profile, topology)
     timers = step_timers(dep.perf, topology)
@@ -47,9 +54,19 @@ def heatmap(profile: Profile, topology: Topology, concurrency: int, *, seed: int
     for tau in TAU_GRID:
         for omega in OMEGA_GRID:
             dep.set_router(RouterSettings(temperature=tau, overlap_weight=omega))
-            sc = score_point(dep.run_point(concurrency, seed=seed, requests=requests), timers, profile.engine.block_size)
-            rows.append({"concurrency": concurrency, "temperature": tau, "overlap_weight": omega, "poa_hat": sc.poa_hat,
-                         "ttft_p99_ms": sc.metrics.ttft_p99_ms, "output_tok_s": sc.metrics.output_tok_s})
+            sc = score_point(
+                dep.run_point(concurrency, seed=seed, requests=requests), timers, profile.engine.block_size
+            )
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "temperature": tau,
+                    "overlap_weight": omega,
+                    "poa_hat": sc.poa_hat,
+                    "ttft_p99_ms": sc.metrics.ttft_p99_ms,
+                    "output_tok_s": sc.metrics.output_tok_s,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,8 +77,9 @@ def _best_preset(grid: pd.DataFrame) -> RouterSettings:
     best = g["poa_hat"].min()
     near = g[g["poa_hat"] <= best * 1.02]
     fastest = near["ttft_p99_ms"].min()
-    default = near[(near["temperature"] == DEFAULT_ROUTER.temperature)
-                   & (near["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)]
+    default = near[
+        (near["temperature"] == DEFAULT_ROUTER.temperature) & (near["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)
+    ]
     if len(default) and default["ttft_p99_ms"].iloc[0] <= fastest * 1.02:
         return DEFAULT_ROUTER  # no measurable gain from moving off Dynamo's default: keep it
     r = near.sort_values(["ttft_p99_ms", "temperature", "overlap_weight"]).iloc[0]
@@ -80,8 +98,9 @@ def regime_concurrency(result: TrialResult, regime: str) -> int:
     return pts[len(pts) // 2].metrics.concurrency
 
 
-def derive_controller(profile: Profile, topology: Topology, result: TrialResult, *, seed: int,
-                      requests: int | None = None) -> tuple[ControllerSettings, dict[str, pd.DataFrame]]:
+def derive_controller(
+    profile: Profile, topology: Topology, result: TrialResult, *, seed: int, requests: int | None = None
+) -> tuple[ControllerSettings, dict[str, pd.DataFrame]]:
     pts = result.points
     base = pts[0].metrics.ttft_p99_ms
     if not math.isfinite(base) or base <= 0:
@@ -114,19 +133,29 @@ def spike_schedule(capacity_rps: float) -> tuple[ArrivalSchedule, list[tuple[str
     return ArrivalSchedule(tuple(segs)), phases
 
 
-def spike_experiment(profile: Profile, topology: Topology, settings: ControllerSettings, capacity_rps: float, *,
-                     seed: int) -> SpikeReport:
+def spike_experiment(
+    profile: Profile, topology: Topology, settings: ControllerSettings, capacity_rps: float, *, seed: int
+) -> SpikeReport:
     schedule, phases = spike_schedule(capacity_rps)
     total_s = phases[-1][2]
     n = int(sum((end - start) * seg.rate_rps for (_, start, end), seg in zip(phases, schedule.segments, strict=True)))
     interval = max(phases[0][2] / 6, 0.05)
-    tuned = ControllerSettings(settings.baseline_ttft_p99_ms, settings.theta1_x, settings.theta2_x,
-                               settings.ewma_alpha, interval, 2 * interval, settings.hysteresis, settings.presets)
+    tuned = ControllerSettings(
+        settings.baseline_ttft_p99_ms,
+        settings.theta1_x,
+        settings.theta2_x,
+        settings.ewma_alpha,
+        interval,
+        2 * interval,
+        settings.hysteresis,
+        settings.presets,
+    )
     rows: list[dict[str, Any]] = []
     switches: list[tuple[float, str]] = []
     for policy in ("static", "adaptive"):
-        dep = SimBackend().deploy(profile, topology.with_router(DEFAULT_ROUTER if policy == "static"
-                                                                 else settings.presets[BELOW]))
+        dep = SimBackend().deploy(
+            profile, topology.with_router(DEFAULT_ROUTER if policy == "static" else settings.presets[BELOW])
+        )
         timers = step_timers(dep.perf, topology)
         ctrl = AdaptiveController(tuned) if policy == "adaptive" else None
         run = dep.run_point(-1, seed=seed, requests=max(n, 50), controller=ctrl, schedule=schedule)
@@ -138,10 +167,18 @@ def spike_experiment(profile: Profile, topology: Topology, settings: ControllerS
             done = df[(df["completion_s"] >= start) & (df["completion_s"] < end) & (df["status"] == "ok")]
             p = poa_hat(run.decisions, timers, profile.engine.block_size, time_range=(start, end))
             ttft = (ph["first_token_s"] - ph["arrival_s"]).to_numpy() * 1000
-            rows.append({"policy": policy, "phase": name, "start_s": start, "end_s": min(end, total_s),
-                         "requests": int(len(ph)), "poa_hat": p.poa_hat,
-                         "ttft_p99_ms": float(np.percentile(ttft, 99)) if len(ttft) else float("nan"),
-                         "output_tok_s": float(done["output_tokens"].sum() / (end - start))})
+            rows.append(
+                {
+                    "policy": policy,
+                    "phase": name,
+                    "start_s": start,
+                    "end_s": min(end, total_s),
+                    "requests": int(len(ph)),
+                    "poa_hat": p.poa_hat,
+                    "ttft_p99_ms": float(np.percentile(ttft, 99)) if len(ttft) else float("nan"),
+                    "output_tok_s": float(done["output_tokens"].sum() / (end - start)),
+                }
+            )
     return SpikeReport(pd.DataFrame(rows), switches, [(s.start_s, s.rate_rps) for s in schedule.segments])
 
 
@@ -154,8 +191,9 @@ class ControllerExperiment:
     spike: SpikeReport
 
 
-def controller_experiment(profile: Profile, topology: Topology, result: TrialResult, *, seed: int,
-                          requests: int | None = None) -> ControllerExperiment:
+def controller_experiment(
+    profile: Profile, topology: Topology, result: TrialResult, *, seed: int, requests: int | None = None
+) -> ControllerExperiment:
     """Derive the controller from the topology's sweep, then run ramp-and-spike at its measured capacity."""
     settings, grids = derive_controller(profile, topology, result, seed=seed, requests=requests)
     capacity = max(p.metrics.req_s for p in result.points)

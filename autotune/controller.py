@@ -56,8 +56,14 @@ class ControllerSettings:
             "interval_s": self.interval_s,
             "dwell_s": self.dwell_s,
             "hysteresis": self.hysteresis,
-            "presets": {k: {"temperature": v.temperature, "overlap_weight": v.overlap_weight,
-                            "overlap_credit": v.overlap_credit} for k, v in self.presets.items()},
+            "presets": {
+                k: {
+                    "temperature": v.temperature,
+                    "overlap_weight": v.overlap_weight,
+                    "overlap_credit": v.overlap_credit,
+                }
+                for k, v in self.presets.items()
+            },
         }
 
 

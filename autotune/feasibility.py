@@ -65,18 +65,25 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
     if topo.disaggregated and topo.decode_workers == 0:
         return Feasibility(False, "a disaggregated topology needs at least one decode worker")
     if topo.gpus > c.total_gpus:
-        return Feasibility(False, f"needs {topo.gpus} GPUs, the cluster has {c.total_gpus} ({c.nodes}x{c.gpus_per_node})")
+        return Feasibility(
+            False, f"needs {topo.gpus} GPUs, the cluster has {c.total_gpus} ({c.nodes}x{c.gpus_per_node})"
+        )
     kv: dict[str, int] = {}
     for role, tp in set(topo.worker_tps()):
         if tp > c.gpus_per_node:
             if not c.allow_multinode_workers:
-                return Feasibility(False, f"{role} TP{tp} exceeds {c.gpus_per_node} GPUs per node and multi-node workers are not allowed")
+                return Feasibility(
+                    False,
+                    f"{role} TP{tp} exceeds {c.gpus_per_node} GPUs per node and multi-node workers are not allowed",
+                )
             if tp % c.gpus_per_node:
                 return Feasibility(False, f"{role} TP{tp} is not a whole number of {c.gpus_per_node}-GPU nodes")
         if tp & (tp - 1):
             return Feasibility(False, f"{role} TP{tp} is not a power of two")
         if profile.model.heads % tp:
-            return Feasibility(False, f"{role} TP{tp} does not divide the model's {profile.model.heads} attention heads")
+            return Feasibility(
+                False, f"{role} TP{tp} does not divide the model's {profile.model.heads} attention heads"
+            )
         tokens = kv_capacity_tokens(profile, tp)
         need = max(profile.engine.min_kv_tokens, max_request_tokens(profile))
         if tokens < need:
@@ -95,6 +102,7 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
 
 def max_request_tokens(profile: Profile) -> int:
     """Longest request (input + output) the workload can send: the KV pool must hold one."""
+
     def hi(d: object) -> int:
         for attr in ("value", "max"):
             v = getattr(d, attr, None)

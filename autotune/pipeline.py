@@ -22,7 +22,9 @@ from autotune.topology import parse_topology
 log = logging.getLogger("autotune")
 
 
-def finish(profile: Profile, study: optuna.Study, out: Path, backend: dict[str, Any], prediction: bool) -> dict[str, Any]:
+def finish(
+    profile: Profile, study: optuna.Study, out: Path, backend: dict[str, Any], prediction: bool
+) -> dict[str, Any]:
     sel = select(study)
     chosen = sel.trial
     requests = profile.search.requests_per_point
@@ -35,16 +37,32 @@ def finish(profile: Profile, study: optuna.Study, out: Path, backend: dict[str, 
         # the same controller experiment on the default deployment (the paper's Exp. 3 setting)
         btopo = parse_topology(bases[0].user_attrs[trials.TOPOLOGY])
         log.info("deriving controller settings for the baseline %s", btopo)
-        base = controller_experiment(profile, btopo, trials.read_result(bases[0]), seed=profile.seed,
-                                     requests=requests)
-    outcome = Outcome(profile, study, chosen, sel.front, sel.slo_met, bases[0] if bases else None, rec.settings,
-                      rec.grids, rec.spike, backend, prediction, base.settings if base else None,
-                      base.spike if base else None)
+        base = controller_experiment(profile, btopo, trials.read_result(bases[0]), seed=profile.seed, requests=requests)
+    outcome = Outcome(
+        profile,
+        study,
+        chosen,
+        sel.front,
+        sel.slo_met,
+        bases[0] if bases else None,
+        rec.settings,
+        rec.grids,
+        rec.spike,
+        backend,
+        prediction,
+        base.settings if base else None,
+        base.spike if base else None,
+    )
     return write_results(out, outcome)
 
 
-def run(profile: Profile, cfg: StudyConfig, on_trial: Callable[..., None] | None = None,
-        backend_info: dict[str, Any] | None = None, prediction: bool = True) -> dict[str, Any]:
+def run(
+    profile: Profile,
+    cfg: StudyConfig,
+    on_trial: Callable[..., None] | None = None,
+    backend_info: dict[str, Any] | None = None,
+    prediction: bool = True,
+) -> dict[str, Any]:
     study = run_study(profile, cfg, on_trial)
     return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
 

@@ -52,8 +52,15 @@ class PoaResult:
     by_stage: dict[str, float]
 
     def as_dict(self) -> dict[str, object]:
-        return {"poa_hat": self.poa_hat, "act_s": self.act_s, "opt_s": self.opt_s, "windows": self.windows,
-                "window_median": self.window_median, "window_p90": self.window_p90, "by_stage": self.by_stage}
+        return {
+            "poa_hat": self.poa_hat,
+            "act_s": self.act_s,
+            "opt_s": self.opt_s,
+            "windows": self.windows,
+            "window_median": self.window_median,
+            "window_p90": self.window_p90,
+            "by_stage": self.by_stage,
+        }
 
 
 NAN_RESULT = PoaResult(float("nan"), 0.0, 0.0, 0, float("nan"), float("nan"), {})
@@ -89,15 +96,25 @@ class _PrefillPricer:
         key = (w, new, cached)
         v = self._memo.get(key)
         if v is None:
-            v = self._memo[key] = self.timers[w].step_s(new, prefill_attn_work(new, cached), 0, 0, 0.0) if new > 0 else 0.0
+            v = self._memo[key] = (
+                self.timers[w].step_s(new, prefill_attn_work(new, cached), 0, 0, 0.0) if new > 0 else 0.0
+            )
         return v
 
 
-def stage_windows(log: DecisionLog, timers: Sequence[StepTimer], block_size: int, window: int | None = None,
-                  time_range: tuple[float, float] | None = None) -> list[tuple[float, float]]:
+def stage_windows(
+    log: DecisionLog,
+    timers: Sequence[StepTimer],
+    block_size: int,
+    window: int | None = None,
+    time_range: tuple[float, float] | None = None,
+) -> list[tuple[float, float]]:
     """(ACT, OPT) per window of one stage's decisions."""
-    idx = [i for i, c in enumerate(log.chosen) if c >= 0
-           and (time_range is None or time_range[0] <= log.time_s[i] <= time_range[1])]
+    idx = [
+        i
+        for i, c in enumerate(log.chosen)
+        if c >= 0 and (time_range is None or time_range[0] <= log.time_s[i] <= time_range[1])
+    ]
     workers = log.workers
     m = len(workers)
     if m == 0 or not idx:
@@ -107,7 +124,7 @@ def stage_windows(log: DecisionLog, timers: Sequence[StepTimer], block_size: int
     prefill = _PrefillPricer([timers[w] for w in workers])
     out = []
     for start in range(0, len(idx), size):
-        rows = idx[start:start + size]
+        rows = idx[start : start + size]
         n = len(rows)
         first = rows[0]
         cost = np.empty((n, m, n))
@@ -120,7 +137,9 @@ def stage_windows(log: DecisionLog, timers: Sequence[StepTimer], block_size: int
             for j, w in enumerate(workers):
                 step = timers[w].step_s
                 base_ctx = ab[j] * bs
-                steps = np.array([step(0, 0.0, ar[j] + k + 1, int(base_ctx + (k + 1) * ctx_mean), 0.0) for k in range(n)])
+                steps = np.array(
+                    [step(0, 0.0, ar[j] + k + 1, int(base_ctx + (k + 1) * ctx_mean), 0.0) for k in range(n)]
+                )
                 cost[:, j, :] = osl[:, None] * steps[None, :]
         else:
             apt = log.active_prefill_tokens[first]
@@ -137,8 +156,13 @@ def stage_windows(log: DecisionLog, timers: Sequence[StepTimer], block_size: int
     return out
 
 
-def poa_hat(logs: dict[str, DecisionLog], timers: Sequence[StepTimer], block_size: int, window: int | None = None,
-            time_range: tuple[float, float] | None = None) -> PoaResult:
+def poa_hat(
+    logs: dict[str, DecisionLog],
+    timers: Sequence[StepTimer],
+    block_size: int,
+    window: int | None = None,
+    time_range: tuple[float, float] | None = None,
+) -> PoaResult:
     """PoA-hat of a load point over all routing stages (ratio of sums)."""
     pairs: list[tuple[float, float]] = []
     by_stage: dict[str, float] = {}

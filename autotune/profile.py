@@ -113,7 +113,9 @@ def _resolve_catalog(data: dict[str, Any], key: str, kind: str, src: str, path: 
     if base is not None:
         table = catalog.load(kind)
         if base not in table:
-            raise ProfileError(src, f"{path}.{key}", f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))})")
+            raise ProfileError(
+                src, f"{path}.{key}", f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))})"
+            )
         entry = {**table[base], "name": base, **entry}
     data[key] = entry
 

@@ -126,8 +126,10 @@ class DynamoSpec(_Strict):
     @model_validator(mode="after")
     def _jitter_within_overhead(self) -> DynamoSpec:
         if self.frontend_jitter_ms > self.frontend_overhead_ms:
-            raise ValueError(f"frontend_jitter_ms ({self.frontend_jitter_ms}) must not exceed "
-                             f"frontend_overhead_ms ({self.frontend_overhead_ms})")
+            raise ValueError(
+                f"frontend_jitter_ms ({self.frontend_jitter_ms}) must not exceed "
+                f"frontend_overhead_ms ({self.frontend_overhead_ms})"
+            )
         return self
 
     @property
@@ -256,5 +258,3 @@ class SearchSpace(_Strict):
         if self.operating_point == "target" and self.target_concurrency is None:
             raise ValueError("operating_point 'target' needs target_concurrency")
         return self
-
-

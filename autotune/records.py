@@ -67,20 +67,34 @@ class DecisionLog:
         """One row per decision × candidate: the routing-cost table written to results."""
         n, w = len(self), len(self.workers)
         if n == 0:
-            return pd.DataFrame(columns=["stage", "decision", "time_s", "request_id", "worker", "chosen",
-                                         "overlap_blocks", "active_prefill_tokens", "active_blocks", "logit"])
-        return pd.DataFrame({
-            "stage": self.stage,
-            "decision": np.repeat(np.arange(n), w),
-            "time_s": np.repeat(self.time_s, w),
-            "request_id": np.repeat(self.request_id, w),
-            "worker": np.tile(self.workers, n),
-            "chosen": (np.tile(np.arange(w), n) == np.repeat(self.chosen, w)),
-            "overlap_blocks": np.asarray(self.overlap_blocks).reshape(-1),
-            "active_prefill_tokens": np.asarray(self.active_prefill_tokens).reshape(-1),
-            "active_blocks": np.asarray(self.active_blocks).reshape(-1),
-            "logit": np.asarray(self.logits, dtype=float).reshape(-1),
-        })
+            return pd.DataFrame(
+                columns=[
+                    "stage",
+                    "decision",
+                    "time_s",
+                    "request_id",
+                    "worker",
+                    "chosen",
+                    "overlap_blocks",
+                    "active_prefill_tokens",
+                    "active_blocks",
+                    "logit",
+                ]
+            )
+        return pd.DataFrame(
+            {
+                "stage": self.stage,
+                "decision": np.repeat(np.arange(n), w),
+                "time_s": np.repeat(self.time_s, w),
+                "request_id": np.repeat(self.request_id, w),
+                "worker": np.tile(self.workers, n),
+                "chosen": (np.tile(np.arange(w), n) == np.repeat(self.chosen, w)),
+                "overlap_blocks": np.asarray(self.overlap_blocks).reshape(-1),
+                "active_prefill_tokens": np.asarray(self.active_prefill_tokens).reshape(-1),
+                "active_blocks": np.asarray(self.active_blocks).reshape(-1),
+                "logit": np.asarray(self.logits, dtype=float).reshape(-1),
+            }
+        )
 
 
 @dataclass
@@ -97,4 +111,3 @@ class PointRun:
     backend: str
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: timing source, versions, etc.
     router_changes: list[tuple[float, str]] = field(default_factory=list)  # (time, settings) when changed
-

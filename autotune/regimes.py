@@ -40,8 +40,13 @@ def _elasticity(c: Sequence[float], y: Sequence[float]) -> list[float]:
     return out
 
 
-def detect_regimes(concurrency: Sequence[int], ttft_p99_ms: Sequence[float], poa_hat: Sequence[float],
-                   tol: float = 0.5, poa_slack: float = 0.05) -> RegimeResult:
+def detect_regimes(
+    concurrency: Sequence[int],
+    ttft_p99_ms: Sequence[float],
+    poa_hat: Sequence[float],
+    tol: float = 0.5,
+    poa_slack: float = 0.05,
+) -> RegimeResult:
     n = len(concurrency)
     e = _elasticity(concurrency, ttft_p99_ms)
     knee = None

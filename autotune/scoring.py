@@ -34,9 +34,14 @@ class PointScore:
     regime: str = ""
 
     def row(self) -> dict[str, Any]:
-        return {**self.metrics.as_dict(), "poa_hat": self.poa_hat, "poa_window_median": self.poa_window_median,
-                "poa_window_p90": self.poa_window_p90, "regime": self.regime,
-                **{f"poa_{k}": v for k, v in self.poa_by_stage.items()}}
+        return {
+            **self.metrics.as_dict(),
+            "poa_hat": self.poa_hat,
+            "poa_window_median": self.poa_window_median,
+            "poa_window_p90": self.poa_window_p90,
+            "regime": self.regime,
+            **{f"poa_{k}": v for k, v in self.poa_by_stage.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,13 @@ def _operating_indices(profile: Profile, concurrency: list[int], labels: tuple[s
     return list(range(len(concurrency)))
 
 
-def score_sweep(profile: Profile, topology: Topology, concurrency: list[int], points: Sequence[PointScore],
-                meta: dict[str, Any] | None = None) -> TrialResult:
+def score_sweep(
+    profile: Profile,
+    topology: Topology,
+    concurrency: list[int],
+    points: Sequence[PointScore],
+    meta: dict[str, Any] | None = None,
+) -> TrialResult:
     """Regimes along the sweep, then the objectives and SLO margins at the profile's operating point."""
     reg = detect_regimes(concurrency, [p.metrics.ttft_p99_ms for p in points], [p.poa_hat for p in points])
     labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
@@ -101,5 +111,16 @@ def score_sweep(profile: Profile, topology: Topology, concurrency: list[int], po
         cons["ttft_p99"] = (ttft - profile.slo.ttft_p99_ms) / profile.slo.ttft_p99_ms if math.isfinite(ttft) else 1.0
     if profile.slo.itl_p99_ms is not None:
         cons["itl_p99"] = (itl - profile.slo.itl_p99_ms) / profile.slo.itl_p99_ms if math.isfinite(itl) else 1.0
-    return TrialResult(topology.to_string(), topology.gpus, labelled, reg.knee_concurrency, poa_obj, tput, out, ttft,
-                       itl, cons, dict(meta or {}))
+    return TrialResult(
+        topology.to_string(),
+        topology.gpus,
+        labelled,
+        reg.knee_concurrency,
+        poa_obj,
+        tput,
+        out,
+        ttft,
+        itl,
+        cons,
+        dict(meta or {}),
+    )

@@ -71,7 +71,11 @@ class Topology:
 
     @property
     def gpus(self) -> int:
-        return self.prefill_workers * self.prefill_tp + self.decode_workers * self.decode_tp + self.agg_workers * self.agg_tp
+        return (
+            self.prefill_workers * self.prefill_tp
+            + self.decode_workers * self.decode_tp
+            + self.agg_workers * self.agg_tp
+        )
 
     def worker_tps(self) -> list[tuple[str, int]]:
         """``(role, tp)`` per worker, prefill first: the order every backend numbers workers in."""
@@ -127,7 +131,12 @@ def parse_topology(text: str, flag: str = "--topology") -> Topology:
         counts = [("aggregated workers", g["na"]), ("TP", g["tp_a"])]
     else:
         topo = Topology(g["np"], g["tp_p"], g["nd"], g["tp_d"], router=router)
-        counts = [("prefill workers", g["np"]), ("prefill TP", g["tp_p"]), ("decode workers", g["nd"]), ("decode TP", g["tp_d"])]
+        counts = [
+            ("prefill workers", g["np"]),
+            ("prefill TP", g["tp_p"]),
+            ("decode workers", g["nd"]),
+            ("decode TP", g["tp_d"]),
+        ]
     for what, n in counts:
         if n < 1:
             raise InputError(f"{flag}: {what} must be at least 1 in {text!r}")

@@ -76,19 +76,28 @@ class ValidationReport:
         return all(r.ok for r in self.rows if r.kind != "share_pts")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "topology": self.topology, "concurrency": self.concurrency,
-                "requests": self.requests, "timing": self.timing, "ok": self.ok,
-                "rows": [r.as_dict() for r in self.rows],
-                "sim": self.sim.as_dict() if self.sim else None, "live": self.live.as_dict() if self.live else None,
-                "replay": self.live_meta.get("replay", {})}
+        return {
+            "profile": self.profile,
+            "topology": self.topology,
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "timing": self.timing,
+            "ok": self.ok,
+            "rows": [r.as_dict() for r in self.rows],
+            "sim": self.sim.as_dict() if self.sim else None,
+            "live": self.live.as_dict() if self.live else None,
+            "replay": self.live_meta.get("replay", {}),
+        }
 
     def to_text(self) -> str:
         """Plain-text side-by-side table (the CLI renders the same rows with rich)."""
-        lines = [f"{self.profile} {self.topology} C={self.concurrency} n={self.requests} "
-                 f"timing={self.timing.get('timing')} speedup={self.timing.get('speedup_ratio')} "
-                 f"frontend jitter={self.timing.get('frontend_jitter_ms')} ms "
-                 f"token jitter={self.timing.get('token_jitter_ms')} ms",
-                 f"{'metric':<26}{'sim':>10}{'live':>10}{'error':>10}{'target':>9}  ok"]
+        lines = [
+            f"{self.profile} {self.topology} C={self.concurrency} n={self.requests} "
+            f"timing={self.timing.get('timing')} speedup={self.timing.get('speedup_ratio')} "
+            f"frontend jitter={self.timing.get('frontend_jitter_ms')} ms "
+            f"token jitter={self.timing.get('token_jitter_ms')} ms",
+            f"{'metric':<26}{'sim':>10}{'live':>10}{'error':>10}{'target':>9}  ok",
+        ]
         for r in self.rows:
             err = f"{r.error:+.1%}" if r.kind == "rel" else f"{r.error:+.1f}pt"
             tol = f"{r.tolerance:.0%}" if r.kind == "rel" else f"{r.tolerance:g}pt"
@@ -107,7 +116,11 @@ def worker_shares(run: PointRun) -> dict[str, float]:
     out: dict[str, float] = {}
     if len(ok) == 0:
         return out
-    cols = ("prefill_worker", "decode_worker") if (ok["prefill_worker"] != ok["decode_worker"]).any() else ("decode_worker",)
+    cols = (
+        ("prefill_worker", "decode_worker")
+        if (ok["prefill_worker"] != ok["decode_worker"]).any()
+        else ("decode_worker",)
+    )
     for col in cols:
         counts = ok[col].value_counts(normalize=True)
         for w, share in counts.items():
@@ -192,9 +205,17 @@ def mocker_equivalent(profile: Profile, live: PointRun | None = None) -> Profile
     return profile.model_copy(update=update)
 
 
-def validate(profile: Profile, topology: Topology, *, concurrency: int | None = None, requests: int | None = None,
-             seed: int | None = None, timing: str = "roofline", speedup: float = VALIDATE_SPEEDUP,
-             live_backend: DynamoLocalBackend | None = None) -> ValidationReport:
+def validate(
+    profile: Profile,
+    topology: Topology,
+    *,
+    concurrency: int | None = None,
+    requests: int | None = None,
+    seed: int | None = None,
+    timing: str = "roofline",
+    speedup: float = VALIDATE_SPEEDUP,
+    live_backend: DynamoLocalBackend | None = None,
+) -> ValidationReport:
     """Run one point live and simulated; return both summaries and their errors."""
     c = concurrency or (profile.search.target_concurrency or profile.workload.concurrency[0])
     n = requests or profile.workload.requests_per_point
@@ -205,17 +226,24 @@ def validate(profile: Profile, topology: Topology, *, concurrency: int | None = 
         name, opts = dep.plan.sim_backend_options()
         # The sim runs while the deployment (and its timing tables) still exists.
         sim_profile = mocker_equivalent(profile, live_run)
-        sim_run = SimBackend(name, **opts).deploy(sim_profile, topology,
-                                                  trial_id="validate-sim").run_point(c, seed=seed, requests=n)
+        sim_run = (
+            SimBackend(name, **opts)
+            .deploy(sim_profile, topology, trial_id="validate-sim")
+            .run_point(c, seed=seed, requests=n)
+        )
     token_jitter_ms = fit_token_jitter_ms(live_run, sim_run)
     if token_jitter_ms > 0:  # what running the sim with dynamo.token_jitter_ms set would give
         itl_ms, itl_weight = with_delivery_noise(sim_run.itl_ms, sim_run.itl_weight, token_jitter_ms)
         sim_run = dataclasses.replace(sim_run, itl_ms=itl_ms, itl_weight=itl_weight)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
-    timing = {**dep.plan.describe(), "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3),
-              "token_jitter_ms": round(token_jitter_ms, 3)}
-    report = ValidationReport(profile.name, topology.to_string(), c, n, timing, sim=sim_m, live=live_m,
-                              live_meta=live_run.meta)
+    timing = {
+        **dep.plan.describe(),
+        "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3),
+        "token_jitter_ms": round(token_jitter_ms, 3),
+    }
+    report = ValidationReport(
+        profile.name, topology.to_string(), c, n, timing, sim=sim_m, live=live_m, live_meta=live_run.meta
+    )
     report.rows = compare(sim_m, live_m, sim_run, live_run)
     return report
 

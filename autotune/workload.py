@@ -50,8 +50,13 @@ class ArrivalSchedule:
         if w.spike is None:
             return cls((RateSegment(0.0, base),))
         s = w.spike
-        return cls((RateSegment(0.0, base), RateSegment(s.start_s, s.peak_rate_rps),
-                    RateSegment(s.start_s + s.duration_s, base)))
+        return cls(
+            (
+                RateSegment(0.0, base),
+                RateSegment(s.start_s, s.peak_rate_rps),
+                RateSegment(s.start_s + s.duration_s, base),
+            )
+        )
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` arrival times: exponential gaps at the rate in force (memoryless, so exact per segment)."""
@@ -96,7 +101,9 @@ class RequestStream:
         n_full = int(self.input_tokens[rid]) // block_size
         shared = min(n_full, self.prefix_tokens // block_size)
         t = int(self.template[rid]) + 1
-        return tuple([t * 1_000_003 + i for i in range(shared)] + [-(rid * 65_537 + i + 1) for i in range(shared, n_full)])
+        return tuple(
+            [t * 1_000_003 + i for i in range(shared)] + [-(rid * 65_537 + i + 1) for i in range(shared, n_full)]
+        )
 
 
 def request_stream(w: WorkloadSpec, n: int, seed: int, schedule: ArrivalSchedule | None = None) -> RequestStream:

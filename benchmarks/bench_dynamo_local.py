@@ -21,14 +21,20 @@ from autotune.metrics import summarize  # noqa: E402
 from autotune.profile import _load_raw, find_profile, profile_from_dict  # noqa: E402
 from autotune.topology import parse_topology  # noqa: E402
 
-DEFAULT = {"name": "bench-h100-70b", "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
-           "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"}}
+DEFAULT = {
+    "name": "bench-h100-70b",
+    "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
+    "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default=None, help="profile to take cluster/model/engine from "
-                    "(default: Llama-3.1-70B FP8 on 8 H100)")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        help="profile to take cluster/model/engine from (default: Llama-3.1-70B FP8 on 8 H100)",
+    )
     ap.add_argument("--topology", default="2A4")
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -38,10 +44,16 @@ def main() -> int:
     ap.add_argument("--speedup", type=float, default=1.0)
     a = ap.parse_args()
     raw = _load_raw(find_profile(a.profile), a.profile) if a.profile else dict(DEFAULT)
-    raw["workload"] = {"templates": 8, "prefix_tokens": min(64, a.isl), "input_tokens": {"dist": "fixed", "value": a.isl},
-                       "output_tokens": {"dist": "fixed", "value": a.osl}, "concurrency": [a.concurrency],
-                       "requests_per_point": a.requests, "warmup_requests": a.requests // 10,
-                       "cooldown_requests": a.requests // 10}
+    raw["workload"] = {
+        "templates": 8,
+        "prefix_tokens": min(64, a.isl),
+        "input_tokens": {"dist": "fixed", "value": a.isl},
+        "output_tokens": {"dist": "fixed", "value": a.osl},
+        "concurrency": [a.concurrency],
+        "requests_per_point": a.requests,
+        "warmup_requests": a.requests // 10,
+        "cooldown_requests": a.requests // 10,
+    }
     raw["search"] = {"operating_point": "grid"}
     prof = profile_from_dict(raw, f"{a.profile or DEFAULT['name']} (bench)")
     topo = parse_topology(a.topology)
@@ -60,19 +72,27 @@ def main() -> int:
     m = summarize(run)
     n = len(run.requests)
     ok = int((run.requests["status"] == "ok").sum())
-    print(f"dynamo-local trial: {prof.name} {topo.to_string()}, {n} requests ISL {a.isl} OSL {a.osl} at C={a.concurrency}, "
-          f"timing {run.meta['timing']} speedup {a.speedup:g}")
+    print(
+        f"dynamo-local trial: {prof.name} {topo.to_string()}, {n} requests ISL {a.isl} OSL {a.osl} at C={a.concurrency}, "
+        f"timing {run.meta['timing']} speedup {a.speedup:g}"
+    )
     print(f"  start+ready        {t_ready - t0:7.2f} s")
     print(f"  burst + analysis   {t_burst - t_ready:7.2f} s  (burst {run.meta['burst_s']:.2f} s, {ok}/{n} ok)")
     print(f"  stop               {t_end - t_burst:7.2f} s")
     print(f"  total trial        {t_end - t0:7.2f} s  (target <= 20 s)")
-    print(f"  throughput         {m.req_s:7.1f} req/s, {m.output_tok_s:.0f} tok/s; TTFT p50 {m.ttft_p50_ms:.1f} ms "
-          f"p99 {m.ttft_p99_ms:.1f} ms; ITL mean {m.itl_mean_ms:.2f} ms")
-    print(f"  client CPU         {run.meta['client_cpu_s']:7.2f} s during the burst = "
-          f"{run.meta['client_cpu_ms_per_request']:.2f} ms/request "
-          f"({run.meta['client_cpu_s'] / run.meta['burst_s']:.0%} of one core)")
-    print(f"  autotune process   {cpu1.user - cpu0.user + cpu1.system - cpu0.system:7.2f} s CPU in total "
-          f"(incl. startup, log parsing, replay)")
+    print(
+        f"  throughput         {m.req_s:7.1f} req/s, {m.output_tok_s:.0f} tok/s; TTFT p50 {m.ttft_p50_ms:.1f} ms "
+        f"p99 {m.ttft_p99_ms:.1f} ms; ITL mean {m.itl_mean_ms:.2f} ms"
+    )
+    print(
+        f"  client CPU         {run.meta['client_cpu_s']:7.2f} s during the burst = "
+        f"{run.meta['client_cpu_ms_per_request']:.2f} ms/request "
+        f"({run.meta['client_cpu_s'] / run.meta['burst_s']:.0%} of one core)"
+    )
+    print(
+        f"  autotune process   {cpu1.user - cpu0.user + cpu1.system - cpu0.system:7.2f} s CPU in total "
+        f"(incl. startup, log parsing, replay)"
+    )
     print(f"  router replay      {run.meta['replay']}")
     return 0
 

@@ -43,8 +43,9 @@ class StandInFrontend:
 
     def __init__(self, model: str, workers: int) -> None:
         body_models = json.dumps({"object": "list", "data": [{"id": model, "object": "model"}]}).encode()
-        body_health = json.dumps({"status": "healthy",
-                                  "instances": [{"endpoint": "generate"} for _ in range(workers)]}).encode()
+        body_health = json.dumps(
+            {"status": "healthy", "instances": [{"endpoint": "generate"} for _ in range(workers)]}
+        ).encode()
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -85,8 +86,10 @@ def main() -> int:
         return 2
     shared = shared_path()
     if not (shared / "dynamo").is_dir():
-        print(f"{shared / 'dynamo'} not found: the DGD CRD comes from ../shared (or $AUTOTUNE_SHARED_DIR)",
-              file=sys.stderr)
+        print(
+            f"{shared / 'dynamo'} not found: the DGD CRD comes from ../shared (or $AUTOTUNE_SHARED_DIR)",
+            file=sys.stderr,
+        )
         return 2
     topo = parse_topology(a.topology)
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="bench-k8s-")), binary).start()
@@ -96,9 +99,11 @@ def main() -> int:
         kube.core.create_namespace({"metadata": {"name": "bench"}})
         prof = make_profile("vllm", namespace="bench")
         model = prof.model.served_name or prof.model.name
-        op = TestOperator(kube.api, "bench", launch=lambda obj: StandInFrontend(model, topo.prefill_workers
-                                                                                + topo.decode_workers
-                                                                                + topo.agg_workers)).start()
+        op = TestOperator(
+            kube.api,
+            "bench",
+            launch=lambda obj: StandInFrontend(model, topo.prefill_workers + topo.decode_workers + topo.agg_workers),
+        ).start()
         backend = K8sBackend(kube=kube, study="bench", ready_timeout_s=60, delete_timeout_s=60)
         rows = []
         cpu0, wall0 = os.times(), time.perf_counter()
@@ -115,27 +120,45 @@ def main() -> int:
             op_delete = max(0.0, op.stamps[("finalize", dep.name)] - (c0 + dep.timings["delete_s"]))
             total = (t_deployed - t0) + (c1 - c0)
             if i:
-                rows.append({"total": total, "operator": op_ready + op_delete, "overhead": total - op_ready - op_delete,
-                             "apply": dep.timings["apply_s"], "ready_seen": dep.timings["ready_s"] - op_ready,
-                             "frontend": dep.timings["frontend_s"], "delete": (c1 - c0) - op_delete})
+                rows.append(
+                    {
+                        "total": total,
+                        "operator": op_ready + op_delete,
+                        "overhead": total - op_ready - op_delete,
+                        "apply": dep.timings["apply_s"],
+                        "ready_seen": dep.timings["ready_s"] - op_ready,
+                        "frontend": dep.timings["frontend_s"],
+                        "delete": (c1 - c0) - op_delete,
+                    }
+                )
         cpu1, wall1 = os.times(), time.perf_counter()
         op.stop()
         kube.close()
     finally:
         cluster.stop()
     n = len(rows)
-    print(f"k8s trial overhead, {n} trials of {topo.shape()} against kube-apiserver 1.20.2 on loopback "
-          f"(operator time and bursts excluded)")
+    print(
+        f"k8s trial overhead, {n} trials of {topo.shape()} against kube-apiserver 1.20.2 on loopback "
+        f"(operator time and bursts excluded)"
+    )
     print(f"{'phase':<28}{'median ms':>11}{'p90 ms':>9}{'max ms':>9}")
-    labels = {"apply": "server-side apply", "ready_seen": "Ready seen after operator", "frontend":
-              "Service + /v1/models probe", "delete": "delete + wait gone (excl. op)", "overhead": "autotune overhead",
-              "operator": "(operator, excluded)", "total": "(wall per trial)"}
+    labels = {
+        "apply": "server-side apply",
+        "ready_seen": "Ready seen after operator",
+        "frontend": "Service + /v1/models probe",
+        "delete": "delete + wait gone (excl. op)",
+        "overhead": "autotune overhead",
+        "operator": "(operator, excluded)",
+        "total": "(wall per trial)",
+    }
     for key, label in labels.items():
         xs = [r[key] * 1e3 for r in rows]
         print(f"{label:<28}{statistics.median(xs):>11.1f}{pct(xs, 0.9):>9.1f}{max(xs):>9.1f}")
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    print(f"process CPU (autotune + test operator threads): {cpu / (n + 1) * 1e3:.0f} ms per trial; "
-          f"wall {(wall1 - wall0) / (n + 1):.2f} s per trial")
+    print(
+        f"process CPU (autotune + test operator threads): {cpu / (n + 1) * 1e3:.0f} ms per trial; "
+        f"wall {(wall1 - wall0) / (n + 1):.2f} s per trial"
+    )
     worst = max(r["overhead"] for r in rows)
     print(f"target <= 1000 ms per trial: {'met' if worst <= 1.0 else 'MISSED'} (worst {worst * 1e3:.0f} ms)")
     return 0 if worst <= 1.0 else 1

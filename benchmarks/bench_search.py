@@ -37,18 +37,30 @@ def study_wall_time(trials: int) -> None:
         study = run_study(prof, StudyConfig(Path(tmp), trials, jobs=os.cpu_count() or 2, seed=0))
         wall = time.perf_counter() - t0
         states = [t.state.name for t in study.trials]
-    print(f"study: {trials} evaluated trials (+{states.count('PRUNED')} infeasible proposals pruned), "
-          f"5-point sweep x {prof.search.requests_per_point} requests each, {os.cpu_count()} workers: "
-          f"{wall:.1f} s wall ({wall / trials * 1000:.0f} ms per trial)")
+    print(
+        f"study: {trials} evaluated trials (+{states.count('PRUNED')} infeasible proposals pruned), "
+        f"5-point sweep x {prof.search.requests_per_point} requests each, {os.cpu_count()} workers: "
+        f"{wall:.1f} s wall ({wall / trials * 1000:.0f} ms per trial)"
+    )
 
 
 def small_profile():
     prof = load_profile("paper-70b-1p5d")
-    search = prof.search.model_copy(update={
-        "prefill_tp": [4, 8], "decode_tp": [4, 8], "aggregated_tp": [4, 8], "max_prefill_workers": 2,
-        "max_decode_workers": 4, "min_gpus": 8, "router_step": 0.5, "temperature": (0.0, 1.0),
-        "overlap_weight": (0.0, 2.0), "concurrency": [128], "requests_per_point": 600,
-    })
+    search = prof.search.model_copy(
+        update={
+            "prefill_tp": [4, 8],
+            "decode_tp": [4, 8],
+            "aggregated_tp": [4, 8],
+            "max_prefill_workers": 2,
+            "max_decode_workers": 4,
+            "min_gpus": 8,
+            "router_step": 0.5,
+            "temperature": (0.0, 1.0),
+            "overlap_weight": (0.0, 2.0),
+            "concurrency": [128],
+            "requests_per_point": 600,
+        }
+    )
     return prof.model_copy(update={"search": search})
 
 
@@ -67,8 +79,10 @@ def efficiency(seeds: int = 5) -> None:
     feasible = {k: v for k, v in table.items() if v[2]}
     best_poa = min(v[0] for v in feasible.values())
     best_tput = max(v[1] for v in feasible.values())
-    print(f"exhaustive: {len(grid)} feasible grid points evaluated in {time.perf_counter() - t0:.1f} s; "
-          f"optimum PoA-hat {best_poa:.4f}, optimum {best_tput:.0f} tok/s/GPU")
+    print(
+        f"exhaustive: {len(grid)} feasible grid points evaluated in {time.perf_counter() - t0:.1f} s; "
+        f"optimum PoA-hat {best_poa:.4f}, optimum {best_tput:.0f} tok/s/GPU"
+    )
     budget = len(grid)
     for sampler in ("tpe", "random"):
         hits_poa, hits_tput = [], []
@@ -94,8 +108,10 @@ def efficiency(seeds: int = 5) -> None:
             hits_poa.append(got_poa or budget)
             hits_tput.append(got_tput or budget)
         mp, mt = statistics.median(hits_poa), statistics.median(hits_tput)
-        print(f"{sampler:>6}: trials to within 2 % of the optimum — PoA-hat {mp:.0f} ({mp / budget:.1%} of the grid), "
-              f"tok/s/GPU {mt:.0f} ({mt / budget:.1%}); per seed {hits_poa} / {hits_tput}")
+        print(
+            f"{sampler:>6}: trials to within 2 % of the optimum — PoA-hat {mp:.0f} ({mp / budget:.1%} of the grid), "
+            f"tok/s/GPU {mt:.0f} ({mt / budget:.1%}); per seed {hits_poa} / {hits_tput}"
+        )
 
 
 if __name__ == "__main__":

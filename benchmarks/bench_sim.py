@@ -50,8 +50,11 @@ def main() -> int:
         dt = time.perf_counter() - t0
         rates.append(args.requests / dt)
         done = int((run.requests["status"] == "ok").sum())
-        print(f"run {i + 1}: {dt:.3f} s, {args.requests / dt:,.0f} req/s, {done} completed, "
-              f"{run.meta['events']:,} events", file=sys.stderr)
+        print(
+            f"run {i + 1}: {dt:.3f} s, {args.requests / dt:,.0f} req/s, {done} completed, "
+            f"{run.meta['events']:,} events",
+            file=sys.stderr,
+        )
 
     tracemalloc.start()
     run = dep.run_point(args.concurrency, seed=prof.seed, requests=args.requests)
@@ -62,8 +65,10 @@ def main() -> int:
     rate = statistics.median(rates)
     peak_mb = peak / 1e6
     rss_mb = rss_kb * 1024 / 1e6
-    print(f"profile {prof.name}, topology {args.topology}, C={args.concurrency}, {args.requests} requests, "
-          f"one core pinned: {pinned}")
+    print(
+        f"profile {prof.name}, topology {args.topology}, C={args.concurrency}, {args.requests} requests, "
+        f"one core pinned: {pinned}"
+    )
     print(f"simulated requests/s (median of {args.runs}): {rate:,.0f}   (target >= {TARGET_REQ_S:,})")
     # On a shared VM, CPU steal slows some runs by up to 2x; the best run is the machine's own speed
     # (the convention of Python's timeit), the median what a user sees on a busy host.

@@ -9,6 +9,7 @@ for setup in scripts/setup_dynamo.sh scripts/setup_kube.sh; do
   if [ -f "$setup" ]; then bash "$setup"; fi
 done
 ruff check .
+ruff format --check .
 set +e
 python3 -m pytest -q "$@"
 rc=$?

@@ -31,16 +31,25 @@ from autotune.topology import parse_topology
 @cache
 def max_throughput_per_gpu(gpu: str, dtype: str, topo: str, concurrency: int) -> float:
     n = 6 * concurrency
-    prof = profile_from_dict({
-        "name": f"calib-{gpu}",
-        "cluster": {"nodes": 1, "gpu": gpu, "gpus_per_node": 8},
-        "model": {"name": "Llama-3.1-70B", "weight_dtype": dtype, "kv_dtype": "fp8"},
-        "dynamo": {"framework": "trtllm"},
-        "engine": {"max_num_seqs": 2048, "max_num_batched_tokens": 8192},
-        "workload": {"templates": 1, "prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 1000},
-                     "output_tokens": {"dist": "fixed", "value": 1000}, "concurrency": [concurrency],
-                     "requests_per_point": n, "warmup_requests": n // 4, "cooldown_requests": n // 4},
-    })
+    prof = profile_from_dict(
+        {
+            "name": f"calib-{gpu}",
+            "cluster": {"nodes": 1, "gpu": gpu, "gpus_per_node": 8},
+            "model": {"name": "Llama-3.1-70B", "weight_dtype": dtype, "kv_dtype": "fp8"},
+            "dynamo": {"framework": "trtllm"},
+            "engine": {"max_num_seqs": 2048, "max_num_batched_tokens": 8192},
+            "workload": {
+                "templates": 1,
+                "prefix_tokens": 0,
+                "input_tokens": {"dist": "fixed", "value": 1000},
+                "output_tokens": {"dist": "fixed", "value": 1000},
+                "concurrency": [concurrency],
+                "requests_per_point": n,
+                "warmup_requests": n // 4,
+                "cooldown_requests": n // 4,
+            },
+        }
+    )
     t = parse_topology(topo)
     assert check_feasibility(t, prof).ok
     m = summarize(SimBackend("roofline").deploy(prof, t).run_point(concurrency, seed=0))
@@ -48,13 +57,15 @@ def max_throughput_per_gpu(gpu: str, dtype: str, topo: str, concurrency: int) ->
     return m.tok_s_per_gpu
 
 
-@pytest.mark.parametrize("gpu,dtype,topo,concurrency,published_per_gpu", [
-    ("H100", "fp8", "4A2", 1024, 4205 / 2),  # TRT-LLM H100 TP2 FP8: 4,205 tok/s per 2 GPUs
-    ("H200", "fp8", "8A1", 1024, 2909),  # TRT-LLM H200 TP1 FP8
-    ("B200", "fp4", "8A1", 1024, 7007),  # TRT-LLM B200 TP1 FP4
-])
-def test_max_throughput_vs_trtllm(gpu: str, dtype: str, topo: str, concurrency: int,
-                                  published_per_gpu: float) -> None:
+@pytest.mark.parametrize(
+    "gpu,dtype,topo,concurrency,published_per_gpu",
+    [
+        ("H100", "fp8", "4A2", 1024, 4205 / 2),  # TRT-LLM H100 TP2 FP8: 4,205 tok/s per 2 GPUs
+        ("H200", "fp8", "8A1", 1024, 2909),  # TRT-LLM H200 TP1 FP8
+        ("B200", "fp4", "8A1", 1024, 7007),  # TRT-LLM B200 TP1 FP4
+    ],
+)
+def test_max_throughput_vs_trtllm(gpu: str, dtype: str, topo: str, concurrency: int, published_per_gpu: float) -> None:
     sim = max_throughput_per_gpu(gpu, dtype, topo, concurrency)
     ratio = sim / published_per_gpu
     assert 0.8 <= ratio <= 1.25, f"{gpu} {dtype} {topo}: simulated {sim:.0f} tok/s/GPU = {ratio:.2f}x published"

@@ -28,31 +28,66 @@ def line(us: int, **fields: object) -> str:
 
 
 def sel(us: int, rid: str, wid: int, wtype: str, logit: float) -> str:
-    return line(us, target="dynamo_kv_router::scheduling::selector", message="Selected worker", request_id=rid,
-                worker_id=wid, worker_type=wtype, logit=logit, router_mode="kv", dp_rank="0")
+    return line(
+        us,
+        target="dynamo_kv_router::scheduling::selector",
+        message="Selected worker",
+        request_id=rid,
+        worker_id=wid,
+        worker_type=wtype,
+        logit=logit,
+        router_mode="kv",
+        dp_rank="0",
+    )
 
 
 def inp(us: int, rid: str, isl: int, hashes: list[int]) -> str:
-    return line(us, level="DEBUG", target="dynamo_kv_router::services::selection::core::run",
-                message="[ROUTING_INPUT] request local hashes", request_id=rid, isl_tokens=isl, block_size=64,
-                num_blocks=len(hashes), local_hashes=str(hashes))
+    return line(
+        us,
+        level="DEBUG",
+        target="dynamo_kv_router::services::selection::core::run",
+        message="[ROUTING_INPUT] request local hashes",
+        request_id=rid,
+        isl_tokens=isl,
+        block_size=64,
+        num_blocks=len(hashes),
+        local_hashes=str(hashes),
+    )
 
 
 def done(us: int, rid: str, wid: int, phase: str, overlap: int) -> str:
-    return line(us, target="request_span", message="route request completed", request_id=rid,
-                worker_id=str(wid), phase=phase, overlap_blocks=str(overlap), **{"request.outcome": "success"})
+    return line(
+        us,
+        target="request_span",
+        message="route request completed",
+        request_id=rid,
+        worker_id=str(wid),
+        phase=phase,
+        overlap_blocks=str(overlap),
+        **{"request.outcome": "success"},
+    )
 
 
 def completed(us: int, rid: str) -> str:
-    return line(us, target="dynamo_llm::http::service::metrics", message="request completed", request_id=rid,
-                status="success", prefill_worker_id="11", decode_worker_id="22")
+    return line(
+        us,
+        target="dynamo_llm::http::service::metrics",
+        message="request completed",
+        request_id=rid,
+        status="success",
+        prefill_worker_id="11",
+        decode_worker_id="22",
+    )
 
 
 def test_parse_lines_extracts_routing_events() -> None:
     lines = [
         line(1, target="x", message="Selected model parser route", model="m"),  # not a routing line
-        inp(10, "r1", 141, [5, 6]), sel(11, "r1", 11, "prefill", 2.203125),
-        done(20, "r1", 11, "Prefill", 0), completed(40, "r1"), "not json at all Selected worker",
+        inp(10, "r1", 141, [5, 6]),
+        sel(11, "r1", 11, "prefill", 2.203125),
+        done(20, "r1", 11, "Prefill", 0),
+        completed(40, "r1"),
+        "not json at all Selected worker",
     ]
     log = logparse.parse_lines(lines)
     assert log.unparsed == 1
@@ -66,9 +101,17 @@ def test_parse_lines_extracts_routing_events() -> None:
 
 def test_worker_instance_id_from_worker_log(tmp_path) -> None:
     p = tmp_path / "w.log"
-    p.write_text(line(1, message="something else") + "\n" +
-                 line(2, target="dynamo_llm::fpm_publisher", message="FPM direct publisher started",
-                      worker_id="12183913400101386648") + "\n")
+    p.write_text(
+        line(1, message="something else")
+        + "\n"
+        + line(
+            2,
+            target="dynamo_llm::fpm_publisher",
+            message="FPM direct publisher started",
+            worker_id="12183913400101386648",
+        )
+        + "\n"
+    )
     assert logparse.worker_instance_id(p) == 12183913400101386648
     assert logparse.worker_instance_id(tmp_path / "missing.log") is None
 
@@ -76,18 +119,29 @@ def test_worker_instance_id_from_worker_log(tmp_path) -> None:
 def agg_replay(router: RouterSettings):
     # Two aggregated workers (ids 11, 22). r1 and r2 share their first block (hash 5).
     lines = [
-        inp(0, "r1", 128, [5, 6]), sel(1, "r1", 11, "decode", 4.0),
-        inp(100, "r2", 128, [5, 7]), sel(101, "r2", 22, "decode", 8.0),  # r1 still prefilling on 11
-        done(500, "r1", 11, "Aggregated", 0), done(600, "r2", 22, "Aggregated", 0),
-        inp(700, "r3", 128, [5, 8]), sel(701, "r3", 11, "decode", 3.0),  # both idle, 11 has block 5 cached
+        inp(0, "r1", 128, [5, 6]),
+        sel(1, "r1", 11, "decode", 4.0),
+        inp(100, "r2", 128, [5, 7]),
+        sel(101, "r2", 22, "decode", 8.0),  # r1 still prefilling on 11
+        done(500, "r1", 11, "Aggregated", 0),
+        done(600, "r2", 22, "Aggregated", 0),
+        inp(700, "r3", 128, [5, 8]),
+        sel(701, "r3", 11, "decode", 3.0),  # both idle, 11 has block 5 cached
         done(900, "r3", 11, "Aggregated", 1),
     ]
     log = logparse.parse_lines(lines)
     t0 = log.selections[0].t - 1.0
-    return replay(log, stage_workers={"agg": [0, 1]}, worker_index={11: 0, 22: 1},
-                  request_index={"r1": 0, "r2": 1, "r3": 2},
-                  prefill_end={"r1": t0 + 1.0 + 200e-6, "r2": t0 + 1.0 + 300e-6},
-                  request_end={}, output_tokens={"r1": 4, "r2": 4, "r3": 4}, router=router, t0_wall=t0)
+    return replay(
+        log,
+        stage_workers={"agg": [0, 1]},
+        worker_index={11: 0, 22: 1},
+        request_index={"r1": 0, "r2": 1, "r3": 2},
+        prefill_end={"r1": t0 + 1.0 + 200e-6, "r2": t0 + 1.0 + 300e-6},
+        request_end={},
+        output_tokens={"r1": 4, "r2": 4, "r3": 4},
+        router=router,
+        t0_wall=t0,
+    )
 
 
 def test_replay_rebuilds_costs_of_every_candidate() -> None:
@@ -147,9 +201,14 @@ def test_scrape_parse_and_summaries() -> None:
 
 @pytest.fixture(scope="module")
 def h100():
-    return profile_from_dict({"name": "h100-70b-fp8", "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
-                              "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
-                              "search": {"operating_point": "grid"}})
+    return profile_from_dict(
+        {
+            "name": "h100-70b-fp8",
+            "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
+            "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
+            "search": {"operating_point": "grid"},
+        }
+    )
 
 
 def test_tables_reproduce_the_perf_model_and_tp_differs(h100, tmp_path) -> None:
@@ -171,12 +230,22 @@ def test_tables_reproduce_the_perf_model_and_tp_differs(h100, tmp_path) -> None:
 
 
 def test_npz_has_the_mocker_layout(h100, tmp_path) -> None:
-    tables = tabulate(get_perf_model("roofline", h100).timer(4), max_prefill_tokens=8192, kv_capacity=100_000,
-                      max_context=4000, resolution=10)
+    tables = tabulate(
+        get_perf_model("roofline", h100).timer(4),
+        max_prefill_tokens=8192,
+        kv_capacity=100_000,
+        max_context=4000,
+        resolution=10,
+    )
     path = tables.save(tmp_path / "t.npz")
     with np.load(path) as z:
-        assert set(z.files) == {"prefill_isl", "prefill_ttft_ms", "decode_active_kv_tokens",
-                                "decode_context_length", "decode_itl"}
+        assert set(z.files) == {
+            "prefill_isl",
+            "prefill_ttft_ms",
+            "decode_active_kv_tokens",
+            "decode_context_length",
+            "decode_itl",
+        }
         assert z["decode_itl"].shape == (len(z["decode_active_kv_tokens"]), len(z["decode_context_length"]))
         assert np.all(np.diff(z["prefill_isl"]) > 0) and np.all(np.diff(z["decode_context_length"]) > 0)
 

@@ -16,9 +16,15 @@ VOCAB = Vocabulary(tuple(f"w{i}" for i in range(64)), tuple(range(100, 164)), ch
 
 
 def workload(**kw: object) -> WorkloadSpec:
-    base = {"templates": 3, "prefix_tokens": 32, "input_tokens": {"dist": "fixed", "value": 64},
-            "output_tokens": {"dist": "fixed", "value": 8}, "requests_per_point": 50, "warmup_requests": 5,
-            "cooldown_requests": 5}
+    base = {
+        "templates": 3,
+        "prefix_tokens": 32,
+        "input_tokens": {"dist": "fixed", "value": 64},
+        "output_tokens": {"dist": "fixed", "value": 8},
+        "requests_per_point": 50,
+        "warmup_requests": 5,
+        "cooldown_requests": 5,
+    }
     return WorkloadSpec.model_validate({**base, **kw})
 
 
@@ -64,16 +70,22 @@ def test_length_distributions() -> None:
     rng = np.random.default_rng(0)
     u = draw_lengths(workload(input_tokens={"dist": "uniform", "min": 40, "max": 60}).input_tokens, 500, rng)
     assert u.min() >= 40 and u.max() <= 60
-    n = draw_lengths(workload(input_tokens={"dist": "normal", "mean": 64, "std": 30, "min": 40, "max": 90}).input_tokens,
-                       500, rng)
+    n = draw_lengths(
+        workload(input_tokens={"dist": "normal", "mean": 64, "std": 30, "min": 40, "max": 90}).input_tokens, 500, rng
+    )
     assert n.min() >= 40 and n.max() <= 90
 
 
 def test_poisson_spike_has_more_arrivals_during_the_spike() -> None:
     rng = np.random.default_rng(1)
     spike = SpikeSpec(start_s=20, duration_s=10, peak_rate_rps=100)
-    t = ArrivalSchedule((RateSegment(0, 10.0), RateSegment(spike.start_s, spike.peak_rate_rps),
-                         RateSegment(spike.start_s + spike.duration_s, 10.0))).times(4000, rng)
+    t = ArrivalSchedule(
+        (
+            RateSegment(0, 10.0),
+            RateSegment(spike.start_s, spike.peak_rate_rps),
+            RateSegment(spike.start_s + spike.duration_s, 10.0),
+        )
+    ).times(4000, rng)
     assert np.all(np.diff(t) >= 0)
     before = ((t >= 10) & (t < 20)).sum()
     during = ((t >= 20) & (t < 30)).sum()
@@ -86,11 +98,14 @@ def sse(*events: str) -> bytes:
 
 def test_sse_parser_times_tokens_and_reads_usage() -> None:
     rec = RequestRecord(0, 0)
-    stream = sse('{"id":"cmpl-abc","choices":[{"text":" a","index":0}]}',
-                 '{"id":"cmpl-abc","choices":[{"text":" b","index":0}]}',
-                 '{"id":"cmpl-abc","choices":[{"text":"","index":0,"finish_reason":"length"}]}',
-                 '{"id":"cmpl-abc","choices":[],"usage":{"prompt_tokens":64,"completion_tokens":2,'
-                 '"prompt_tokens_details":{"cached_tokens":32}}}', "[DONE]")
+    stream = sse(
+        '{"id":"cmpl-abc","choices":[{"text":" a","index":0}]}',
+        '{"id":"cmpl-abc","choices":[{"text":" b","index":0}]}',
+        '{"id":"cmpl-abc","choices":[{"text":"","index":0,"finish_reason":"length"}]}',
+        '{"id":"cmpl-abc","choices":[],"usage":{"prompt_tokens":64,"completion_tokens":2,'
+        '"prompt_tokens_details":{"cached_tokens":32}}}',
+        "[DONE]",
+    )
     # Split mid-event: the parser keeps the remainder for the next read.
     rest, done = _parse_events(rec, stream[:70], 1.0)
     rest, done = _parse_events(rec, rest + stream[70:], 1.5)
@@ -101,8 +116,14 @@ def test_sse_parser_times_tokens_and_reads_usage() -> None:
 
 def test_sse_parser_chat_and_error_events() -> None:
     rec = RequestRecord(0, 0)
-    _parse_events(rec, sse('{"id":"chatcmpl-x1","choices":[{"index":0,"delta":{"content":"hi","role":"assistant"}}]}',
-                           '{"id":"chatcmpl-x1","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}'), 0.1)
+    _parse_events(
+        rec,
+        sse(
+            '{"id":"chatcmpl-x1","choices":[{"index":0,"delta":{"content":"hi","role":"assistant"}}]}',
+            '{"id":"chatcmpl-x1","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}',
+        ),
+        0.1,
+    )
     assert rec.response_id == "x1" and len(rec.chunk_times) == 1
     bad = RequestRecord(1, 0)
     _parse_events(bad, sse('{"error":{"message":"worker gone","code":500}}'), 0.2)
@@ -110,16 +131,35 @@ def test_sse_parser_chat_and_error_events() -> None:
 
 
 def test_itl_is_aiperf_definition() -> None:
-    rec = RequestRecord(0, 0, send_s=0.0, first_token_s=0.1, end_s=0.5, chunk_times=[0.1, 0.2, 0.4, 0.5],
-                        completion_tokens=4, status="ok")
+    rec = RequestRecord(
+        0,
+        0,
+        send_s=0.0,
+        first_token_s=0.1,
+        end_s=0.5,
+        chunk_times=[0.1, 0.2, 0.4, 0.5],
+        completion_tokens=4,
+        status="ok",
+    )
     mean, mx = rec.itl_ms()
     assert abs(mean - 400 / 3) < 1e-9 and abs(mx - 200) < 1e-9
 
 
 def test_aiperf_export_names_and_units(tmp_path) -> None:
-    ok = RequestRecord(0, 2, send_s=0.0, first_token_s=0.05, end_s=0.25, chunk_times=[0.05, 0.15, 0.25],
-                       response_id="r0", prompt_tokens=64, completion_tokens=3, cached_tokens=0, status="ok",
-                       http_status=200)
+    ok = RequestRecord(
+        0,
+        2,
+        send_s=0.0,
+        first_token_s=0.05,
+        end_s=0.25,
+        chunk_times=[0.05, 0.15, 0.25],
+        response_id="r0",
+        prompt_tokens=64,
+        completion_tokens=3,
+        cached_tokens=0,
+        status="ok",
+        http_status=200,
+    )
     bad = RequestRecord(1, 3, send_s=0.1, end_s=0.11, status="rejected", http_status=503, error="HTTP 503: busy")
     res = BurstResult([ok, bad], t0_wall=1000.0, t0_perf=0.0, duration_s=1.0, cpu_s=0.01)
     a = aiperf_record(ok, res, input_tokens=64, measured=True, worker="0")
@@ -136,8 +176,12 @@ def test_aiperf_export_names_and_units(tmp_path) -> None:
 
 def test_live_prompts_render_the_simulators_stream() -> None:
     """validate compares the same workload by construction: templates, lengths and arrivals are one stream."""
-    w = workload(input_tokens={"dist": "uniform", "min": 40, "max": 90}, output_tokens={"dist": "uniform", "min": 2, "max": 9},
-                 arrival="open", rate_rps=50.0)
+    w = workload(
+        input_tokens={"dist": "uniform", "min": 40, "max": 90},
+        output_tokens={"dist": "uniform", "min": 2, "max": 9},
+        arrival="open",
+        rate_rps=50.0,
+    )
     plan = plan_burst(w, 30, vocab=VOCAB, api="completions", seed=11)
     sim = request_stream(w, 30, 11, ArrivalSchedule.from_workload(w))
     assert [r.template for r in plan.specs] == sim.template.tolist()

@@ -25,8 +25,11 @@ def _setuptools_config() -> dict:
 def test_every_subpackage_is_listed_for_the_wheel() -> None:
     """pyproject lists the packages by hand (profiles/ is mapped into one); a new one must be added there."""
     cfg = _setuptools_config()
-    found = {".".join(d.relative_to(ROOT).parts) for d in (ROOT / "autotune").rglob("*")
-             if d.is_dir() and any(d.glob("*.py"))} | {"autotune"}
+    found = {
+        ".".join(d.relative_to(ROOT).parts)
+        for d in (ROOT / "autotune").rglob("*")
+        if d.is_dir() and any(d.glob("*.py"))
+    } | {"autotune"}
     assert set(cfg["packages"]) == found | {"autotune.profiles"}
     assert cfg["package-dir"] == {"autotune.profiles": "profiles"}
     assert cfg["package-data"]["autotune.profiles"] == ["*.yaml"]
@@ -38,8 +41,9 @@ def test_checkout_finds_the_top_level_profiles() -> None:
 
 def _tracked_copy(dest: Path) -> Path:
     """The committed tree plus working changes, without build outputs: what a fresh clone builds from."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
     for rel in files:
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +56,11 @@ def _tracked_copy(dest: Path) -> Path:
 def test_wheel_ships_the_profiles_and_runs_from_anywhere(tmp_path: Path) -> None:
     src = _tracked_copy(tmp_path / "src")
     out = tmp_path / "wheel"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = out.glob("autotune-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -66,11 +73,22 @@ def test_wheel_ships_the_profiles_and_runs_from_anywhere(tmp_path: Path) -> None
     zipfile.ZipFile(wheel).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("AUTOTUNE_PROFILES_DIR", None)
-    where = subprocess.run([sys.executable, "-c", "import autotune.profile as p; print(p.__file__); print(p.PROFILES_DIR)"],
-                           cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout.split()
+    where = subprocess.run(
+        [sys.executable, "-c", "import autotune.profile as p; print(p.__file__); print(p.PROFILES_DIR)"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert where == [str(site / "autotune" / "profile.py"), str(site / "autotune" / "profiles")]
     # paper-70b-1p2d `extends: paper-70b-1p5d`: the parent must be found inside the wheel too
-    run = subprocess.run([sys.executable, "-m", "autotune", "simulate", "-p", "paper-70b-1p2d", "-c", "8", "-n", "50",
-                          "-o", "json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "autotune", "simulate", "-p", "paper-70b-1p2d", "-c", "8", "-n", "50", "-o", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["profile"] == "paper-70b-1p2d"

@@ -11,12 +11,17 @@ from autotune.perf import available, get_perf_model, prefill_attn_work
 from autotune.profile import Profile, profile_from_dict
 
 
-def make_profile(gpu: str = "B200", model: str = "Llama-3.1-70B", dtype: str = "fp8",
-                 framework: str = "vllm") -> Profile:
-    return profile_from_dict({
-        "name": "t", "cluster": {"nodes": 1, "gpu": gpu, "gpus_per_node": 8},
-        "model": {"name": model, "weight_dtype": dtype, "kv_dtype": dtype}, "dynamo": {"framework": framework},
-    })
+def make_profile(
+    gpu: str = "B200", model: str = "Llama-3.1-70B", dtype: str = "fp8", framework: str = "vllm"
+) -> Profile:
+    return profile_from_dict(
+        {
+            "name": "t",
+            "cluster": {"nodes": 1, "gpu": gpu, "gpus_per_node": 8},
+            "model": {"name": model, "weight_dtype": dtype, "kv_dtype": dtype},
+            "dynamo": {"framework": framework},
+        }
+    )
 
 
 # Llama-3.1-70B on B200, FP8, vLLM overheads (catalog/frameworks.yaml), written out by hand:
@@ -137,6 +142,7 @@ def test_moe_reads_more_experts_for_more_tokens() -> None:
 
 # ---- Dynamo mocker polynomial (dynamo.md §5) ------------------------------------------------------------
 
+
 def test_mocker_prefill_polynomial() -> None:
     """prefill_ms = 4.209989e-7·t² + 1.518344e-2·t + 16.50142; t = 1000 → 0.421 + 15.183 + 16.501 = 32.106 ms."""
     timer = get_perf_model("mocker", make_profile()).timer(4)
@@ -144,11 +150,14 @@ def test_mocker_prefill_polynomial() -> None:
     assert timer.step_s(1, 0.0, 0, 0, 0.0) == pytest.approx((4.209989e-7 + 1.518344e-2 + 16.50142) / 1000)
 
 
-@pytest.mark.parametrize("u,ms", [
-    (0.0, 5.74),  # max(1, 5.74)
-    (0.5, 26.31),  # −25.74·0.25 + 54.01·0.5 + 5.74 = −6.435 + 27.005 + 5.74
-    (1.0, 34.01),  # −25.74 + 54.01 + 5.74
-])
+@pytest.mark.parametrize(
+    "u,ms",
+    [
+        (0.0, 5.74),  # max(1, 5.74)
+        (0.5, 26.31),  # −25.74·0.25 + 54.01·0.5 + 5.74 = −6.435 + 27.005 + 5.74
+        (1.0, 34.01),  # −25.74 + 54.01 + 5.74
+    ],
+)
 def test_mocker_decode_polynomial(u: float, ms: float) -> None:
     timer = get_perf_model("mocker", make_profile()).timer(1)
     assert timer.step_s(0, 0.0, 32, 32_000, u) == pytest.approx(ms / 1000, rel=1e-9)

@@ -12,8 +12,7 @@ from autotune.records import DecisionLog
 
 def test_optimal_routing_is_exactly_one() -> None:
     # two requests, two workers, one slot each is enough: r0 -> w1 (1), r1 -> w0 (2) is optimal
-    cost = np.array([[[5.0, 9.0], [1.0, 4.0]],
-                     [[2.0, 6.0], [3.0, 7.0]]])
+    cost = np.array([[[5.0, 9.0], [1.0, 4.0]], [[2.0, 6.0], [3.0, 7.0]]])
     act, opt = window_costs(cost, [1, 0])
     assert act == pytest.approx(3.0)
     assert opt == pytest.approx(3.0)
@@ -22,8 +21,7 @@ def test_optimal_routing_is_exactly_one() -> None:
 
 def test_greedy_routing_priced_above_opt() -> None:
     # both requests went to w1: r0 in slot 0 (1), r1 in slot 1 (7) -> ACT 8; OPT 3 (hand-solved above)
-    cost = np.array([[[5.0, 9.0], [1.0, 4.0]],
-                     [[2.0, 6.0], [3.0, 7.0]]])
+    cost = np.array([[[5.0, 9.0], [1.0, 4.0]], [[2.0, 6.0], [3.0, 7.0]]])
     act, opt = window_costs(cost, [1, 1])
     assert act == pytest.approx(8.0)
     assert opt == pytest.approx(3.0)
@@ -43,8 +41,7 @@ def test_below_one_when_router_stacks_on_a_much_cheaper_worker() -> None:
     # worker 0 is cache-hot (cost 1 in slot 0, 2 in slot 1), worker 1 is cold and slow (10, 20).
     # The router sent both requests to worker 0: ACT = 1 + 2 = 3. OPT is a perfect matching for a
     # window of m = 2 requests: 1 + 10 = 11. PoA-hat = 3/11 < 1: the matching constraint binds.
-    cost = np.array([[[1.0, 2.0], [10.0, 20.0]],
-                     [[1.0, 2.0], [10.0, 20.0]]])
+    cost = np.array([[[1.0, 2.0], [10.0, 20.0]], [[1.0, 2.0], [10.0, 20.0]]])
     act, opt = window_costs(cost, [0, 0])
     assert act == pytest.approx(3.0)
     assert opt == pytest.approx(11.0)

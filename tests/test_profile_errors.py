@@ -20,9 +20,16 @@ VALID: dict[str, Any] = {
     "name": "t",
     "cluster": {"nodes": 1, "gpu": "B200", "gpus_per_node": 8},
     "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
-    "workload": {"templates": 5, "prefix_tokens": 96, "input_tokens": {"dist": "fixed", "value": 128},
-                 "output_tokens": {"dist": "fixed", "value": 16}, "concurrency": [4, 8],
-                 "requests_per_point": 60, "warmup_requests": 5, "cooldown_requests": 5},
+    "workload": {
+        "templates": 5,
+        "prefix_tokens": 96,
+        "input_tokens": {"dist": "fixed", "value": 128},
+        "output_tokens": {"dist": "fixed", "value": 16},
+        "concurrency": [4, 8],
+        "requests_per_point": 60,
+        "warmup_requests": 5,
+        "cooldown_requests": 5,
+    },
     "baselines": ["1P4-1D4"],
 }
 
@@ -53,8 +60,12 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("too-many-gpus-per-node", _set("cluster.gpus_per_node", 100), "cluster.gpus_per_node", "less than or equal to 72"),
     ("unknown-top-field", _set("clustr", {"nodes": 1}), "clustr", "unknown field"),
     ("unknown-nested-field", _set("engine.max_seqs", 64), "engine.max_seqs", "unknown field"),
-    ("unknown-gpu-override", _set("cluster.gpu", {"base": "B200", "hbm_gib": 170}), "cluster.gpu.hbm_gib",
-     "unknown field"),
+    (
+        "unknown-gpu-override",
+        _set("cluster.gpu", {"base": "B200", "hbm_gib": 170}),
+        "cluster.gpu.hbm_gib",
+        "unknown field",
+    ),
     ("missing-cluster", _set("cluster", ...), "cluster", "required field is missing"),
     ("missing-name", _set("name", ...), "name", "required field is missing"),
     ("missing-gpus-per-node", _set("cluster.gpus_per_node", ...), "cluster.gpus_per_node", "required field is missing"),
@@ -63,45 +74,98 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("bad-yaml", "name: t\ncluster: {nodes: 1\nmodel: x\n", "line 3", "expected ',' or '}'"),
     ("non-mapping", "- name: t\n- cluster: 1\n", "", "a profile must be a mapping, got list"),
     ("empty-file", "", "", "a profile must be a mapping, got NoneType"),
-    ("prefix-longer-than-input", _set("workload.prefix_tokens", 200), "workload.prefix_tokens",
-     "exceeds the shortest input (128)"),
-    ("target-not-in-grid", _set("search", {"operating_point": "target", "target_concurrency": 128}),
-     "search.target_concurrency", "not in workload.concurrency"),
-    ("target-without-concurrency", _set("search", {"operating_point": "target"}), "search",
-     "needs target_concurrency"),
-    ("temperature-bounds-inverted", _set("search", {"temperature": [1.0, 0.0]}), "search",
-     "temperature: lower bound 1.0 exceeds upper bound 0.0"),
-    ("omega-bounds-inverted", _set("search", {"overlap_weight": [2.0, 0.5]}), "search",
-     "overlap_weight: lower bound 2.0 exceeds upper bound 0.5"),
-    ("unknown-distribution", _set("workload.input_tokens", {"dist": "poisson", "value": 3}), "workload.input_tokens",
-     "'poisson'"),
-    ("distribution-without-tag", _set("workload.output_tokens", {"value": 3}), "workload.output_tokens",
-     "discriminator 'dist'"),
-    ("uniform-min-over-max", _set("workload.output_tokens", {"dist": "uniform", "min": 50, "max": 10}),
-     "workload.output_tokens", "min (50) exceeds max (10)"),
-    ("normal-min-over-max", _set("workload.output_tokens", {"dist": "normal", "mean": 30, "std": 5, "min": 50,
-                                                            "max": 10}),
-     "workload.output_tokens", "min (50) exceeds max (10)"),
-    ("concurrency-not-increasing", _set("workload.concurrency", [8, 4]), "workload",
-     "concurrency must be strictly increasing"),
+    (
+        "prefix-longer-than-input",
+        _set("workload.prefix_tokens", 200),
+        "workload.prefix_tokens",
+        "exceeds the shortest input (128)",
+    ),
+    (
+        "target-not-in-grid",
+        _set("search", {"operating_point": "target", "target_concurrency": 128}),
+        "search.target_concurrency",
+        "not in workload.concurrency",
+    ),
+    ("target-without-concurrency", _set("search", {"operating_point": "target"}), "search", "needs target_concurrency"),
+    (
+        "temperature-bounds-inverted",
+        _set("search", {"temperature": [1.0, 0.0]}),
+        "search",
+        "temperature: lower bound 1.0 exceeds upper bound 0.0",
+    ),
+    (
+        "omega-bounds-inverted",
+        _set("search", {"overlap_weight": [2.0, 0.5]}),
+        "search",
+        "overlap_weight: lower bound 2.0 exceeds upper bound 0.5",
+    ),
+    (
+        "unknown-distribution",
+        _set("workload.input_tokens", {"dist": "poisson", "value": 3}),
+        "workload.input_tokens",
+        "'poisson'",
+    ),
+    (
+        "distribution-without-tag",
+        _set("workload.output_tokens", {"value": 3}),
+        "workload.output_tokens",
+        "discriminator 'dist'",
+    ),
+    (
+        "uniform-min-over-max",
+        _set("workload.output_tokens", {"dist": "uniform", "min": 50, "max": 10}),
+        "workload.output_tokens",
+        "min (50) exceeds max (10)",
+    ),
+    (
+        "normal-min-over-max",
+        _set("workload.output_tokens", {"dist": "normal", "mean": 30, "std": 5, "min": 50, "max": 10}),
+        "workload.output_tokens",
+        "min (50) exceeds max (10)",
+    ),
+    (
+        "concurrency-not-increasing",
+        _set("workload.concurrency", [8, 4]),
+        "workload",
+        "concurrency must be strictly increasing",
+    ),
     ("concurrency-empty", _set("workload.concurrency", []), "workload.concurrency", "at least 1 item"),
-    ("no-measured-requests", _set("workload.warmup_requests", 55), "workload",
-     "leave no measured requests"),
+    ("no-measured-requests", _set("workload.warmup_requests", 55), "workload", "leave no measured requests"),
     ("open-loop-without-rate", _set("workload.arrival", "open"), "workload", "needs rate_rps"),
-    ("spike-on-closed-loop", _set("workload.spike", {"start_s": 1, "duration_s": 2, "peak_rate_rps": 9}),
-     "workload", "needs arrival 'open'"),
-    ("memory-fraction-over-one", _set("engine.gpu_memory_fraction", 1.5), "engine.gpu_memory_fraction",
-     "less than or equal to 1"),
-    ("batched-tokens-below-block", _set("engine.max_num_batched_tokens", 16), "engine.max_num_batched_tokens",
-     "smaller than engine.block_size"),
+    (
+        "spike-on-closed-loop",
+        _set("workload.spike", {"start_s": 1, "duration_s": 2, "peak_rate_rps": 9}),
+        "workload",
+        "needs arrival 'open'",
+    ),
+    (
+        "memory-fraction-over-one",
+        _set("engine.gpu_memory_fraction", 1.5),
+        "engine.gpu_memory_fraction",
+        "less than or equal to 1",
+    ),
+    (
+        "batched-tokens-below-block",
+        _set("engine.max_num_batched_tokens", 16),
+        "engine.max_num_batched_tokens",
+        "smaller than engine.block_size",
+    ),
     ("heads-not-multiple-of-kv-heads", _set("model.heads", 60), "model", "heads (60) must be a multiple of kv_heads"),
     ("negative-model-layers", _set("model.layers", -80), "model.layers", "greater than 0"),
-    ("infinite-bandwidth", _set("cluster.gpu", {"base": "B200", "hbm_bw_tb_s": float("inf")}),
-     "cluster.gpu.hbm_bw_tb_s", "finite number"),
+    (
+        "infinite-bandwidth",
+        _set("cluster.gpu", {"base": "B200", "hbm_bw_tb_s": float("inf")}),
+        "cluster.gpu.hbm_bw_tb_s",
+        "finite number",
+    ),
     ("bad-dynamo-version", _set("dynamo.version", "latest"), "dynamo.version", "(got 'latest')"),
     ("bad-framework", _set("dynamo.framework", "tensorrt"), "dynamo.framework", "(got 'tensorrt')"),
-    ("jitter-over-overhead", _set("dynamo.frontend_jitter_ms", 9.0), "dynamo",
-     "frontend_jitter_ms (9.0) must not exceed frontend_overhead_ms (4.5)"),
+    (
+        "jitter-over-overhead",
+        _set("dynamo.frontend_jitter_ms", 9.0),
+        "dynamo",
+        "frontend_jitter_ms (9.0) must not exceed frontend_overhead_ms (4.5)",
+    ),
     ("negative-slo", _set("slo.ttft_p99_ms", -5), "slo.ttft_p99_ms", "greater than 0 (got -5)"),
     ("bad-baseline-topology", _set("baselines", ["1P4-1D4", "1X4"]), "baselines[1]", "cannot parse '1X4'"),
     ("bad-baseline-router", _set("baselines", ["1P4-1D4@tau=-1"]), "baselines[0]", "temperature must be"),
@@ -195,14 +259,18 @@ def test_cli_bad_profile_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert lines[0].startswith("autotune: error: ") and str(path) in lines[0]
 
 
-@pytest.mark.parametrize("flags,fragment", [
-    (["--topology", "1P4-xD4"], "--topology: cannot parse"),
-    (["--topology", "1P4-1D4@tau=abc"], "--topology: tau must be a number"),
-    (["--concurrency", "4,-8"], "--concurrency: '-8' is not a positive integer"),
-    (["--perf-model", "magic"], "--perf-model: unknown perf model 'magic'"),
-])
-def test_cli_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str],
-                              fragment: str) -> None:
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (["--topology", "1P4-xD4"], "--topology: cannot parse"),
+        (["--topology", "1P4-1D4@tau=abc"], "--topology: tau must be a number"),
+        (["--concurrency", "4,-8"], "--concurrency: '-8' is not a positive integer"),
+        (["--perf-model", "magic"], "--perf-model: unknown perf model 'magic'"),
+    ],
+)
+def test_cli_bad_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], fragment: str
+) -> None:
     path = _write(tmp_path, lambda d: None, "ok.yaml")
     code, out, err = _run_main(["simulate", "--profile", str(path), *flags], capsys)
     assert code == 2 and out == ""
@@ -212,8 +280,12 @@ def test_cli_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_cli_subprocess_no_traceback(tmp_path: Path) -> None:
     """The real entry point, in a fresh interpreter: exit 2, one stderr line, no traceback."""
     path = _write(tmp_path, _set("model.weight_dtype", "int3"))
-    proc = subprocess.run([sys.executable, "-m", "autotune.cli", "simulate", "--profile", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "simulate", "--profile", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr

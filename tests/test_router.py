@@ -43,8 +43,9 @@ def state(active_blocks: list[int], active_prefill: list[int] | None = None) -> 
     return st
 
 
-def choose(r: KvRouter, stage: str, caches: list[KvCache], st: RouterState, isl: int = 256,
-           log: DecisionLog | None = None) -> tuple[int, int] | None:
+def choose(
+    r: KvRouter, stage: str, caches: list[KvCache], st: RouterState, isl: int = 256, log: DecisionLog | None = None
+) -> tuple[int, int] | None:
     return r.choose(stage, list(range(len(caches))), caches, st, REQ, isl, 0.0, 7, 32, log)
 
 

@@ -50,8 +50,9 @@ def _profile(tmp_path: Path, extra: str = "") -> Path:
 
 def _autotune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,20 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_result_file_parses(study_dir: Path) -> None:
     names = {p.name for p in study_dir.iterdir()}
-    for f in ("trials.csv", "trials.parquet", "pareto.csv", "points.csv", "recommended.yaml", "dgd.yaml",
-              "summary.json", "report.md", "profile.resolved.yaml", "environment.json", "heatmaps.csv", "spike.csv"):
+    for f in (
+        "trials.csv",
+        "trials.parquet",
+        "pareto.csv",
+        "points.csv",
+        "recommended.yaml",
+        "dgd.yaml",
+        "summary.json",
+        "report.md",
+        "profile.resolved.yaml",
+        "environment.json",
+        "heatmaps.csv",
+        "spike.csv",
+    ):
         assert f in names, f
     trials = pd.read_csv(study_dir / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 6
@@ -89,7 +102,9 @@ def test_every_result_file_parses(study_dir: Path) -> None:
     yaml.safe_load((study_dir / "profile.resolved.yaml").read_text())
     assert (study_dir / "report.md").read_text().startswith("# autotune report")
     pngs = sorted(p.name for p in (study_dir / "plots").iterdir())
-    assert {"pareto.png", "poa_ttft_vs_concurrency.png", "router_heatmaps.png", "spike_static_vs_adaptive.png"} <= set(pngs)
+    assert {"pareto.png", "poa_ttft_vs_concurrency.png", "router_heatmaps.png", "spike_static_vs_adaptive.png"} <= set(
+        pngs
+    )
     spike = pd.read_csv(study_dir / "spike.csv")
     assert set(spike["policy"]) == {"static", "adaptive"} and "recommended" in set(spike["role"])
     for p in (study_dir / "plots").iterdir():
@@ -125,8 +140,14 @@ def test_infeasible_space_exits_3(tmp_path: Path) -> None:
 def _spawn_run(prof: Path, out: Path) -> subprocess.Popen[str]:
     """A long study in the background, to be interrupted by the test."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "autotune", "run", "-p", str(prof), "-r", str(out), "-n", "40",
-                             "-j", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "autotune", "run", "-p", str(prof), "-r", str(out), "-n", "40", "-j", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_resume_after_killed_process(tmp_path: Path) -> None:
@@ -153,7 +174,9 @@ def test_resume_after_killed_process(tmp_path: Path) -> None:
     assert done >= 3
     st = optuna.load_study(study_name="autotune-small-study", storage=storage)
     before = {t.number: t.params for t in st.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    r = _autotune("run", "-p", str(prof), "-r", str(out), "-n", str(len(before) + 2), "--resume", "-j", "1", "-o", "json")
+    r = _autotune(
+        "run", "-p", str(prof), "-r", str(out), "-n", str(len(before) + 2), "--resume", "-j", "1", "-o", "json"
+    )
     assert r.returncode == 0, r.stderr
     st = optuna.load_study(study_name="autotune-small-study", storage=storage)
     assert not [t for t in st.trials if t.state == optuna.trial.TrialState.RUNNING]

@@ -50,9 +50,11 @@ def test_profile_simulates(name: str, capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_paper_profiles_match_the_paper() -> None:
     """paper.md §6: 3×8 B200, FP8, Dynamo 0.9.0 + vLLM, 128-token prompts from 5 templates."""
-    for name, model, first in [("paper-70b-1p5d", "Llama-3.1-70B", "1P4-5D4"),
-                               ("paper-70b-1p2d", "Llama-3.1-70B", "1P4-2D4"),
-                               ("paper-340b-1p2d", "Nemotron-4-340B", "1P8-2D8")]:
+    for name, model, first in [
+        ("paper-70b-1p5d", "Llama-3.1-70B", "1P4-5D4"),
+        ("paper-70b-1p2d", "Llama-3.1-70B", "1P4-2D4"),
+        ("paper-340b-1p2d", "Nemotron-4-340B", "1P8-2D8"),
+    ]:
         p = load_profile(name)
         assert (p.cluster.nodes, p.cluster.gpus_per_node, p.cluster.gpu.name) == (3, 8, "B200")
         assert (p.model.name, p.model.weight_dtype, p.model.kv_dtype) == (model, "fp8", "fp8")

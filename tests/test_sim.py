@@ -26,9 +26,16 @@ BASE: dict[str, Any] = {
     "name": "t",
     "cluster": {"nodes": 3, "gpu": "B200", "gpus_per_node": 8},
     "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
-    "workload": {"templates": 5, "prefix_tokens": 96, "input_tokens": {"dist": "fixed", "value": 128},
-                 "output_tokens": {"dist": "fixed", "value": 64}, "concurrency": [32],
-                 "requests_per_point": 400, "warmup_requests": 40, "cooldown_requests": 40},
+    "workload": {
+        "templates": 5,
+        "prefix_tokens": 96,
+        "input_tokens": {"dist": "fixed", "value": 128},
+        "output_tokens": {"dist": "fixed", "value": 64},
+        "concurrency": [32],
+        "requests_per_point": 400,
+        "warmup_requests": 40,
+        "cooldown_requests": 40,
+    },
 }
 
 # A small-memory cluster: Llama-3.1-8B BF16 (16.1 GB) on H100s cut to 26 GB, leaving ~25.5k KV tokens
@@ -46,13 +53,13 @@ def make(over: dict[str, Any] | None = None, *more: dict[str, Any]) -> Profile:
     return profile_from_dict(data)
 
 
-def run(profile: Profile, topo: str, concurrency: int, seed: int = 0, perf: str = "roofline",
-        **kw: Any) -> PointRun:
+def run(profile: Profile, topo: str, concurrency: int, seed: int = 0, perf: str = "roofline", **kw: Any) -> PointRun:
     return SimBackend(perf).deploy(profile, parse_topology(topo)).run_point(concurrency, seed=seed, **kw)
 
 
-def sim_closed(profile: Profile, topo: str, concurrency: int, n: int, seed: int = 0,
-               controller: Any = None) -> ClusterSim:
+def sim_closed(
+    profile: Profile, topo: str, concurrency: int, n: int, seed: int = 0, controller: Any = None
+) -> ClusterSim:
     """The ClusterSim itself, when a test needs its counters (token totals, router changes)."""
     t = parse_topology(topo)
     sim = ClusterSim(profile, t, get_perf_model("roofline", profile), check_feasibility(t, profile), seed)
@@ -95,8 +102,14 @@ def check_conservation(r: PointRun, n: int, disagg: bool) -> None:
 @pytest.mark.parametrize("topo", ["1P4-2D4", "2P2-3D4@tau=0.5", "3A4", "2A8@tau=1,omega=0"])
 @pytest.mark.parametrize("perf", ["roofline", "mocker"])
 def test_conservation(topo: str, perf: str) -> None:
-    prof = make({"workload": {"input_tokens": {"dist": "uniform", "min": 100, "max": 900},
-                              "output_tokens": {"dist": "normal", "mean": 60, "std": 30, "min": 1, "max": 200}}})
+    prof = make(
+        {
+            "workload": {
+                "input_tokens": {"dist": "uniform", "min": 100, "max": 900},
+                "output_tokens": {"dist": "normal", "mean": 60, "std": 30, "min": 1, "max": 200},
+            }
+        }
+    )
     r = run(prof, topo, 48, perf=perf)
     check_conservation(r, 400, parse_topology(topo).disaggregated)
     m = summarize(r)
@@ -148,9 +161,21 @@ def test_router_randomness_is_seeded() -> None:
 
 def test_kv_exhaustion_preempts_and_completes_aggregated() -> None:
     """64 clients × (512 + 1024) tokens need ~98k KV tokens; the worker has ~25.5k: preemption."""
-    prof = make(TINY, {"workload": {"templates": 1, "prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 512},
-                                    "output_tokens": {"dist": "fixed", "value": 1024}, "concurrency": [64],
-                                    "requests_per_point": 200, "warmup_requests": 10, "cooldown_requests": 10}})
+    prof = make(
+        TINY,
+        {
+            "workload": {
+                "templates": 1,
+                "prefix_tokens": 0,
+                "input_tokens": {"dist": "fixed", "value": 512},
+                "output_tokens": {"dist": "fixed", "value": 1024},
+                "concurrency": [64],
+                "requests_per_point": 200,
+                "warmup_requests": 10,
+                "cooldown_requests": 10,
+            }
+        },
+    )
     feas = check_feasibility(parse_topology("1A1"), prof)
     assert feas.ok and 20_000 < feas.kv_tokens["agg"] < 30_000
     r = run(prof, "1A1", 64)
@@ -164,9 +189,21 @@ def test_kv_exhaustion_preempts_and_completes_aggregated() -> None:
 def test_kv_exhaustion_disaggregated_decode() -> None:
     """Decode workers fill up: hand-offs wait for blocks, running sequences are preempted and
     recomputed, and still every request completes once."""
-    prof = make(TINY, {"workload": {"templates": 1, "prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 256},
-                                    "output_tokens": {"dist": "fixed", "value": 2048}, "concurrency": [48],
-                                    "requests_per_point": 150, "warmup_requests": 10, "cooldown_requests": 10}})
+    prof = make(
+        TINY,
+        {
+            "workload": {
+                "templates": 1,
+                "prefix_tokens": 0,
+                "input_tokens": {"dist": "fixed", "value": 256},
+                "output_tokens": {"dist": "fixed", "value": 2048},
+                "concurrency": [48],
+                "requests_per_point": 150,
+                "warmup_requests": 10,
+                "cooldown_requests": 10,
+            }
+        },
+    )
     sim = sim_closed(prof, "1P1-1D1", 48, 150)
     r = sim.result(48, 10, 10)
     check_conservation(r, 150, True)
@@ -179,14 +216,21 @@ def test_kv_exhaustion_disaggregated_decode() -> None:
     assert dec.kv.private == 0 and not dec.kv.refs and not dec.decoding  # everything released at the end
 
 
-@pytest.mark.parametrize("prefix,bs,isl,expect", [
-    (512, 64, 1024, 0.5),  # 8 of 16 blocks shared
-    (96, 64, 128, 0.5),  # the paper profile: only whole blocks hit, 64 of 128 tokens
-    (1000, 32, 1000, 0.992),  # 31 whole blocks of 32, and at least one token is always computed
-])
+@pytest.mark.parametrize(
+    "prefix,bs,isl,expect",
+    [
+        (512, 64, 1024, 0.5),  # 8 of 16 blocks shared
+        (96, 64, 128, 0.5),  # the paper profile: only whole blocks hit, 64 of 128 tokens
+        (1000, 32, 1000, 0.992),  # 31 whole blocks of 32, and at least one token is always computed
+    ],
+)
 def test_prefix_hit_rate_matches_template_share(prefix: int, bs: int, isl: int, expect: float) -> None:
-    prof = make({"engine": {"block_size": bs},
-                 "workload": {"templates": 4, "prefix_tokens": prefix, "input_tokens": {"dist": "fixed", "value": isl}}})
+    prof = make(
+        {
+            "engine": {"block_size": bs},
+            "workload": {"templates": 4, "prefix_tokens": prefix, "input_tokens": {"dist": "fixed", "value": isl}},
+        }
+    )
     m = summarize(run(prof, "2A4", 32))
     assert m.prefix_hit_rate == pytest.approx(expect, abs=0.02)
     no_share = make({"workload": {"prefix_tokens": 0}})
@@ -196,12 +240,23 @@ def test_prefix_hit_rate_matches_template_share(prefix: int, bs: int, isl: int, 
 def test_open_loop_spike() -> None:
     """5 req/s, 50 req/s for 10 s from t=20 s, then 5 req/s: arrivals follow the schedule and the
     spike, beyond what one TP1 worker on long prompts can serve, queues up TTFT."""
-    prof = make(TINY, {"workload": {"arrival": "open", "rate_rps": 5,
-                                    "spike": {"start_s": 20, "duration_s": 10, "peak_rate_rps": 50},
-                                    "templates": 1, "prefix_tokens": 0,
-                                    "input_tokens": {"dist": "fixed", "value": 2048},
-                                    "output_tokens": {"dist": "fixed", "value": 16},
-                                    "requests_per_point": 700, "warmup_requests": 0, "cooldown_requests": 0}})
+    prof = make(
+        TINY,
+        {
+            "workload": {
+                "arrival": "open",
+                "rate_rps": 5,
+                "spike": {"start_s": 20, "duration_s": 10, "peak_rate_rps": 50},
+                "templates": 1,
+                "prefix_tokens": 0,
+                "input_tokens": {"dist": "fixed", "value": 2048},
+                "output_tokens": {"dist": "fixed", "value": 16},
+                "requests_per_point": 700,
+                "warmup_requests": 0,
+                "cooldown_requests": 0,
+            }
+        },
+    )
     r = run(prof, "1A1", 1)
     assert r.concurrency == -1
     df = r.requests
@@ -239,9 +294,18 @@ class SwitchAt:
         return self.to if now_s >= self.at_s else None
 
 
-PRESSURE = {"workload": {"templates": 64, "prefix_tokens": 1024, "input_tokens": {"dist": "fixed", "value": 1152},
-                         "output_tokens": {"dist": "fixed", "value": 32}, "concurrency": [16],
-                         "requests_per_point": 1200, "warmup_requests": 300, "cooldown_requests": 50}}
+PRESSURE = {
+    "workload": {
+        "templates": 64,
+        "prefix_tokens": 1024,
+        "input_tokens": {"dist": "fixed", "value": 1152},
+        "output_tokens": {"dist": "fixed", "value": 32},
+        "concurrency": [16],
+        "requests_per_point": 1200,
+        "warmup_requests": 300,
+        "cooldown_requests": 50,
+    }
+}
 
 
 def test_controller_changes_router_mid_run() -> None:
@@ -287,8 +351,12 @@ def test_affinity_raises_hit_rate_under_cache_pressure() -> None:
 def test_busy_threshold_rejects_and_accounts() -> None:
     """All prefill workers over the queued-prefill threshold → HTTP 503 (status 'rejected');
     closed-loop clients back off and send their next request."""
-    prof = make({"dynamo": {"busy_prefill_tokens": 300},
-                 "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 256}}})
+    prof = make(
+        {
+            "dynamo": {"busy_prefill_tokens": 300},
+            "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 256}},
+        }
+    )
     r = run(prof, "1P4-2D4", 64)
     df = r.requests
     rejected = df["status"] == "rejected"
@@ -319,8 +387,12 @@ def test_disagg_kv_transfer_time() -> None:
 
     70B FP8: 163,840 B/token; TP4 ranks move 40,960 B/token each; 1,024 tokens → 41.9 MB
     → 1.198 ms, plus 3 ms setup and 20 ms hand-over."""
-    prof = make({"kv_transfer": {"setup_ms": 3, "handover_ms": 20, "efficiency": 0.7},
-                 "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 1024}}})
+    prof = make(
+        {
+            "kv_transfer": {"setup_ms": 3, "handover_ms": 20, "efficiency": 0.7},
+            "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 1024}},
+        }
+    )
     feas = check_feasibility(parse_topology("1P8-1D8"), prof)
     assert feas.placement == ((0,), (1,))  # full-node workers: the transfer crosses the network
     r = run(prof, "1P8-1D8", 1, requests=20)
@@ -339,8 +411,16 @@ def test_hit_rate_holds_when_prefill_saturates() -> None:
     """A saturated prefill worker keeps requests waiting (vLLM admits a prefill only while the step's
     token budget has room), so they look up the prefix cache when they start, after their template's
     blocks were published: the hit rate stays at the template share instead of falling with load."""
-    prof = make({"workload": {"templates": 8, "prefix_tokens": 1024, "input_tokens": {"dist": "fixed", "value": 3072},
-                              "output_tokens": {"dist": "fixed", "value": 32}}})
+    prof = make(
+        {
+            "workload": {
+                "templates": 8,
+                "prefix_tokens": 1024,
+                "input_tokens": {"dist": "fixed", "value": 3072},
+                "output_tokens": {"dist": "fixed", "value": 32},
+            }
+        }
+    )
     m = summarize(run(prof, "1P4-4D4", 256, requests=1500))
     assert m.ttft_p50_ms > 200  # queueing at the prefill worker
     assert m.prefix_hit_rate == pytest.approx(1024 / 3072, abs=0.01)
@@ -362,10 +442,18 @@ def test_frontend_jitter_breaks_phase_locking() -> None:
     """Fixed lengths in a closed loop: without noise, requests admitted together stay together for the
     whole run (three latencies repeat exactly); with the frontend's noise they drift apart, as on a real
     stack (autotune validate, 2A4 C=8: live end-to-end latencies spread over ~40 ms)."""
-    h100 = {"cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
-            "workload": {"templates": 4, "prefix_tokens": 64, "input_tokens": {"dist": "fixed", "value": 128},
-                         "output_tokens": {"dist": "fixed", "value": 16}, "requests_per_point": 400,
-                         "warmup_requests": 40, "cooldown_requests": 40}}
+    h100 = {
+        "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
+        "workload": {
+            "templates": 4,
+            "prefix_tokens": 64,
+            "input_tokens": {"dist": "fixed", "value": 128},
+            "output_tokens": {"dist": "fixed", "value": 16},
+            "requests_per_point": 400,
+            "warmup_requests": 40,
+            "cooldown_requests": 40,
+        },
+    }
     distinct = {}
     for jitter in (0.0, 2.0):
         df = run(make(h100, {"dynamo": {"frontend_jitter_ms": jitter}}), "2A4", 8, seed=1).requests

@@ -12,24 +12,36 @@ from autotune.profile import Profile, profile_from_dict
 from autotune.topology import RouterSettings, Topology, parse_topology
 
 
-def make_profile(gpu: str = "B200", model: str = "Llama-3.1-70B", nodes: int = 3, per_node: int = 8,
-                 dtype: str = "fp8", **cluster: object) -> Profile:
-    return profile_from_dict({
-        "name": "t",
-        "cluster": {"nodes": nodes, "gpu": gpu, "gpus_per_node": per_node, **cluster},
-        "model": {"name": model, "weight_dtype": dtype, "kv_dtype": dtype},
-    })
+def make_profile(
+    gpu: str = "B200",
+    model: str = "Llama-3.1-70B",
+    nodes: int = 3,
+    per_node: int = 8,
+    dtype: str = "fp8",
+    **cluster: object,
+) -> Profile:
+    return profile_from_dict(
+        {
+            "name": "t",
+            "cluster": {"nodes": nodes, "gpu": gpu, "gpus_per_node": per_node, **cluster},
+            "model": {"name": model, "weight_dtype": dtype, "kv_dtype": dtype},
+        }
+    )
 
 
 # ---- string form ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,expect", [
-    ("1P4-5D4", Topology(1, 4, 5, 4)),
-    ("2P2-3D8", Topology(2, 2, 3, 8)),
-    ("6A4", Topology(agg_workers=6, agg_tp=4)),
-    (" 1P4-2D4@tau=0.7,omega=0.1 ", Topology(1, 4, 2, 4, router=RouterSettings(0.7, 0.1))),
-    ("8A1@credit=1.5", Topology(agg_workers=8, agg_tp=1, router=RouterSettings(overlap_credit=1.5))),
-])
+
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("1P4-5D4", Topology(1, 4, 5, 4)),
+        ("2P2-3D8", Topology(2, 2, 3, 8)),
+        ("6A4", Topology(agg_workers=6, agg_tp=4)),
+        (" 1P4-2D4@tau=0.7,omega=0.1 ", Topology(1, 4, 2, 4, router=RouterSettings(0.7, 0.1))),
+        ("8A1@credit=1.5", Topology(agg_workers=8, agg_tp=1, router=RouterSettings(overlap_credit=1.5))),
+    ],
+)
 def test_parse(text: str, expect: Topology) -> None:
     topo = parse_topology(text)
     assert topo == expect
@@ -50,8 +62,7 @@ def test_round_trip_random_floats() -> None:
     rng = random.Random(7)
     for _ in range(200):
         r = RouterSettings(rng.uniform(0, 2), rng.uniform(0, 3) * 10 ** rng.randint(-8, 2), rng.uniform(0, 4))
-        topo = Topology(rng.randint(1, 4), 2 ** rng.randint(0, 3), rng.randint(1, 9), 2 ** rng.randint(0, 3),
-                        router=r)
+        topo = Topology(rng.randint(1, 4), 2 ** rng.randint(0, 3), rng.randint(1, 9), 2 ** rng.randint(0, 3), router=r)
         assert parse_topology(topo.to_string()) == topo
         agg = Topology(agg_workers=rng.randint(1, 9), agg_tp=2 ** rng.randint(0, 3), router=r)
         assert parse_topology(agg.to_string()) == agg
@@ -62,23 +73,26 @@ def test_effective_credit() -> None:
     assert RouterSettings(overlap_weight=0.5, overlap_credit=1.5).effective_credit == 1.5
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("", "cannot parse ''"),
-    ("1P4", "cannot parse '1P4'"),
-    ("1P4-5D", "cannot parse"),
-    ("P4-5D4", "cannot parse"),
-    ("1P4-5A4", "cannot parse"),
-    ("0P4-5D4", "prefill workers must be at least 1"),
-    ("1P0-5D4", "prefill TP must be at least 1"),
-    ("1P4-0D4", "decode workers must be at least 1"),
-    ("6A0", "TP must be at least 1"),
-    ("1P4-5D4@tau", "unknown router setting 'tau'"),
-    ("1P4-5D4@temp=1", "unknown router setting 'temp=1'"),
-    ("1P4-5D4@tau=fast", "tau must be a number, got 'fast'"),
-    ("1P4-5D4@tau=nan", "temperature must be a finite number >= 0"),
-    ("1P4-5D4@omega=-1", "overlap_weight must be a finite number >= 0"),
-    ("1P4-5D4@credit=inf", "overlap_credit must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("", "cannot parse ''"),
+        ("1P4", "cannot parse '1P4'"),
+        ("1P4-5D", "cannot parse"),
+        ("P4-5D4", "cannot parse"),
+        ("1P4-5A4", "cannot parse"),
+        ("0P4-5D4", "prefill workers must be at least 1"),
+        ("1P0-5D4", "prefill TP must be at least 1"),
+        ("1P4-0D4", "decode workers must be at least 1"),
+        ("6A0", "TP must be at least 1"),
+        ("1P4-5D4@tau", "unknown router setting 'tau'"),
+        ("1P4-5D4@temp=1", "unknown router setting 'temp=1'"),
+        ("1P4-5D4@tau=fast", "tau must be a number, got 'fast'"),
+        ("1P4-5D4@tau=nan", "temperature must be a finite number >= 0"),
+        ("1P4-5D4@omega=-1", "overlap_weight must be a finite number >= 0"),
+        ("1P4-5D4@credit=inf", "overlap_credit must be a finite number >= 0"),
+    ],
+)
 def test_bad_strings_name_the_flag(text: str, fragment: str) -> None:
     for flag in ("--topology", "--baseline"):
         with pytest.raises(InputError) as info:
@@ -96,6 +110,7 @@ def test_router_settings_reject_bad_values() -> None:
 
 
 # ---- feasibility ---------------------------------------------------------------------------------
+
 
 def test_paper_topologies_fit() -> None:
     p = make_profile()
@@ -137,7 +152,10 @@ def test_tp_power_of_two_and_shape() -> None:
     assert not f.ok and f.reason == "agg TP6 is not a power of two"
     assert check_feasibility(Topology(), make_profile()).reason == "the topology has no workers"
     no_decode = Topology(prefill_workers=1, prefill_tp=4)
-    assert check_feasibility(no_decode, make_profile()).reason == "a disaggregated topology needs at least one decode worker"
+    assert (
+        check_feasibility(no_decode, make_profile()).reason
+        == "a disaggregated topology needs at least one decode worker"
+    )
 
 
 def test_memory_405b_tp1_h100() -> None:
@@ -156,12 +174,15 @@ def test_memory_70b_tp1_h100_too_small() -> None:
 
 def test_minimum_pool_counts_the_longest_request() -> None:
     """A pool that holds the engine minimum but not one longest request is infeasible."""
-    p = profile_from_dict({
-        "name": "t", "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
-        "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
-        "engine": {"gpu_memory_fraction": 0.95},
-        "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 100_000}},
-    })
+    p = profile_from_dict(
+        {
+            "name": "t",
+            "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
+            "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
+            "engine": {"gpu_memory_fraction": 0.95},
+            "workload": {"prefix_tokens": 0, "input_tokens": {"dist": "fixed", "value": 100_000}},
+        }
+    )
     tokens = kv_capacity_tokens(p, 1)
     assert 4096 < tokens < 100_128  # (0.95·80 − 4 − 70.6) GB / 163,840 B ≈ 8,545 tokens
     f = check_feasibility(parse_topology("1A1"), p)
@@ -170,14 +191,18 @@ def test_minimum_pool_counts_the_longest_request() -> None:
 
 # ---- KV capacity (perf_model.md §2: FP8 weights + KV, 0.9 fraction, 4 GB/GPU reserve) ---------------------
 
-@pytest.mark.parametrize("gpu,model,tp,expect_m", [
-    ("B200", "Llama-3.1-70B", 1, 0.53),
-    ("B200", "Llama-3.1-70B", 2, 1.50),
-    ("B200", "Llama-3.1-70B", 4, 3.43),
-    ("B200", "Llama-3.1-70B", 8, 7.28),
-    ("H100", "Llama-3.1-70B", 4, 1.23),
-    ("B200", "Llama-3.1-405B", 8, 3.33),
-])
+
+@pytest.mark.parametrize(
+    "gpu,model,tp,expect_m",
+    [
+        ("B200", "Llama-3.1-70B", 1, 0.53),
+        ("B200", "Llama-3.1-70B", 2, 1.50),
+        ("B200", "Llama-3.1-70B", 4, 3.43),
+        ("B200", "Llama-3.1-70B", 8, 7.28),
+        ("H100", "Llama-3.1-70B", 4, 1.23),
+        ("B200", "Llama-3.1-405B", 8, 3.33),
+    ],
+)
 def test_kv_capacity_matches_reference(gpu: str, model: str, tp: int, expect_m: float) -> None:
     tokens = kv_capacity_tokens(make_profile(gpu=gpu, model=model), tp)
     assert tokens / 1e6 == pytest.approx(expect_m, rel=0.02)

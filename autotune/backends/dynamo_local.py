@@ -43,10 +43,18 @@ class DynamoLocalDeployment(Deployment):
         self.stack: DynamoStack | None = None
         self.closed = False
         try:
-            self.plan: TimingPlan = plan_timing(profile, topology, self.work_dir / "timing",
-                                                timing=backend.timing, speedup=backend.speedup)
-            self.stack = DynamoStack(profile, topology, python=self.python, model_dir=self.model_dir,
-                                     plan=self.plan, work_dir=self.work_dir, ready_timeout_s=backend.ready_timeout_s)
+            self.plan: TimingPlan = plan_timing(
+                profile, topology, self.work_dir / "timing", timing=backend.timing, speedup=backend.speedup
+            )
+            self.stack = DynamoStack(
+                profile,
+                topology,
+                python=self.python,
+                model_dir=self.model_dir,
+                plan=self.plan,
+                work_dir=self.work_dir,
+                ready_timeout_s=backend.ready_timeout_s,
+            )
             t = time.monotonic()
             self.stack.start()
             self.startup_s = time.monotonic() - t
@@ -61,23 +69,34 @@ class DynamoLocalDeployment(Deployment):
         self.stack.restart_frontend(router)
         self.topology = self.topology.with_router(router)
 
-    def run_point(self, concurrency: int, *, seed: int, requests: int | None = None,
-                  controller: Any | None = None) -> PointRun:
+    def run_point(
+        self, concurrency: int, *, seed: int, requests: int | None = None, controller: Any | None = None
+    ) -> PointRun:
         if self.closed or self.stack is None:
             raise BackendError("dynamo-local: deployment already closed")
         if controller is not None:
-            raise BackendError("dynamo-local: router settings cannot change during a live point "
-                               "(use set_router between points)")
+            raise BackendError(
+                "dynamo-local: router settings cannot change during a live point (use set_router between points)"
+            )
         stack, w = self.stack, self.profile.workload
         n = requests or w.requests_per_point
         api = self.backend.api
         plan = plan_burst(w, n, vocab=self.vocab, api=api, seed=seed, profile_seed=self.profile.seed)
         specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
         bodies = render_bodies(specs, api=api, model=stack.model_name, vocab=self.vocab)
-        cfg = BurstConfig(stack.base_url, api=api, concurrency=concurrency, arrivals_s=arrivals,
-                          request_timeout_s=self.backend.request_timeout_s, max_wall_s=self.backend.max_burst_s)
+        cfg = BurstConfig(
+            stack.base_url,
+            api=api,
+            concurrency=concurrency,
+            arrivals_s=arrivals,
+            request_timeout_s=self.backend.request_timeout_s,
+            max_wall_s=self.backend.max_burst_s,
+        )
         fe_metrics = f"{stack.base_url}/metrics"
-        before = {"frontend": scrape.scrape(fe_metrics), **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers}}
+        before = {
+            "frontend": scrape.scrape(fe_metrics),
+            **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers},
+        }
         assert stack.frontend is not None
         log_path = stack.frontend.log_path
         offset = logparse.file_size(log_path)
@@ -86,26 +105,45 @@ class DynamoLocalDeployment(Deployment):
             reason = burst.aborted
             self.close()
             raise BackendError(f"dynamo-local: trial {self.trial_id or '?'} failed during the burst: {reason}")
-        after = {"frontend": scrape.scrape(fe_metrics), **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers}}
+        after = {
+            "frontend": scrape.scrape(fe_metrics),
+            **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers},
+        }
         log = self._read_log(log_path, offset, burst)
         meta: dict[str, Any] = {
-            **self.backend.describe(), **self.plan.describe(), "trial_id": self.trial_id,
-            "dynamo_version": install.dynamo_version(str(self.python)), "api": api,
-            "startup_s": self.startup_s, "open_loop": arrivals is not None,
+            **self.backend.describe(),
+            **self.plan.describe(),
+            "trial_id": self.trial_id,
+            "dynamo_version": install.dynamo_version(str(self.python)),
+            "api": api,
+            "startup_s": self.startup_s,
+            "open_loop": arrivals is not None,
             "frontend_metrics": scrape.summarize_frontend(before["frontend"], after["frontend"]),
-            "worker_metrics": {w_.index: scrape.summarize_worker(before.get(w_.index, {}), after.get(w_.index, {}))
-                               for w_ in stack.workers},
+            "worker_metrics": {
+                w_.index: scrape.summarize_worker(before.get(w_.index, {}), after.get(w_.index, {}))
+                for w_ in stack.workers
+            },
             "worker_instance_ids": {w_.index: w_.instance_id for w_ in stack.workers},
             "log_lines_unparsed": log.unparsed,
         }
-        run = build_point(topology=self.topology, concurrency=concurrency if arrivals is None else -1, specs=specs,
-                          burst=burst, log=log, worker_index=stack.worker_by_instance(), warmup=warm,
-                          cooldown=cool, meta=meta)
+        run = build_point(
+            topology=self.topology,
+            concurrency=concurrency if arrivals is None else -1,
+            specs=specs,
+            burst=burst,
+            log=log,
+            worker_index=stack.worker_by_instance(),
+            warmup=warm,
+            cooldown=cool,
+            meta=meta,
+        )
         if self.backend.export_aiperf:
             out = Path(self.backend.export_aiperf) / (self.trial_id or "trial") / f"c{concurrency}-seed{seed}"
             df = run.requests
-            rows = [aiperf_record(r, burst, input_tokens=spec.input_tokens, measured=bool(m), worker=str(dw))
-                    for r, spec, m, dw in zip(burst.records, specs, df["measured"], df["decode_worker"], strict=True)]
+            rows = [
+                aiperf_record(r, burst, input_tokens=spec.input_tokens, measured=bool(m), worker=str(dw))
+                for r, spec, m, dw in zip(burst.records, specs, df["measured"], df["decode_worker"], strict=True)
+            ]
             run.meta["aiperf_export"] = str(write_jsonl(out / "profile_export.jsonl", rows))
         return run
 
@@ -143,9 +181,19 @@ class DynamoLocalBackend(Backend):
     name = "dynamo-local"
     predictions = False
 
-    def __init__(self, *, timing: str = "roofline", speedup: float = 1.0, api: str = "completions",
-                 python: str | None = None, ready_timeout_s: float = 60.0, request_timeout_s: float = 60.0,
-                 max_burst_s: float = 600.0, keep_logs: str | None = None, export_aiperf: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timing: str = "roofline",
+        speedup: float = 1.0,
+        api: str = "completions",
+        python: str | None = None,
+        ready_timeout_s: float = 60.0,
+        request_timeout_s: float = 60.0,
+        max_burst_s: float = 600.0,
+        keep_logs: str | None = None,
+        export_aiperf: str | None = None,
+    ) -> None:
         if api not in ("completions", "chat"):
             raise ValueError("api must be 'completions' or 'chat'")
         self.timing, self.speedup, self.api, self.python = timing, float(speedup), api, python
@@ -161,4 +209,3 @@ class DynamoLocalBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "timing_requested": self.timing, "speedup": self.speedup, "api": self.api}
-

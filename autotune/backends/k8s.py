@@ -111,8 +111,14 @@ class K8sDeployment(Deployment):
         wait_ready(self.kube, self.namespace, self.name, timeout_s=self.backend.ready_timeout_s, pods=pods)
         t2 = time.monotonic()
         left = max(1.0, self.backend.ready_timeout_s - (t2 - t0))
-        self.access = open_frontend(self.kube, self.namespace, self.name, port=self.profile.dynamo.frontend_port,
-                                    mode=self.backend.frontend_access, kubectl=self.backend.kubectl)
+        self.access = open_frontend(
+            self.kube,
+            self.namespace,
+            self.name,
+            port=self.profile.dynamo.frontend_port,
+            mode=self.backend.frontend_access,
+            kubectl=self.backend.kubectl,
+        )
         self._wait_served(deadline=time.monotonic() + left, pods=pods)
         t3 = time.monotonic()
         self.timings = {"apply_s": t1 - t0, "ready_s": t2 - t1, "frontend_s": t3 - t2, "deploy_s": t3 - t0}
@@ -128,8 +134,11 @@ class K8sDeployment(Deployment):
                 return
             now = time.monotonic()
             if now >= deadline:
-                raise TrialFailed("deadline", f"{self.name} is Ready but its frontend is not serving: {missing} "
-                                  f"(via {self.access.mode} {self.access.url})")
+                raise TrialFailed(
+                    "deadline",
+                    f"{self.name} is Ready but its frontend is not serving: {missing} "
+                    f"(via {self.access.mode} {self.access.url})",
+                )
             if now >= next_pods:
                 failure = pods.check(self.kube, self.namespace, self.name)
                 if failure is not None:
@@ -147,8 +156,9 @@ class K8sDeployment(Deployment):
             self.access = None
         self._bring_up()
 
-    def run_point(self, concurrency: int, *, seed: int, requests: int | None = None,
-                  controller: Any | None = None) -> PointRun:
+    def run_point(
+        self, concurrency: int, *, seed: int, requests: int | None = None, controller: Any | None = None
+    ) -> PointRun:
         if self.closed or self.access is None:
             raise BackendError(f"k8s: trial {self.trial_id}: deployment already closed")
         if controller is not None:
@@ -158,8 +168,14 @@ class K8sDeployment(Deployment):
         plan = plan_burst(w, n, vocab=_VOCAB, api=api, seed=seed, profile_seed=self.profile.seed)
         specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
         bodies = render_bodies(specs, api=api, model=self.model, vocab=_VOCAB)
-        cfg = BurstConfig(self.access.url, api=api, concurrency=concurrency, arrivals_s=arrivals,
-                          request_timeout_s=self.backend.request_timeout_s, max_wall_s=self.backend.max_burst_s)
+        cfg = BurstConfig(
+            self.access.url,
+            api=api,
+            concurrency=concurrency,
+            arrivals_s=arrivals,
+            request_timeout_s=self.backend.request_timeout_s,
+            max_wall_s=self.backend.max_burst_s,
+        )
         metrics_url = f"{self.access.url}/metrics"
         before = scrape.scrape(metrics_url)
         watcher = self._start_pod_watchdog()
@@ -173,22 +189,37 @@ class K8sDeployment(Deployment):
         after = scrape.scrape(metrics_url)
         log, log_note = self._frontend_log(burst)
         meta: dict[str, Any] = {
-            **self.backend.describe(), **self.describe(), "api": api, "open_loop": arrivals is not None,
-            "frontend_metrics": scrape.summarize_frontend(before, after), "routing_log": log_note,
+            **self.backend.describe(),
+            **self.describe(),
+            "api": api,
+            "open_loop": arrivals is not None,
+            "frontend_metrics": scrape.summarize_frontend(before, after),
+            "routing_log": log_note,
         }
-        point = build_point(topology=self.topology, concurrency=concurrency if arrivals is None else -1, specs=specs,
-                            burst=burst, log=log, worker_index=_worker_index(log, self.topology), warmup=warm,
-                            cooldown=cool, meta=meta)
+        point = build_point(
+            topology=self.topology,
+            concurrency=concurrency if arrivals is None else -1,
+            specs=specs,
+            burst=burst,
+            log=log,
+            worker_index=_worker_index(log, self.topology),
+            warmup=warm,
+            cooldown=cool,
+            meta=meta,
+        )
         point.backend = "k8s"
         return point
 
     def describe(self) -> dict[str, Any]:
         """Provenance of this trial: where the graph ran and how it was reached."""
         return {
-            "trial_id": self.trial_id, "dgd": self.name, "namespace": self.namespace,
+            "trial_id": self.trial_id,
+            "dgd": self.name,
+            "namespace": self.namespace,
             "frontend_access": self.access.mode if self.access else None,
             "frontend_url": self.access.url if self.access else None,
-            "in_cluster": self.kube.in_cluster, "dynamo_version": self.profile.dynamo.version,
+            "in_cluster": self.kube.in_cluster,
+            "dynamo_version": self.profile.dynamo.version,
             "k8s_timings_s": dict(self.timings),
         }
 
@@ -245,8 +276,10 @@ class K8sDeployment(Deployment):
                 t1 = time.monotonic()
                 wait_gone(self.kube, self.namespace, self.name, timeout_s=self.backend.delete_timeout_s)
             except BackendError as exc:
-                raise BackendError(f"{exc}; graph {self.name} may be left in namespace {self.namespace}: remove it "
-                                   f"with `autotune cleanup -N {self.namespace} --study {self.backend.study}`") from exc
+                raise BackendError(
+                    f"{exc}; graph {self.name} may be left in namespace {self.namespace}: remove it "
+                    f"with `autotune cleanup -N {self.namespace} --study {self.backend.study}`"
+                ) from exc
             self.timings.update(delete_s=t1 - t0, gone_s=time.monotonic() - t1)
         finally:
             self.closed = True
@@ -255,14 +288,16 @@ class K8sDeployment(Deployment):
 
 def _pod_log(dep: K8sDeployment, since_s: float) -> tuple[str, str]:
     """The frontend pod's log of the last ``since_s`` seconds, and which pod it came from."""
-    pods = dep.kube.core.list_namespaced_pod(dep.namespace, label_selector=f"{POD_LABEL_DGD}={dep.name}",
-                                             _request_timeout=10)
+    pods = dep.kube.core.list_namespaced_pod(
+        dep.namespace, label_selector=f"{POD_LABEL_DGD}={dep.name}", _request_timeout=10
+    )
     fronts = [p for p in pods.items if "frontend" in p.metadata.name]
     if not fronts:
         raise BackendError("no frontend pod found")
     name = fronts[0].metadata.name
-    return dep.kube.core.read_namespaced_pod_log(name, dep.namespace, since_seconds=math.ceil(since_s),
-                                                 _request_timeout=30), f"pod {name}"
+    return dep.kube.core.read_namespaced_pod_log(
+        name, dep.namespace, since_seconds=math.ceil(since_s), _request_timeout=30
+    ), f"pod {name}"
 
 
 def _worker_index(log: logparse.FrontendLog, topology: Topology) -> dict[int, int]:
@@ -286,12 +321,23 @@ class K8sBackend(Backend):
     name = "k8s"
     predictions = False
 
-    def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,
-                 study: str | None = None, frontend_access: str = "auto", ready_timeout_s: float = 1800.0,
-                 delete_timeout_s: float = 600.0, unschedulable_grace_s: float = 60.0,
-                 request_timeout_s: float = 120.0, max_burst_s: float = 900.0, kubectl: str = "kubectl",
-                 kube: Kube | None = None,
-                 frontend_logs: Callable[[K8sDeployment, float], tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        in_cluster: bool | None = None,
+        study: str | None = None,
+        frontend_access: str = "auto",
+        ready_timeout_s: float = 1800.0,
+        delete_timeout_s: float = 600.0,
+        unschedulable_grace_s: float = 60.0,
+        request_timeout_s: float = 120.0,
+        max_burst_s: float = 900.0,
+        kubectl: str = "kubectl",
+        kube: Kube | None = None,
+        frontend_logs: Callable[[K8sDeployment, float], tuple[str, str]] | None = None,
+    ) -> None:
         context = context or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
         self.kube = kube or connect(KubeOptions(kubeconfig, context, in_cluster))
         study = study or os.environ.get("AUTOTUNE_STUDY") or "autotune"
@@ -308,6 +354,10 @@ class K8sBackend(Backend):
         return K8sDeployment(self, profile, topology, trial_id or f"{int(time.time())}")
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "study": self.study, "cluster": self.kube.source,
-                "context": self.kube.context, "frontend_access_requested": self.frontend_access}
-
+        return {
+            "backend": self.name,
+            "study": self.study,
+            "cluster": self.kube.source,
+            "context": self.kube.context,
+            "frontend_access_requested": self.frontend_access,
+        }

@@ -25,8 +25,15 @@ class SimDeployment(Deployment):
     def set_router(self, router: RouterSettings) -> None:
         self.topology = self.topology.with_router(router)
 
-    def run_point(self, concurrency: int, *, seed: int, requests: int | None = None,
-                  controller: Controller | None = None, schedule: ArrivalSchedule | None = None) -> PointRun:
+    def run_point(
+        self,
+        concurrency: int,
+        *,
+        seed: int,
+        requests: int | None = None,
+        controller: Controller | None = None,
+        schedule: ArrivalSchedule | None = None,
+    ) -> PointRun:
         w = self.profile.workload
         n = requests or w.requests_per_point
         warm, cool = measurement_edges(w, n)
@@ -57,4 +64,3 @@ class SimBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "perf_model": self.perf_model, **self.perf_options}
-

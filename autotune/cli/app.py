@@ -42,6 +42,7 @@ cli.add_command(dgd_cmd)
 
 def _sigterm_is_interrupt() -> None:
     """A CronJob's SIGTERM behaves like Ctrl-C in every phase (study, controller, results): exit 130."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 

@@ -19,8 +19,11 @@ from autotune.cli.output import emit
 from autotune.errors import BackendError
 
 kube_options = [
-    click.option("--kubeconfig", default=None, help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, "
-                 "or in-cluster configuration inside a pod)."),
+    click.option(
+        "--kubeconfig",
+        default=None,
+        help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster configuration inside a pod).",
+    ),
     click.option("--context", default=None, help="Kubeconfig context (default: $AUTOTUNE_KUBE_CONTEXT or current)."),
 ]
 
@@ -62,8 +65,9 @@ def plan_topologies(profile: Any) -> list[Any]:
     return out
 
 
-def validate_plan_against_cluster(profile_ref: str, kubeconfig: str | None = None, context: str | None = None,
-                                  study: str = "plan") -> list[Any]:
+def validate_plan_against_cluster(
+    profile_ref: str, kubeconfig: str | None = None, context: str | None = None, study: str = "plan"
+) -> list[Any]:
     """Server-side dry run of every graph shape the study can deploy; creates nothing.
 
     Reports on stderr (stdout carries the plan's own output); raises ``BackendError`` listing
@@ -91,8 +95,9 @@ def validate_plan_against_cluster(profile_ref: str, kubeconfig: str | None = Non
     return checks
 
 
-def reconcile_on_resume(profile: Any, study: str, finished_trials: set[str], kubeconfig: str | None = None,
-                        context: str | None = None) -> Any:
+def reconcile_on_resume(
+    profile: Any, study: str, finished_trials: set[str], kubeconfig: str | None = None, context: str | None = None
+) -> Any:
     """Before ``run --resume`` with the k8s backend: remove every graph of ``study`` left in the cluster.
 
     Returns ``housekeeping.Reconciliation``; its ``interrupted_trials`` (ids like ``t3``) had graphs
@@ -109,16 +114,29 @@ def reconcile_on_resume(profile: Any, study: str, finished_trials: set[str], kub
 
 @click.command("cleanup")
 @_with_kube_options
-@click.option("-N", "--namespace", default=None,
-              help="Namespace to clean (default: the profile's dynamo.namespace).")
+@click.option("-N", "--namespace", default=None, help="Namespace to clean (default: the profile's dynamo.namespace).")
 @click.option("-p", "--profile", default=None, help="Profile whose dynamo.namespace to clean.")
 @click.option("--study", default=None, help="Only graphs of this study (default: every graph autotune made).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600.0, show_default=True,
-              help="Seconds to wait for the graphs and their pods to be gone.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the graphs and their pods to be gone.",
+)
 @output_option
-def cleanup_cmd(kubeconfig: str | None, context: str | None, namespace: str | None, profile: str | None,
-                study: str | None, dry_run: bool, timeout_s: float, fmt: str) -> None:
+def cleanup_cmd(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    profile: str | None,
+    study: str | None,
+    dry_run: bool,
+    timeout_s: float,
+    fmt: str,
+) -> None:
     """Delete DynamoGraphDeployments autotune left behind (selected by label) and wait until gone."""
     from autotune.k8s.housekeeping import cleanup, list_leftovers
 
@@ -131,8 +149,9 @@ def cleanup_cmd(kubeconfig: str | None, context: str | None, namespace: str | No
                 namespace = load_profile(profile).dynamo.namespace
             else:
                 namespace = kube.default_namespace or "default"
-        found = list_leftovers(kube, namespace, study) if dry_run else cleanup(kube, namespace, study,
-                                                                              timeout_s=timeout_s)
+        found = (
+            list_leftovers(kube, namespace, study) if dry_run else cleanup(kube, namespace, study, timeout_s=timeout_s)
+        )
     finally:
         kube.close()
     rows = [{"name": lo.name, "study": lo.study, "trial": lo.trial_id, "state": lo.state or "-"} for lo in found]
@@ -140,9 +159,13 @@ def cleanup_cmd(kubeconfig: str | None, context: str | None, namespace: str | No
     if fmt == "table" and not rows:
         click.echo(f"nothing to clean in namespace {namespace}", err=True)
         return
-    emit({"namespace": namespace, verb.replace(" ", "_"): rows}, fmt, rows=rows,
-         columns=[("name", "graph"), ("study", "study"), ("trial", "trial"), ("state", "state")],
-         title=f"{verb} in namespace {namespace}")
+    emit(
+        {"namespace": namespace, verb.replace(" ", "_"): rows},
+        fmt,
+        rows=rows,
+        columns=[("name", "graph"), ("study", "study"), ("trial", "trial"), ("state", "state")],
+        title=f"{verb} in namespace {namespace}",
+    )
 
 
 @click.command("dgd")
@@ -156,5 +179,8 @@ def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
     from autotune.profile import load_profile
     from autotune.topology import parse_topology
 
-    sys.stdout.write(yaml.safe_dump(render_dgd(load_profile(profile), parse_topology(topology), study=study,
-                                               trial_id=trial_id), sort_keys=False))
+    sys.stdout.write(
+        yaml.safe_dump(
+            render_dgd(load_profile(profile), parse_topology(topology), study=study, trial_id=trial_id), sort_keys=False
+        )
+    )

@@ -30,8 +30,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def emit(data: Any, fmt: str, *, rows: Sequence[dict[str, Any]] | None = None, title: str | None = None,
-         columns: Sequence[tuple[str, str]] | None = None) -> None:
+def emit(
+    data: Any,
+    fmt: str,
+    *,
+    rows: Sequence[dict[str, Any]] | None = None,
+    title: str | None = None,
+    columns: Sequence[tuple[str, str]] | None = None,
+) -> None:
     """Write ``data`` as JSON/YAML, or ``rows`` as a table with ``(key, header)`` columns."""
     if fmt == "json":
         sys.stdout.write(json.dumps(to_plain(data), indent=2, sort_keys=False) + "\n")

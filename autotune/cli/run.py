@@ -17,10 +17,18 @@ from autotune.cli.options import output_option, study_options
 from autotune.cli.output import emit
 from autotune.errors import InputError
 
-SUMMARY_COLUMNS = [("recommended", "recommended"), ("gpus", "GPUs"), ("poa_hat", "PoA-hat"),
-                   ("tok_s_per_gpu", "tok/s/GPU"), ("ttft_p99_ms", "TTFT p99 ms"), ("itl_p99_ms", "ITL p99 ms"),
-                   ("slo_met", "SLO met"), ("baseline", "baseline"), ("poa_hat_vs_baseline", "PoA-hat gain"),
-                   ("tok_s_per_gpu_vs_baseline", "tok/s/GPU gain")]
+SUMMARY_COLUMNS = [
+    ("recommended", "recommended"),
+    ("gpus", "GPUs"),
+    ("poa_hat", "PoA-hat"),
+    ("tok_s_per_gpu", "tok/s/GPU"),
+    ("ttft_p99_ms", "TTFT p99 ms"),
+    ("itl_p99_ms", "ITL p99 ms"),
+    ("slo_met", "SLO met"),
+    ("baseline", "baseline"),
+    ("poa_hat_vs_baseline", "PoA-hat gain"),
+    ("tok_s_per_gpu_vs_baseline", "tok/s/GPU gain"),
+]
 
 
 def _progress(total: int) -> Any:
@@ -33,8 +41,15 @@ def _progress(total: int) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.description}"), console=Console(file=sys.stderr), transient=False)
+    prog = Progress(
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(file=sys.stderr),
+        transient=False,
+    )
     task = prog.add_task("", total=total)
     best: dict[str, float] = {}
 
@@ -53,8 +68,12 @@ def _backend_options(backend: str, study: str, kw: dict[str, Any]) -> tuple[tupl
     if backend == "dynamo-local":
         return (("timing", kw["timing"]), ("speedup", kw["speedup"]))
     if backend == "k8s":
-        return (("kubeconfig", kw["kubeconfig"]), ("context", kw["context"]),
-                ("frontend_access", kw["frontend_access"]), ("study", study))
+        return (
+            ("kubeconfig", kw["kubeconfig"]),
+            ("context", kw["context"]),
+            ("frontend_access", kw["frontend_access"]),
+            ("study", study),
+        )
     return ()
 
 
@@ -71,8 +90,20 @@ def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
     logging.getLogger("autotune").info("resume: reconciled the cluster with the study: %s", rec)
 
 
-def _execute(profile: str, backend: str, trials: int | None, results: str | None, storage: str | None, resume: bool,
-             seed: int | None, jobs: int | None, sampler: str, fmt: str, prediction: bool, **kw: Any) -> None:
+def _execute(
+    profile: str,
+    backend: str,
+    trials: int | None,
+    results: str | None,
+    storage: str | None,
+    resume: bool,
+    seed: int | None,
+    jobs: int | None,
+    sampler: str,
+    fmt: str,
+    prediction: bool,
+    **kw: Any,
+) -> None:
     from autotune import pipeline
     from autotune.backends import available
     from autotune.profile import load_profile
@@ -87,8 +118,17 @@ def _execute(profile: str, backend: str, trials: int | None, results: str | None
     from autotune.search.study import study_name
 
     graphs = os.environ.get("AUTOTUNE_STUDY") or study_name(prof)  # label of this study's trial graphs
-    cfg = StudyConfig(out, trials or prof.search.trials, backend, _backend_options(backend, graphs, kw),
-                      storage, resume, prof.seed, jobs or ((os.cpu_count() or 1) if backend == "sim" else 1), sampler)
+    cfg = StudyConfig(
+        out,
+        trials or prof.search.trials,
+        backend,
+        _backend_options(backend, graphs, kw),
+        storage,
+        resume,
+        prof.seed,
+        jobs or ((os.cpu_count() or 1) if backend == "sim" else 1),
+        sampler,
+    )
     if backend == "k8s" and resume and (out / "study.journal").exists():
         _reconcile_cluster(prof, cfg, kw)
     on_trial, prog = _progress(cfg.trials)
@@ -99,8 +139,13 @@ def _execute(profile: str, backend: str, trials: int | None, results: str | None
     finally:
         if prog is not None:
             prog.stop()
-    emit(summary, fmt, rows=[summary], columns=SUMMARY_COLUMNS,
-         title=f"{prof.name}: {'predicted' if prediction else 'measured'} recommendation → {out}")
+    emit(
+        summary,
+        fmt,
+        rows=[summary],
+        columns=SUMMARY_COLUMNS,
+        title=f"{prof.name}: {'predicted' if prediction else 'measured'} recommendation → {out}",
+    )
 
 
 @click.command()

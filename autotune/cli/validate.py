@@ -14,18 +14,41 @@ from autotune.errors import InputError
 @click.command("validate")
 @click.option("-p", "--profile", "profile_ref", required=True, help="Profile YAML path or shipped profile name.")
 @click.option("-t", "--topology", required=True, help="Topology, e.g. 2A4 or 1P4-2D4@omega=2.")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
-              help="Closed-loop concurrency (default: the profile's target or first point).")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Closed-loop concurrency (default: the profile's target or first point).",
+)
 @click.option("-n", "--requests", type=click.IntRange(min=10), default=None, help="Requests (default: profile).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the profile's).")
-@click.option("--timing", default="roofline", show_default=True,
-              help="Worker timing: a perf model tabulated for the mockers (roofline), or 'mocker' (its default).")
-@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
-              help="Mocker speed-up ratio (both sides run at the same compressed time).")
+@click.option(
+    "--timing",
+    default="roofline",
+    show_default=True,
+    help="Worker timing: a perf model tabulated for the mockers (roofline), or 'mocker' (its default).",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Mocker speed-up ratio (both sides run at the same compressed time).",
+)
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when a metric misses its target.")
-def validate_cmd(profile_ref: str, topology: str, concurrency: int | None, requests: int | None, seed: int | None,
-                 timing: str, speedup: float, fmt: str, strict: bool) -> None:
+def validate_cmd(
+    profile_ref: str,
+    topology: str,
+    concurrency: int | None,
+    requests: int | None,
+    seed: int | None,
+    timing: str,
+    speedup: float,
+    fmt: str,
+    strict: bool,
+) -> None:
     """Run one load point on the simulator and on a real local Dynamo; print both with relative errors."""
     from autotune.profile import load_profile
     from autotune.topology import parse_topology
@@ -35,18 +58,35 @@ def validate_cmd(profile_ref: str, topology: str, concurrency: int | None, reque
     topo = parse_topology(topology)
     if timing == "mocker-npz":
         raise InputError("--timing: mocker-npz is the simulator's reading of the tables, not a source for them")
-    report = validate(prof, topo, concurrency=concurrency, requests=requests, seed=seed, timing=timing,
-                      speedup=speedup)
-    rows = [{"metric": r.label, "sim": r.sim, "live": r.live,
-             "error": f"{r.error:+.1%}" if r.kind == "rel" else f"{r.error:+.1f} pt",
-             "target": f"{r.tolerance:.0%}" if r.kind == "rel" else f"{r.tolerance:g} pt",
-             "ok": "yes" if r.ok else "NO"} for r in report.rows]
-    cols = [("metric", "metric"), ("sim", "sim"), ("live", "live"), ("error", "error"), ("target", "target"),
-            ("ok", "ok")]
-    emit(report.as_dict(), fmt, rows=rows, columns=cols,
-         title=f"{prof.name} {topo.to_string()} C={report.concurrency}: simulator vs dynamo-local "
-               f"({report.timing.get('timing')}, speedup {report.timing.get('speedup_ratio')}, "
-               f"noise fitted from the live run: frontend {report.timing.get('frontend_jitter_ms')} ms, "
-               f"token {report.timing.get('token_jitter_ms')} ms)")
+    report = validate(prof, topo, concurrency=concurrency, requests=requests, seed=seed, timing=timing, speedup=speedup)
+    rows = [
+        {
+            "metric": r.label,
+            "sim": r.sim,
+            "live": r.live,
+            "error": f"{r.error:+.1%}" if r.kind == "rel" else f"{r.error:+.1f} pt",
+            "target": f"{r.tolerance:.0%}" if r.kind == "rel" else f"{r.tolerance:g} pt",
+            "ok": "yes" if r.ok else "NO",
+        }
+        for r in report.rows
+    ]
+    cols = [
+        ("metric", "metric"),
+        ("sim", "sim"),
+        ("live", "live"),
+        ("error", "error"),
+        ("target", "target"),
+        ("ok", "ok"),
+    ]
+    emit(
+        report.as_dict(),
+        fmt,
+        rows=rows,
+        columns=cols,
+        title=f"{prof.name} {topo.to_string()} C={report.concurrency}: simulator vs dynamo-local "
+        f"({report.timing.get('timing')}, speedup {report.timing.get('speedup_ratio')}, "
+        f"noise fitted from the live run: frontend {report.timing.get('frontend_jitter_ms')} ms, "
+        f"token {report.timing.get('token_jitter_ms')} ms)",
+    )
     if strict and not report.ok:
         raise SystemExit(1)

@@ -23,8 +23,10 @@ def router_args(version: tuple[int, int], router: RouterSettings) -> list[str]:
     args = ["--router-mode", "kv", "--router-temperature", f"{router.temperature:g}"]
     if version >= (1, 3):
         return args + [
-            "--router-prefill-load-scale", f"{router.overlap_weight:g}",
-            "--router-kv-overlap-score-credit", f"{router.effective_credit:g}",
+            "--router-prefill-load-scale",
+            f"{router.overlap_weight:g}",
+            "--router-kv-overlap-score-credit",
+            f"{router.effective_credit:g}",
         ]
     if router.overlap_credit != 1.0:
         raise InputError(

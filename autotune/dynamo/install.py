@@ -57,8 +57,12 @@ def find_python(python: Path | str | None = None) -> Path:
 def dynamo_version(python: str) -> str:
     """Installed ``ai-dynamo`` version (provenance; a mismatch is reported, not fatal)."""
     try:
-        out = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('ai-dynamo'))"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [python, "-c", "import importlib.metadata as m; print(m.version('ai-dynamo'))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() or "unknown"

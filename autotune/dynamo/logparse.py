@@ -125,22 +125,52 @@ def parse_line(line: bytes | str, out: FrontendLog) -> None:
         if wid is None:
             return
         cached = rec.get("effective_cached_blocks")
-        out.selections.append(Selection(t, rid, wid, str(rec.get("worker_type", "")),
-                                        float(rec.get("logit", "nan")),
-                                        float(cached) if cached is not None else float("nan")))
+        out.selections.append(
+            Selection(
+                t,
+                rid,
+                wid,
+                str(rec.get("worker_type", "")),
+                float(rec.get("logit", "nan")),
+                float(cached) if cached is not None else float("nan"),
+            )
+        )
     elif msg.startswith("[ROUTING_INPUT]"):
-        out.inputs.append(RoutingInput(t, rid, int(rec.get("isl_tokens", 0)), int(rec.get("block_size", 0)),
-                                       _hashes(rec.get("local_hashes", ""))))
+        out.inputs.append(
+            RoutingInput(
+                t,
+                rid,
+                int(rec.get("isl_tokens", 0)),
+                int(rec.get("block_size", 0)),
+                _hashes(rec.get("local_hashes", "")),
+            )
+        )
     elif msg == "route request completed":
         wid = _int(rec.get("worker_id"))
         if wid is None:
             return
-        out.stages.append(StageDone(t, rid, str(rec.get("phase", "")), wid, _int(rec.get("overlap_blocks")) or 0,
-                                    str(rec.get("request.outcome", ""))))
+        out.stages.append(
+            StageDone(
+                t,
+                rid,
+                str(rec.get("phase", "")),
+                wid,
+                _int(rec.get("overlap_blocks")) or 0,
+                str(rec.get("request.outcome", "")),
+            )
+        )
     elif msg == "request completed" and "metrics" in str(rec.get("target", "")):
-        out.requests.append(RequestDone(t, rid, str(rec.get("status", "")), _int(rec.get("prefill_worker_id")),
-                                        _int(rec.get("decode_worker_id")), _int(rec.get("input_tokens")),
-                                        _int(rec.get("output_tokens"))))
+        out.requests.append(
+            RequestDone(
+                t,
+                rid,
+                str(rec.get("status", "")),
+                _int(rec.get("prefill_worker_id")),
+                _int(rec.get("decode_worker_id")),
+                _int(rec.get("input_tokens")),
+                _int(rec.get("output_tokens")),
+            )
+        )
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> FrontendLog:

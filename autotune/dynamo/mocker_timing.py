@@ -42,8 +42,9 @@ def _grid(lo: float, hi: float, n: int) -> np.ndarray:
     return g.astype(np.float64)
 
 
-def tabulate(timer: perf.StepTimer, *, max_prefill_tokens: int, kv_capacity: int, max_context: int,
-             resolution: int = 40) -> NpzTables:
+def tabulate(
+    timer: perf.StepTimer, *, max_prefill_tokens: int, kv_capacity: int, max_context: int, resolution: int = 40
+) -> NpzTables:
     """Mocker tables for one worker from a ``StepTimer`` (see module docstring for the mapping)."""
     isl = _grid(1, max_prefill_tokens, resolution)
     pre = np.array([timer.step_s(int(t), t * t / 2.0, 0, 0, 0.0) * 1e3 for t in isl])
@@ -86,8 +87,9 @@ class TimingPlan:
         return {"timing": self.source, "speedup_ratio": self.speedup, "timing_note": self.note}
 
 
-def plan_timing(profile: Profile, topology: Topology, out_dir: Path, *, timing: str = "roofline",
-                speedup: float = 1.0) -> TimingPlan:
+def plan_timing(
+    profile: Profile, topology: Topology, out_dir: Path, *, timing: str = "roofline", speedup: float = 1.0
+) -> TimingPlan:
     """Tables per (role, TP) from perf model ``timing``; the mocker default if that is impossible.
 
     ``timing="mocker"`` asks for the mocker's default polynomial directly. KV pool sizes come from
@@ -107,20 +109,23 @@ def plan_timing(profile: Profile, topology: Topology, out_dir: Path, *, timing: 
             by_tp: dict[int, Path] = {}
             for (role, tp), nb in blocks.items():
                 if tp not in by_tp:
-                    tables = tabulate(model.timer(tp), max_prefill_tokens=profile.engine.max_num_batched_tokens,
-                                      kv_capacity=nb * bs,
-                                      max_context=min(nb * bs, max(4 * max_request_tokens(profile), 8192)))
+                    tables = tabulate(
+                        model.timer(tp),
+                        max_prefill_tokens=profile.engine.max_num_batched_tokens,
+                        kv_capacity=nb * bs,
+                        max_context=min(nb * bs, max(4 * max_request_tokens(profile), 8192)),
+                    )
                     by_tp[tp] = tables.save(Path(out_dir) / f"timing_tp{tp}.npz")
                 plan.roles[(role, tp)] = WorkerTiming(nb, by_tp[tp])
             plan.note = f"tables from perf model {timing!r}, one per TP ({', '.join(map(str, sorted(by_tp)))})"
             return plan
         except Exception as exc:  # noqa: BLE001 - any failure means: fall back, and say why
-            plan = TimingPlan("mocker-default", speedup,
-                              note=f"perf model {timing!r} could not be tabulated ({exc}); mocker default timing")
+            plan = TimingPlan(
+                "mocker-default",
+                speedup,
+                note=f"perf model {timing!r} could not be tabulated ({exc}); mocker default timing",
+            )
     else:
         plan.note = "mocker default polynomial (same for every GPU, model and TP)"
     plan.roles = {k: WorkerTiming(nb, None) for k, nb in blocks.items()}
     return plan
-
-
-

@@ -25,12 +25,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
-SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-            "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"]
+SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
     "{{ m['content'] }}<|eot_id|>{% endfor %}"
-    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
 WORDS_FILE = "autotune_words.json"
 BUILD_VERSION = 1  # bump when the files written here change
 REQUIRED = ("tokenizer.json", "tokenizer_config.json", "config.json", WORDS_FILE)
@@ -47,13 +47,17 @@ def build(out: str, vocab_size: int = 4096) -> int:
     files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))[:200]
     if not files:
         raise RuntimeError("no training corpus found (Python stdlib sources missing)")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train(files, trainer)
     bos = tok.token_to_id("<|begin_of_text|>")
     tok.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
-        special_tokens=[("<|begin_of_text|>", bos)])
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)]
+    )
     tok.save(os.path.join(out, "tokenizer.json"))
     vocab = tok.get_vocab_size()
     eot, eos = tok.token_to_id("<|eot_id|>"), tok.token_to_id("<|end_of_text|>")
@@ -62,18 +66,42 @@ def build(out: str, vocab_size: int = 4096) -> int:
         with open(os.path.join(out, name), "w") as f:
             json.dump(obj, f, indent=1)
 
-    dump("tokenizer_config.json", {
-        "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "pad_token": "<|pad|>",
-        "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast",
-        "add_bos_token": False, "clean_up_tokenization_spaces": False, "chat_template": CHAT_TEMPLATE})
-    dump("special_tokens_map.json", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                                     "pad_token": "<|pad|>"})
-    dump("config.json", {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab,
-        "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
-        "torch_dtype": "bfloat16", "bos_token_id": bos, "eos_token_id": [eos, eot],
-        "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False})
+    dump(
+        "tokenizer_config.json",
+        {
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": "<|eot_id|>",
+            "pad_token": "<|pad|>",
+            "model_max_length": 131072,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "chat_template": CHAT_TEMPLATE,
+        },
+    )
+    dump(
+        "special_tokens_map.json", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "pad_token": "<|pad|>"}
+    )
+    dump(
+        "config.json",
+        {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": vocab,
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 131072,
+            "torch_dtype": "bfloat16",
+            "bos_token_id": bos,
+            "eos_token_id": [eos, eot],
+            "rope_theta": 500000.0,
+            "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": False,
+        },
+    )
     dump("generation_config.json", {"bos_token_id": bos, "eos_token_id": [eos, eot]})
     dump(WORDS_FILE, _word_table(tok))
     return vocab
@@ -95,12 +123,21 @@ def _word_table(tok: object) -> dict[str, object]:
             word_ids.append(tid)
     # Chat overhead: bos + "<|start_header_id|>user<|end_header_id|>\n\n" ... "<|eot_id|>" + assistant header.
     probe = " ".join(words[:8])
-    text = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + " " + probe
-            + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    text = (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+        + " "
+        + probe
+        + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     chat_total = len(tok.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
     plain = len(tok.encode(" " + probe, add_special_tokens=False).ids)  # type: ignore[attr-defined]
-    return {"version": BUILD_VERSION, "words": words, "word_ids": word_ids,
-            "chat_overhead_tokens": chat_total - plain, "vocab_size": tok.get_vocab_size()}  # type: ignore[attr-defined]
+    return {
+        "version": BUILD_VERSION,
+        "words": words,
+        "word_ids": word_ids,
+        "chat_overhead_tokens": chat_total - plain,
+        "vocab_size": tok.get_vocab_size(),
+    }  # type: ignore[attr-defined]
 
 
 def is_complete(path: Path) -> bool:
@@ -123,8 +160,13 @@ def ensure_model_dir(path: Path, python: str, timeout_s: float = 120.0) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    proc = subprocess.run([python, str(Path(__file__).resolve()), str(tmp)], capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, "PYTHONNOUSERSITE": "1"})
+    proc = subprocess.run(
+        [python, str(Path(__file__).resolve()), str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "PYTHONNOUSERSITE": "1"},
+    )
     if proc.returncode != 0 or not is_complete(tmp):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise RuntimeError(f"building the tiny model dir with {python} failed: {' | '.join(tail)}")

@@ -27,15 +27,17 @@ NAN = float("nan")
 def measured_mask(n: int, warmup: int, cooldown: int) -> np.ndarray:
     """Requests by send order: the first ``warmup`` and last ``cooldown`` are not measured."""
     m = np.zeros(n, dtype=bool)
-    m[warmup:max(warmup, n - cooldown)] = True
+    m[warmup : max(warmup, n - cooldown)] = True
     return m
 
 
 def stage_workers(topology: Topology) -> dict[str, list[int]]:
     roles = topology.worker_tps()
     if topology.disaggregated:
-        return {"prefill": [i for i, (r, _) in enumerate(roles) if r == "prefill"],
-                "decode": [i for i, (r, _) in enumerate(roles) if r == "decode"]}
+        return {
+            "prefill": [i for i, (r, _) in enumerate(roles) if r == "prefill"],
+            "decode": [i for i, (r, _) in enumerate(roles) if r == "decode"],
+        }
     return {"agg": list(range(len(roles)))}
 
 
@@ -110,21 +112,47 @@ def build_point(
     df["preemptions"] = df["preemptions"].astype(float)
 
     m_ok = df[df["measured"] & (df["status"] == "ok")]
-    window = (float(df.loc[df["measured"], "arrival_s"].min()), float(m_ok["completion_s"].max())) if len(m_ok) else (0.0, 0.0)
+    window = (
+        (float(df.loc[df["measured"], "arrival_s"].min()), float(m_ok["completion_s"].max()))
+        if len(m_ok)
+        else (0.0, 0.0)
+    )
     itl = np.concatenate(itl_samples) if itl_samples else np.zeros(0)
 
-    first_token = {r.response_id: t0 + r.first_token_s for r in recs if r.response_id and r.first_token_s == r.first_token_s}
+    first_token = {
+        r.response_id: t0 + r.first_token_s for r in recs if r.response_id and r.first_token_s == r.first_token_s
+    }
     ends = {r.response_id: t0 + r.end_s for r in recs if r.response_id and r.end_s == r.end_s}
     decisions, stats = replay(
-        log, stage_workers=stage_workers(topology), worker_index=worker_index, request_index=rid_to_idx,
-        prefill_end={} if topology.disaggregated else first_token, request_end=ends,
-        output_tokens={r.response_id: r.output_tokens for r in recs if r.response_id}, router=topology.router,
-        t0_wall=t0)
+        log,
+        stage_workers=stage_workers(topology),
+        worker_index=worker_index,
+        request_index=rid_to_idx,
+        prefill_end={} if topology.disaggregated else first_token,
+        request_end=ends,
+        output_tokens={r.response_id: r.output_tokens for r in recs if r.response_id},
+        router=topology.router,
+        t0_wall=t0,
+    )
     statuses = Counter(r.status for r in recs)
-    meta = {**meta, "replay": stats.as_dict(), "statuses": dict(statuses),
-            "client_cpu_s": burst.cpu_s, "client_cpu_ms_per_request": burst.cpu_s / max(1, n) * 1e3,
-            "burst_s": burst.duration_s, "aborted": burst.aborted,
-            "unattributed_requests": int(((df["decode_worker"] < 0) & (df["status"] == "ok")).sum())}
-    return PointRun(concurrency=concurrency, requests=df, decisions=decisions, itl_ms=itl,
-                    itl_weight=np.ones_like(itl), window_s=window, gpus=topology.gpus, backend="dynamo-local",
-                    meta=meta)
+    meta = {
+        **meta,
+        "replay": stats.as_dict(),
+        "statuses": dict(statuses),
+        "client_cpu_s": burst.cpu_s,
+        "client_cpu_ms_per_request": burst.cpu_s / max(1, n) * 1e3,
+        "burst_s": burst.duration_s,
+        "aborted": burst.aborted,
+        "unattributed_requests": int(((df["decode_worker"] < 0) & (df["status"] == "ok")).sum()),
+    }
+    return PointRun(
+        concurrency=concurrency,
+        requests=df,
+        decisions=decisions,
+        itl_ms=itl,
+        itl_weight=np.ones_like(itl),
+        window_s=window,
+        gpus=topology.gpus,
+        backend="dynamo-local",
+        meta=meta,
+    )

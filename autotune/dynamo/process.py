@@ -75,8 +75,14 @@ class ProcessGroup:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(  # noqa: S603 - argv built by us, no shell
-                list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_child_setup,
+                list(argv),
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_child_setup,
             )
         child = Child(name, popen, log_path, list(argv))
         self.children.append(child)

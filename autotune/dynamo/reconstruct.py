@@ -173,8 +173,9 @@ def replay(
         for p, w in enumerate(workers):
             prefill_term = omega * max((p_tokens[w] + isl) / bs - credit * overlaps[p], 0.0)
             decode_term = len(held[w]) + sum(1 for k in chain if k not in held[w])
-            logits.append(prefill_term if stage == "prefill" else decode_term if stage == "decode"
-                          else prefill_term + decode_term)
+            logits.append(
+                prefill_term if stage == "prefill" else decode_term if stage == "decode" else prefill_term + decode_term
+            )
         if not math.isnan(sel.logit):
             errs.append(abs(logits[c] - sel.logit))
         am_ok.append(logits[c] <= min(logits) + 1e-9)

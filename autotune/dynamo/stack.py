@@ -71,8 +71,17 @@ class Worker:
 class DynamoStack:
     """Start, watch and stop the processes of one topology. ``stop`` is idempotent."""
 
-    def __init__(self, profile: Profile, topology: Topology, *, python: Path, model_dir: Path,
-                 plan: TimingPlan, work_dir: Path, ready_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        topology: Topology,
+        *,
+        python: Path,
+        model_dir: Path,
+        plan: TimingPlan,
+        work_dir: Path,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
         self.profile, self.topology, self.plan = profile, topology, plan
         self.python, self.model_dir = Path(python), Path(model_dir)
         self.work_dir = Path(work_dir)
@@ -90,14 +99,25 @@ class DynamoStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "NATS_", "ETCD_"))}
         home = self.work_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
-        env.update({
-            "DYN_DISCOVERY_BACKEND": "file", "DYN_FILE_KV": str(self.work_dir / "kv"),
-            "DYN_REQUEST_PLANE": "tcp", "DYN_EVENT_PLANE": "zmq",
-            "DYN_EVENT_PLANE_HOST": HOST, "DYN_TCP_RPC_HOST": HOST, "DYN_TCP_RESPONSE_STREAM_HOST": HOST,
-            "DYN_SYSTEM_HOST": HOST, "DYN_LOGGING_JSONL": "1", "DYN_ZMQ_IO_THREADS": "1",
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HOME": str(home), "NO_COLOR": "1",
-            "PYTHONNOUSERSITE": "1",
-        })
+        env.update(
+            {
+                "DYN_DISCOVERY_BACKEND": "file",
+                "DYN_FILE_KV": str(self.work_dir / "kv"),
+                "DYN_REQUEST_PLANE": "tcp",
+                "DYN_EVENT_PLANE": "zmq",
+                "DYN_EVENT_PLANE_HOST": HOST,
+                "DYN_TCP_RPC_HOST": HOST,
+                "DYN_TCP_RESPONSE_STREAM_HOST": HOST,
+                "DYN_SYSTEM_HOST": HOST,
+                "DYN_LOGGING_JSONL": "1",
+                "DYN_ZMQ_IO_THREADS": "1",
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "HOME": str(home),
+                "NO_COLOR": "1",
+                "PYTHONNOUSERSITE": "1",
+            }
+        )
         env.update(extra)
         return env
 
@@ -117,25 +137,54 @@ class DynamoStack:
     def _start_frontend(self) -> None:
         self.http_port = free_port()
         self._frontend_starts += 1
-        argv = [str(self.python), "-m", "dynamo.frontend", "--http-host", HOST, "--http-port", str(self.http_port),
-                *router_args(LOCAL_DYNAMO_VERSION, self.router), *self.profile.dynamo.extra_frontend_args]
+        argv = [
+            str(self.python),
+            "-m",
+            "dynamo.frontend",
+            "--http-host",
+            HOST,
+            "--http-port",
+            str(self.http_port),
+            *router_args(LOCAL_DYNAMO_VERSION, self.router),
+            *self.profile.dynamo.extra_frontend_args,
+        ]
         self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, self._env(DYN_LOG=FRONTEND_LOG))
 
     def _start_worker(self, index: int, role: str, tp: int) -> None:
         timing = self.plan.roles[(role, tp)]
         eng = self.profile.engine
-        argv = [str(self.python), "-m", "dynamo.mocker", "--model-path", str(self.model_dir),
-                "--model-name", self.model_name, "--block-size", str(eng.block_size),
-                "--max-num-seqs", str(eng.max_num_seqs), "--max-num-batched-tokens", str(eng.max_num_batched_tokens),
-                "--num-gpu-blocks-override", str(timing.num_gpu_blocks),
-                "--speedup-ratio", f"{self.plan.speedup:g}"]
+        argv = [
+            str(self.python),
+            "-m",
+            "dynamo.mocker",
+            "--model-path",
+            str(self.model_dir),
+            "--model-name",
+            self.model_name,
+            "--block-size",
+            str(eng.block_size),
+            "--max-num-seqs",
+            str(eng.max_num_seqs),
+            "--max-num-batched-tokens",
+            str(eng.max_num_batched_tokens),
+            "--num-gpu-blocks-override",
+            str(timing.num_gpu_blocks),
+            "--speedup-ratio",
+            f"{self.plan.speedup:g}",
+        ]
         if timing.npz is not None:
             argv += ["--planner-profile-data", str(timing.npz)]
         if role in ("prefill", "decode"):
             kv = self.profile.kv_transfer
             bw = self.profile.cluster.intra_bw_gb_s * kv.efficiency
-            argv += ["--disaggregation-mode", role, "--kv-bytes-per-token", str(int(self.profile.model.kv_bytes_per_token)),
-                     "--kv-transfer-bandwidth", f"{bw:g}"]
+            argv += [
+                "--disaggregation-mode",
+                role,
+                "--kv-bytes-per-token",
+                str(int(self.profile.model.kv_bytes_per_token)),
+                "--kv-transfer-bandwidth",
+                f"{bw:g}",
+            ]
         port = free_port()
         child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
         self.workers.append(Worker(index, role, tp, port, child))
@@ -180,8 +229,10 @@ class DynamoStack:
                     slow = next((w for w in self.workers if w.instance_id is None), None)
                     child = slow.child if slow else self.frontend
                     tail = child.tail() if child else ""
-                    raise BackendError(f"dynamo-local: not ready after {self.ready_timeout_s:g}s (waiting for "
-                                       f"{missing}); last log lines of {child.name if child else '?'}:\n{tail}")
+                    raise BackendError(
+                        f"dynamo-local: not ready after {self.ready_timeout_s:g}s (waiting for "
+                        f"{missing}); last log lines of {child.name if child else '?'}:\n{tail}"
+                    )
                 time.sleep(0.1)
 
     def _check_served(self, http: httpx.Client, ids: set[int | None]) -> str:

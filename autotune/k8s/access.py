@@ -94,8 +94,17 @@ def _port_forward(kube: Kube, ns: str, svc: str, port: int, kubectl: str, timeou
     exe = shutil.which(kubectl)
     if exe is None:
         raise BackendError(f"kubernetes: port-forward needs {kubectl!r} on PATH (or run autotune inside the cluster)")
-    cmd = [exe, "port-forward", f"svc/{svc}", f":{port}", "-n", ns, "--address", "127.0.0.1",
-           f"--pod-running-timeout={max(1, int(timeout_s))}s"]  # kubectl then says why itself
+    cmd = [
+        exe,
+        "port-forward",
+        f"svc/{svc}",
+        f":{port}",
+        "-n",
+        ns,
+        "--address",
+        "127.0.0.1",
+        f"--pod-running-timeout={max(1, int(timeout_s))}s",
+    ]  # kubectl then says why itself
     if kube.source != "in-cluster":
         cmd += ["--kubeconfig", kube.source]
     if kube.context:

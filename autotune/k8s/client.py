@@ -61,8 +61,10 @@ class Kube:
 def connect(opts: KubeOptions = KubeOptions()) -> Kube:
     """Load configuration without printing anything; ``InputError`` names the flag that is wrong."""
     explicit = bool(opts.kubeconfig or opts.context)
-    in_cluster = opts.in_cluster if opts.in_cluster is not None else (
-        not explicit and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    in_cluster = (
+        opts.in_cluster
+        if opts.in_cluster is not None
+        else (not explicit and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
     )
     cfg = client.Configuration()
     if in_cluster:
@@ -75,12 +77,13 @@ def connect(opts: KubeOptions = KubeOptions()) -> Kube:
             with open(_SA_NAMESPACE) as f:
                 ns = f.read().strip() or None
         return Kube(client.ApiClient(cfg), True, "in-cluster", None, ns)
-    path = opts.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
+    path = (
+        opts.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
+    )
     if not os.path.exists(path):
         raise InputError(f"--kubeconfig: {path} not found (pass --kubeconfig or run inside a cluster)")
     try:
-        config.load_kube_config(config_file=path, context=opts.context, client_configuration=cfg,
-                                persist_config=False)
+        config.load_kube_config(config_file=path, context=opts.context, client_configuration=cfg, persist_config=False)
         contexts, active = config.list_kube_config_contexts(config_file=path)
     except ConfigException as exc:
         flag = "--context" if opts.context else "--kubeconfig"
@@ -92,6 +95,7 @@ def connect(opts: KubeOptions = KubeOptions()) -> Kube:
 
 
 # ---- retries ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Backoff:

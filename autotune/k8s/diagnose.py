@@ -71,9 +71,17 @@ def pod_symptom(pod: dict[str, Any]) -> tuple[str, Failure, bool] | None:
     status = pod.get("status") or {}
     if status.get("phase") == "Failed":
         why = status.get("reason") or "Failed"
-        return f"{name}/failed", Failure("pod-failed", f"pod {name} failed: {why}: {status.get('message', '')}".rstrip(": ")), True
+        return (
+            f"{name}/failed",
+            Failure("pod-failed", f"pod {name} failed: {why}: {status.get('message', '')}".rstrip(": ")),
+            True,
+        )
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
             msg = cond.get("message") or "no node fits"
             return f"{name}/unschedulable", Failure("unschedulable", f"pod {name} unschedulable: {msg}"), False
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
@@ -92,7 +100,11 @@ def pod_symptom(pod: dict[str, Any]) -> tuple[str, Failure, bool] | None:
             return f"{name}/{cs.get('name')}/{reason}", Failure(kind, text), reason in FATAL_WAITING
         terminated = (cs.get("state") or {}).get("terminated") or {}
         if terminated.get("reason") == "OOMKilled":
-            return f"{name}/{cs.get('name')}/oom", Failure("container", f"pod {name} container {cs.get('name')}: OOMKilled"), False
+            return (
+                f"{name}/{cs.get('name')}/oom",
+                Failure("container", f"pod {name} container {cs.get('name')}: OOMKilled"),
+                False,
+            )
     return None
 
 
@@ -104,6 +116,8 @@ def recent_warnings(kube: Kube, namespace: str, obj_name: str, limit: int = 2) -
         )
     except Exception:  # diagnosis must never turn a clear failure into an API error
         return ""
-    items = sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
+    items = sorted(
+        events.items, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or "")
+    )
     msgs = [f"{e.reason}: {e.message}" for e in items[-limit:] if e.message]
     return f" [events: {'; '.join(msgs)}]" if msgs else ""

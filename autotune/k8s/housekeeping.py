@@ -28,16 +28,25 @@ class Leftover:
 def list_leftovers(kube: Kube, namespace: str, study: str | None = None) -> list[Leftover]:
     """Graphs autotune made in ``namespace`` (one study, or all)."""
     sel = study_selector(label_value(study) if study else None)
-    lst = call(lambda: kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=sel),
-               what=f"list autotune graphs in {namespace}")
+    lst = call(
+        lambda: kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=sel),
+        what=f"list autotune graphs in {namespace}",
+    )
     out = []
     for o in lst.get("items") or []:
         md = o.get("metadata", {})
         ann = md.get("annotations") or {}
         if study is not None and ann.get(ANN_STUDY, study) != study:
             continue  # label values are truncated; the annotation has the full study name
-        out.append(Leftover(md["name"], namespace, ann.get(ANN_STUDY, ""), ann.get(ANN_TRIAL, ""),
-                            (o.get("status") or {}).get("state", "")))
+        out.append(
+            Leftover(
+                md["name"],
+                namespace,
+                ann.get(ANN_STUDY, ""),
+                ann.get(ANN_TRIAL, ""),
+                (o.get("status") or {}).get("state", ""),
+            )
+        )
     return sorted(out, key=lambda x: x.name)
 
 
@@ -104,9 +113,14 @@ def plan(kube: Kube, dgds: list[dict[str, Any]]) -> list[PlanCheck]:
     for dgd in dgds:
         md = dgd["metadata"]
         try:
-            exists = bool(call(lambda md=md: kube.custom.list_namespaced_custom_object(
-                GROUP, VERSION, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"),
-                what=f"look up {md['name']}").get("items"))
+            exists = bool(
+                call(
+                    lambda md=md: kube.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"
+                    ),
+                    what=f"look up {md['name']}",
+                ).get("items")
+            )
             stored = apply(kube, dgd, dry_run=True)
         except BackendError as exc:
             checks.append(PlanCheck(md["name"], False, str(exc)))

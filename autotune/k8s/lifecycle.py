@@ -48,9 +48,17 @@ def apply(kube: Kube, dgd: dict[str, Any], *, dry_run: bool = False) -> dict[str
     kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
     resp = call(
         lambda: kube.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, md["namespace"], PLURAL, md["name"], dgd,
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
-            _preload_content=False, **kw,  # the generated client maps only 200, so a 201 Created would read as None
+            GROUP,
+            VERSION,
+            md["namespace"],
+            PLURAL,
+            md["name"],
+            dgd,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+            _preload_content=False,
+            **kw,  # the generated client maps only 200, so a 201 Created would read as None
         ),
         what=f"apply {md['name']}{' (dry run)' if dry_run else ''}",
         on_conflict=lambda: None,  # SSA re-sends the whole intent; nothing to re-read
@@ -86,7 +94,9 @@ def readiness(obj: dict[str, Any]) -> Readiness:
 def _get(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any] | None, str]:
     """The object (or None) and a resourceVersion to watch from."""
     lst = call(
-        lambda: kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, field_selector=f"metadata.name={name}"),
+        lambda: kube.custom.list_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, field_selector=f"metadata.name={name}"
+        ),
         what=f"list {name}",
     )
     items = lst.get("items") or []
@@ -124,9 +134,16 @@ def watch_until(
         timeout = max(1, math.ceil(min(remaining, slice_s)))
         try:
             for ev in w.stream(
-                kube.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL,
-                field_selector=f"metadata.name={name}", resource_version=rv, allow_watch_bookmarks=True,
-                timeout_seconds=timeout, _request_timeout=(5, timeout + 10),
+                kube.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                field_selector=f"metadata.name={name}",
+                resource_version=rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout,
+                _request_timeout=(5, timeout + 10),
             ):
                 kind, o = ev["type"], ev["raw_object"]
                 if kind == "ERROR":
@@ -197,8 +214,9 @@ def delete(kube: Kube, ns: str, name: str) -> bool:
     its children are garbage-collected, which ``wait_gone`` then waits for through the pods."""
     try:
         call(
-            lambda: kube.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name,
-                                                                propagation_policy="Background"),
+            lambda: kube.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, name, propagation_policy="Background"
+            ),
             what=f"delete {name}",
         )
     except BackendError as exc:
@@ -214,14 +232,17 @@ def wait_gone(kube: Kube, ns: str, name: str, *, timeout_s: float = 300.0, pods:
     try:
         watch_until(kube, ns, name, lambda o: o is None, deadline=deadline)
     except TimeoutError:
-        raise BackendError(f"kubernetes: {name} still exists {timeout_s:g} s after deletion "
-                           "(a finalizer the operator did not remove?)") from None
+        raise BackendError(
+            f"kubernetes: {name} still exists {timeout_s:g} s after deletion (a finalizer the operator did not remove?)"
+        ) from None
     if not pods:
         return
     selector = f"{POD_LABEL_DGD}={name}"
     pause = 0.05
     while True:
-        left = call(lambda: kube.core.list_namespaced_pod(ns, label_selector=selector, limit=1), what=f"list pods of {name}")
+        left = call(
+            lambda: kube.core.list_namespaced_pod(ns, label_selector=selector, limit=1), what=f"list pods of {name}"
+        )
         if not left.items:
             return
         if time.monotonic() > deadline:

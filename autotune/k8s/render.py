@@ -79,15 +79,25 @@ def _engine_args(profile: Profile) -> list[str]:
     e, fw = profile.engine, profile.dynamo.framework
     if fw == "vllm":
         return [
-            "--block-size", str(e.block_size), "--max-num-seqs", str(e.max_num_seqs),
-            "--max-num-batched-tokens", str(e.max_num_batched_tokens),
-            "--gpu-memory-utilization", f"{e.gpu_memory_fraction:g}",
+            "--block-size",
+            str(e.block_size),
+            "--max-num-seqs",
+            str(e.max_num_seqs),
+            "--max-num-batched-tokens",
+            str(e.max_num_batched_tokens),
+            "--gpu-memory-utilization",
+            f"{e.gpu_memory_fraction:g}",
         ]
     if fw == "sglang":
         return [
-            "--page-size", str(e.block_size), "--max-running-requests", str(e.max_num_seqs),
-            "--chunked-prefill-size", str(e.max_num_batched_tokens),
-            "--mem-fraction-static", f"{e.gpu_memory_fraction:g}",
+            "--page-size",
+            str(e.block_size),
+            "--max-running-requests",
+            str(e.max_num_seqs),
+            "--chunked-prefill-size",
+            str(e.max_num_batched_tokens),
+            "--mem-fraction-static",
+            f"{e.gpu_memory_fraction:g}",
         ]
     return []  # TRT-LLM takes engine limits from --extra-engine-args YAML (profile extra_worker_args)
 
@@ -109,8 +119,12 @@ def worker_args(profile: Profile, role: str, tp: int) -> list[str]:
         if fw == "vllm" and role == "prefill":
             args += ["--kv-transfer-config", _NIXL]
         elif fw == "sglang":
-            args += ["--disaggregation-transfer-backend", "nixl",
-                     "--disaggregation-bootstrap-port", _SGLANG_BOOTSTRAP_PORT]
+            args += [
+                "--disaggregation-transfer-backend",
+                "nixl",
+                "--disaggregation-bootstrap-port",
+                _SGLANG_BOOTSTRAP_PORT,
+            ]
     if fw == "trtllm" and role in ("prefill", "agg"):
         args.append("--publish-events-and-metrics")  # the KV router needs the events of the workers it routes to
     return args + list(d.extra_worker_args)
@@ -149,18 +163,23 @@ def render_dgd(profile: Profile, topology: Topology, *, study: str, trial_id: st
     name = dgd_name(study, trial_id)
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_STUDY: label_value(study), LABEL_TRIAL: label_value(trial_id)}
     annotations = {
-        ANN_STUDY: study, ANN_TRIAL: trial_id, ANN_TOPOLOGY: topology.to_string(), ANN_PROFILE: profile.digest(),
+        ANN_STUDY: study,
+        ANN_TRIAL: trial_id,
+        ANN_TOPOLOGY: topology.to_string(),
+        ANN_PROFILE: profile.digest(),
     }
     frontend: dict[str, Any] = {
         "componentType": "frontend",
         "replicas": 1,
         # JSONL logs with the router's selections: the trial reads its routing decisions from the pod log
         "envs": [{"name": "DYN_LOGGING_JSONL", "value": "1"}, {"name": "DYN_LOG", "value": FRONTEND_LOG}],
-        "extraPodSpec": {"mainContainer": {
-            "image": d.image,
-            "command": ["python3", "-m", "dynamo.frontend"],
-            "args": router_args(d.version_tuple, topology.router) + list(d.extra_frontend_args),
-        }},
+        "extraPodSpec": {
+            "mainContainer": {
+                "image": d.image,
+                "command": ["python3", "-m", "dynamo.frontend"],
+                "args": router_args(d.version_tuple, topology.router) + list(d.extra_frontend_args),
+            }
+        },
     }
     services: dict[str, Any] = {FRONTEND: frontend}
     if topology.disaggregated:

@@ -23,8 +23,9 @@ def _mv(value: Any, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit}
 
 
-def aiperf_record(rec: RequestRecord, result: BurstResult, *, input_tokens: int, measured: bool,
-                  worker: str = "") -> dict[str, Any]:
+def aiperf_record(
+    rec: RequestRecord, result: BurstResult, *, input_tokens: int, measured: bool, worker: str = ""
+) -> dict[str, Any]:
     """One aiperf ``MetricRecordInfo``-shaped dict for ``rec``."""
     ns = 1e9
 
@@ -49,8 +50,11 @@ def aiperf_record(rec: RequestRecord, result: BurstResult, *, input_tokens: int,
         "dynamo_worker": worker,
     }
     if rec.status != "ok":
-        return {"metadata": meta, "metrics": {"error_isl": _mv(isl, "tokens")},
-                "error": {"code": rec.http_status or None, "type": rec.status, "message": rec.error}}
+        return {
+            "metadata": meta,
+            "metrics": {"error_isl": _mv(isl, "tokens")},
+            "error": {"code": rec.http_status or None, "type": rec.status, "message": rec.error},
+        }
     osl = rec.output_tokens
     ttft = (rec.first_token_s - rec.send_s) * 1e3
     latency = (rec.end_s - rec.send_s) * 1e3

@@ -95,7 +95,7 @@ def _parse_events(rec: RequestRecord, buf: bytes, now: float) -> tuple[bytes, bo
         cut = buf.find(b"\n\n")
         if cut < 0:
             return buf, done
-        event, buf = buf[:cut], buf[cut + 2:]
+        event, buf = buf[:cut], buf[cut + 2 :]
         for line in event.split(b"\n"):
             if not line.startswith(b"data:"):
                 if line.startswith(b"event:") and b"error" in line:
@@ -140,8 +140,9 @@ async def _one(client: httpx.AsyncClient, cfg: BurstConfig, body: bytes, rec: Re
     rec.send_s = clock() - t0
     try:
         async with asyncio.timeout(cfg.request_timeout_s):
-            async with client.stream("POST", cfg.path, content=body,
-                                     headers={"content-type": "application/json"}) as resp:
+            async with client.stream(
+                "POST", cfg.path, content=body, headers={"content-type": "application/json"}
+            ) as resp:
                 rec.http_status = resp.status_code
                 if resp.status_code != 200:
                     text = (await resp.aread())[:200]
@@ -221,8 +222,14 @@ async def run_burst_async(
     return BurstResult(records, t0_wall, t0, time.perf_counter() - t0, time.process_time() - cpu0, aborted)
 
 
-async def _closed_loop(client: httpx.AsyncClient, cfg: BurstConfig, bodies: Sequence[bytes],
-                       records: list[RequestRecord], t0: float, deadline: float) -> None:
+async def _closed_loop(
+    client: httpx.AsyncClient,
+    cfg: BurstConfig,
+    bodies: Sequence[bytes],
+    records: list[RequestRecord],
+    t0: float,
+    deadline: float,
+) -> None:
     it = iter(range(len(bodies)))
 
     async def user(c: int) -> None:
@@ -235,8 +242,14 @@ async def _closed_loop(client: httpx.AsyncClient, cfg: BurstConfig, bodies: Sequ
     await asyncio.gather(*(user(c) for c in range(min(cfg.concurrency, len(bodies)))))
 
 
-async def _open_loop(client: httpx.AsyncClient, cfg: BurstConfig, bodies: Sequence[bytes],
-                     records: list[RequestRecord], t0: float, deadline: float) -> None:
+async def _open_loop(
+    client: httpx.AsyncClient,
+    cfg: BurstConfig,
+    bodies: Sequence[bytes],
+    records: list[RequestRecord],
+    t0: float,
+    deadline: float,
+) -> None:
     arrivals = cfg.arrivals_s
     assert arrivals is not None
     gate = asyncio.Semaphore(cfg.concurrency)
@@ -261,7 +274,8 @@ async def _open_loop(client: httpx.AsyncClient, cfg: BurstConfig, bodies: Sequen
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_burst(cfg: BurstConfig, bodies: Sequence[bytes],
-              watchdog: Callable[[], str | None] | None = None) -> BurstResult:
+def run_burst(
+    cfg: BurstConfig, bodies: Sequence[bytes], watchdog: Callable[[], str | None] | None = None
+) -> BurstResult:
     """Blocking wrapper around ``run_burst_async`` (its own event loop)."""
     return asyncio.run(run_burst_async(cfg, bodies, watchdog))

@@ -86,16 +86,19 @@ def render_stream(
         words = max(1, int(stream.input_tokens[i]) - overhead)
         prefix = prefixes[template][:words]
         suffix = rng.integers(0, v, size=words - len(prefix), dtype=np.int32)
-        out.append(RequestSpec(i, template, words + overhead, int(stream.output_tokens[i]),
-                               np.concatenate([prefix, suffix])))
+        out.append(
+            RequestSpec(i, template, words + overhead, int(stream.output_tokens[i]), np.concatenate([prefix, suffix]))
+        )
     return out
 
 
-def build_requests(workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int,
-                   profile_seed: int = 0) -> list[RequestSpec]:
+def build_requests(
+    workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int, profile_seed: int = 0
+) -> list[RequestSpec]:
     """``n`` closed-loop requests of ``workload`` for ``seed``, as prompts (the stream, rendered)."""
-    return render_stream(request_stream(workload, n, seed), workload, vocab=vocab, api=api, seed=seed,
-                         profile_seed=profile_seed)
+    return render_stream(
+        request_stream(workload, n, seed), workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed
+    )
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,9 @@ class BurstPlan:
     cooldown: int
 
 
-def plan_burst(workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int,
-               profile_seed: int = 0) -> BurstPlan:
+def plan_burst(
+    workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int, profile_seed: int = 0
+) -> BurstPlan:
     """The same stream the simulator runs for ``seed`` (lengths, templates, arrivals), rendered as prompts."""
     schedule = ArrivalSchedule.from_workload(workload) if workload.arrival == "open" else None
     stream = request_stream(workload, n, seed, schedule)

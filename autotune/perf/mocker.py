@@ -17,8 +17,9 @@ DECODE_A, DECODE_B, DECODE_C = -25.74, 54.01, 5.74
 class MockerTimer:
     speedup: float = 1.0
 
-    def step_s(self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int,
-               kv_usage: float) -> float:
+    def step_s(
+        self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int, kv_usage: float
+    ) -> float:
         ms = 0.0
         if prefill_tokens > 0:
             t = prefill_tokens

@@ -48,8 +48,13 @@ class NpzTables:
         if seqs <= 0:
             return 0.0
         mean_ctx = ctx_tokens / seqs
-        v = _interp2(self.decode_active_kv_tokens, self.decode_context_length, self.decode_itl,
-                     float(ctx_tokens), float(mean_ctx))
+        v = _interp2(
+            self.decode_active_kv_tokens,
+            self.decode_context_length,
+            self.decode_itl,
+            float(ctx_tokens),
+            float(mean_ctx),
+        )
         return max(1.0, v)
 
 
@@ -76,8 +81,9 @@ class NpzTimer:
     def __init__(self, tables: NpzTables, speedup: float) -> None:
         self.tables, self.speedup = tables, speedup
 
-    def step_s(self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int,
-               kv_usage: float) -> float:
+    def step_s(
+        self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int, kv_usage: float
+    ) -> float:
         ms = self.tables.prefill_ms(prefill_tokens) + self.tables.decode_ms(decode_seqs, decode_ctx_tokens)
         return ms / 1e3 / self.speedup
 

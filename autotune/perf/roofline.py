@@ -42,8 +42,9 @@ class RooflineTimer:
         touched = self.experts * (1.0 - (1.0 - self.experts_per_token / self.experts) ** max(tokens, 1))
         return self.dense_weight_bytes + touched * self.expert_bytes
 
-    def step_s(self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int,
-               kv_usage: float) -> float:
+    def step_s(
+        self, prefill_tokens: int, prefill_attn: float, decode_seqs: int, decode_ctx_tokens: int, kv_usage: float
+    ) -> float:
         tokens = prefill_tokens + decode_seqs
         if tokens <= 0:
             return 0.0

@@ -52,8 +52,16 @@ def pareto_plot(trials: pd.DataFrame, front: pd.DataFrame, chosen: pd.Series | N
         f = front.sort_values("tok_s_per_gpu")
         ax.plot(f["tok_s_per_gpu"], f["poa_hat"], "-o", color="C3", ms=5, label="Pareto front")
     if chosen is not None:
-        ax.scatter([chosen["tok_s_per_gpu"]], [chosen["poa_hat"]], s=160, marker="*", color="gold",
-                   edgecolor="k", zorder=5, label="recommended")
+        ax.scatter(
+            [chosen["tok_s_per_gpu"]],
+            [chosen["poa_hat"]],
+            s=160,
+            marker="*",
+            color="gold",
+            edgecolor="k",
+            zorder=5,
+            label="recommended",
+        )
     ax.set_xlabel("output tok/s per GPU (operating point)")
     ax.set_ylabel("PoA-hat (operating point)")
     ax.grid(alpha=0.3)
@@ -87,8 +95,9 @@ def spike_plot(phases: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     names = list(dict.fromkeys(phases["phase"]))
     x = np.arange(len(names))
-    for k, (col, label) in enumerate((("poa_hat", "PoA-hat"), ("ttft_p99_ms", "TTFT P99 (ms)"),
-                                      ("output_tok_s", "output tok/s"))):
+    for k, (col, label) in enumerate(
+        (("poa_hat", "PoA-hat"), ("ttft_p99_ms", "TTFT P99 (ms)"), ("output_tok_s", "output tok/s"))
+    ):
         ax = axes[k]
         for i, policy in enumerate(("static", "adaptive")):
             d = phases[phases["policy"] == policy].set_index("phase").reindex(names)

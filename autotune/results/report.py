@@ -68,7 +68,8 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         "## Pareto front",
         "",
         _table(front, ["number", "topology", "gpus", "poa_hat", "tok_s_per_gpu", "ttft_p99_ms", "itl_p99_ms"])
-        if len(front) else "No trial met the SLOs.\n",
+        if len(front)
+        else "No trial met the SLOs.\n",
         "## Trials",
         "",
         ", ".join(f"{k.lower()}: {v}" for k, v in trials["state"].value_counts().items()),
@@ -84,8 +85,13 @@ def _baseline_spike(o: Outcome, rec: dict[str, Any]) -> list[str]:
     b = rec.get("baseline_adaptive_vs_static")
     if not b or o.baseline_spike is None:
         return []
-    presets = ", ".join(f"{k} τ={v['temperature']:g} ω={v['overlap_weight']:g}"
-                        for k, v in b["controller"]["presets"].items())
-    return [f"The same experiment on the baseline {b['topology']} (its own controller: {presets}):", "",
-            _table(o.baseline_spike.phases, ["policy", "phase", "requests", "poa_hat", "ttft_p99_ms", "output_tok_s"]),
-            f"Router switches during the adaptive run: {len(o.baseline_spike.switches)}.", ""]
+    presets = ", ".join(
+        f"{k} τ={v['temperature']:g} ω={v['overlap_weight']:g}" for k, v in b["controller"]["presets"].items()
+    )
+    return [
+        f"The same experiment on the baseline {b['topology']} (its own controller: {presets}):",
+        "",
+        _table(o.baseline_spike.phases, ["policy", "phase", "requests", "poa_hat", "ttft_p99_ms", "output_tok_s"]),
+        f"Router switches during the adaptive run: {len(o.baseline_spike.switches)}.",
+        "",
+    ]

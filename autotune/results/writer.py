@@ -1,9 +1,9 @@
 """Write the results directory of a study (every file atomically).
 
-    profile.resolved.yaml  environment.json  study.journal
-    trials.csv  trials.parquet  points.csv  pareto.csv
-    recommended.yaml  dgd.yaml  summary.json  report.md
-    heatmaps.csv  spike.csv  plots/*.png
+profile.resolved.yaml  environment.json  study.journal
+trials.csv  trials.parquet  points.csv  pareto.csv
+recommended.yaml  dgd.yaml  summary.json  report.md
+heatmaps.csv  spike.csv  plots/*.png
 """
 
 from __future__ import annotations
@@ -36,26 +36,44 @@ def environment(backend: dict[str, Any]) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"autotune": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "packages": {p: ver(p) for p in ("optuna", "numpy", "pandas", "scipy", "pydantic", "kubernetes")},
-            "backend": backend, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    return {
+        "autotune": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {p: ver(p) for p in ("optuna", "numpy", "pandas", "scipy", "pydantic", "kubernetes")},
+        "backend": backend,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def recommendation(o: Outcome) -> dict[str, Any]:
     p, t = o.profile, o.chosen
     topo = parse_topology(t.user_attrs["topology"])
     s = p.search
-    op = {"target": f"C={s.target_concurrency}", "saturated": "saturated region", "grid": "whole grid"}[s.operating_point]
+    op = {"target": f"C={s.target_concurrency}", "saturated": "saturated region", "grid": "whole grid"}[
+        s.operating_point
+    ]
     rec: dict[str, Any] = {
         "kind": "autotune/Recommendation",
         "prediction": o.prediction,
-        "topology": {"string": topo.to_string(), "shape": topo.shape(), "gpus": topo.gpus,
-                     "disaggregated": topo.disaggregated, "prefill_workers": topo.prefill_workers,
-                     "prefill_tp": topo.prefill_tp, "decode_workers": topo.decode_workers, "decode_tp": topo.decode_tp,
-                     "agg_workers": topo.agg_workers, "agg_tp": topo.agg_tp},
-        "router": {"temperature": topo.router.temperature, "overlap_weight": topo.router.overlap_weight,
-                   "overlap_credit": topo.router.overlap_credit,
-                   "frontend_args": router_args(p.dynamo.version_tuple, topo.router)},
+        "topology": {
+            "string": topo.to_string(),
+            "shape": topo.shape(),
+            "gpus": topo.gpus,
+            "disaggregated": topo.disaggregated,
+            "prefill_workers": topo.prefill_workers,
+            "prefill_tp": topo.prefill_tp,
+            "decode_workers": topo.decode_workers,
+            "decode_tp": topo.decode_tp,
+            "agg_workers": topo.agg_workers,
+            "agg_tp": topo.agg_tp,
+        },
+        "router": {
+            "temperature": topo.router.temperature,
+            "overlap_weight": topo.router.overlap_weight,
+            "overlap_credit": topo.router.overlap_credit,
+            "frontend_args": router_args(p.dynamo.version_tuple, topo.router),
+        },
         "controller": o.controller.as_dict(),
         "operating_point": op,
         "predicted" if o.prediction else "measured": headline(t),
@@ -65,7 +83,8 @@ def recommendation(o: Outcome) -> dict[str, Any]:
         b = o.baseline
         bp = headline(b)
         rec["baseline_comparison"] = {
-            "baseline": b.user_attrs.get("topology"), **{f"baseline_{k}": v for k, v in bp.items()},
+            "baseline": b.user_attrs.get("topology"),
+            **{f"baseline_{k}": v for k, v in bp.items()},
             "poa_hat_ratio": b.values[0] / t.values[0] if t.values[0] else None,
             "tok_s_per_gpu_ratio": t.values[1] / b.values[1] if b.values[1] else None,
             "ttft_p99_ratio": (bp["ttft_p99_ms"] or math.nan) / (t.user_attrs.get("ttft_p99_ms") or math.nan),
@@ -74,12 +93,22 @@ def recommendation(o: Outcome) -> dict[str, Any]:
     rec["adaptive_vs_static"] = ph.to_dict(orient="records")
     if o.baseline_spike is not None and o.baseline_controller is not None and o.baseline is not None:
         rec["baseline_adaptive_vs_static"] = {
-            "topology": o.baseline.user_attrs.get("topology"), "controller": o.baseline_controller.as_dict(),
-            "phases": o.baseline_spike.phases.to_dict(orient="records")}
-    rec["provenance"] = {"backend": o.backend, "autotune": __version__, "dynamo_version": p.dynamo.version,
-                         "framework": p.dynamo.framework, "seed": p.seed, "profile": p.name,
-                         "profile_digest": p.digest(), "study": o.study.study_name, "trial": t.number,
-                         "trials": len(o.study.trials)}
+            "topology": o.baseline.user_attrs.get("topology"),
+            "controller": o.baseline_controller.as_dict(),
+            "phases": o.baseline_spike.phases.to_dict(orient="records"),
+        }
+    rec["provenance"] = {
+        "backend": o.backend,
+        "autotune": __version__,
+        "dynamo_version": p.dynamo.version,
+        "framework": p.dynamo.framework,
+        "seed": p.seed,
+        "profile": p.name,
+        "profile_digest": p.digest(),
+        "study": o.study.study_name,
+        "trial": t.number,
+        "trials": len(o.study.trials),
+    }
     return rec
 
 
@@ -109,8 +138,12 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
         spikes.append(o.baseline_spike.phases.assign(topology=o.baseline.user_attrs["topology"], role="baseline"))
     write_csv(out / "spike.csv", pd.concat(spikes, ignore_index=True))
     pts = points_frame([o.chosen] + ([o.baseline] if o.baseline is not None else []))
-    curves = {f"{t.user_attrs.get('topology')} ({'recommended' if t is o.chosen else 'baseline'})":
-              pts[pts["trial"] == t.number] for t in [o.chosen] + ([o.baseline] if o.baseline is not None else [])}
+    curves = {
+        f"{t.user_attrs.get('topology')} ({'recommended' if t is o.chosen else 'baseline'})": pts[
+            pts["trial"] == t.number
+        ]
+        for t in [o.chosen] + ([o.baseline] if o.baseline is not None else [])
+    }
     chosen_row = trials[trials["number"] == o.chosen.number].iloc[0]
     plots.sweep_plot(curves, out / "plots" / "poa_ttft_vs_concurrency.png")
     plots.pareto_plot(trials[trials["state"] == "COMPLETE"], front, chosen_row, out / "plots" / "pareto.png")
@@ -120,9 +153,12 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
         plots.spike_plot(o.baseline_spike.phases, out / "plots" / "spike_static_vs_adaptive_baseline.png")
     counts = trials["state"].value_counts().to_dict()
     summary = {
-        "profile": p.name, "prediction": o.prediction, "backend": o.backend.get("backend"),
+        "profile": p.name,
+        "prediction": o.prediction,
+        "backend": o.backend.get("backend"),
         "trials": {k.lower(): int(v) for k, v in counts.items()},
-        "recommended": rec["topology"]["string"], "gpus": rec["topology"]["gpus"],
+        "recommended": rec["topology"]["string"],
+        "gpus": rec["topology"]["gpus"],
         **{k: v for k, v in headline(o.chosen).items()},
         "slo_met": o.slo_met,
         "baseline": rec.get("baseline_comparison", {}).get("baseline"),

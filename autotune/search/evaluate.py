@@ -15,9 +15,17 @@ from autotune.scoring import PointScore, TrialResult, score_point, score_sweep, 
 from autotune.topology import Topology
 
 
-def evaluate_topology(profile: Profile, topology: Topology, backend: str = "sim", *, seed: int,
-                      concurrency: list[int] | None = None, requests: int | None = None,
-                      backend_options: dict[str, Any] | None = None, trial_id: str = "") -> TrialResult:
+def evaluate_topology(
+    profile: Profile,
+    topology: Topology,
+    backend: str = "sim",
+    *,
+    seed: int,
+    concurrency: list[int] | None = None,
+    requests: int | None = None,
+    backend_options: dict[str, Any] | None = None,
+    trial_id: str = "",
+) -> TrialResult:
     """Deploy, sweep, score, tear down."""
     concurrency = list(concurrency or profile.workload.concurrency)
     be = backends.create(backend, **(backend_options or {}))

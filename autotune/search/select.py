@@ -28,8 +28,11 @@ class Selection:
 
 
 def select(study: optuna.Study) -> Selection:
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if all(math.isfinite(v) for v in t.values)]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if all(math.isfinite(v) for v in t.values)
+    ]
     if not complete:
         raise InfeasibleError("no trial completed: nothing to recommend (see the trials table for the reasons)")
     front = [t for t in study.best_trials if all(math.isfinite(v) for v in t.values)]

@@ -60,8 +60,12 @@ def topology_params(topo: Topology, profile: Profile) -> dict[str, Any]:
     if profile.search.allow_aggregated or topo.disaggregated:
         params["mode"] = "disagg" if topo.disaggregated else "agg"
     if topo.disaggregated:
-        params.update(prefill_tp=topo.prefill_tp, prefill_workers=topo.prefill_workers, decode_tp=topo.decode_tp,
-                      decode_workers=topo.decode_workers)
+        params.update(
+            prefill_tp=topo.prefill_tp,
+            prefill_workers=topo.prefill_workers,
+            decode_tp=topo.decode_tp,
+            decode_workers=topo.decode_workers,
+        )
     else:
         params.update(agg_tp=topo.agg_tp, agg_workers=topo.agg_workers)
     return params
@@ -78,10 +82,13 @@ def enumerate_space(profile: Profile) -> list[Topology]:
         return [round(float(x), 10) for x in np.arange(lo, hi + s.router_step / 2, s.router_step)] if hi > lo else [lo]
 
     credits = grid(s.overlap_credit) if has_credit(profile) and s.overlap_credit else [1.0]
-    routers = [RouterSettings(t, w, c) for t, w, c in itertools.product(grid(s.temperature), grid(s.overlap_weight), credits)]
+    routers = [
+        RouterSettings(t, w, c) for t, w, c in itertools.product(grid(s.temperature), grid(s.overlap_weight), credits)
+    ]
     shapes: list[Topology] = []
-    for ptp, npw, dtp, ndw in itertools.product(s.prefill_tp, range(1, s.max_prefill_workers + 1), s.decode_tp,
-                                                range(1, s.max_decode_workers + 1)):
+    for ptp, npw, dtp, ndw in itertools.product(
+        s.prefill_tp, range(1, s.max_prefill_workers + 1), s.decode_tp, range(1, s.max_decode_workers + 1)
+    ):
         shapes.append(Topology(npw, ptp, ndw, dtp))
     if s.allow_aggregated:
         for tp in s.aggregated_tp:
@@ -94,14 +101,19 @@ def outside_space(topo: Topology, profile: Profile) -> str:
     """Why a (baseline) topology cannot be expressed in the search space, or ''."""
     s = profile.search
     r = topo.router
-    for name, v, b in (("temperature", r.temperature, s.temperature), ("overlap_weight", r.overlap_weight,
-                                                                        s.overlap_weight)):
+    for name, v, b in (
+        ("temperature", r.temperature, s.temperature),
+        ("overlap_weight", r.overlap_weight, s.overlap_weight),
+    ):
         if not b[0] <= v <= b[1]:
             return f"search.{name} {list(b)} excludes {v:g}"
     if topo.disaggregated:
-        checks = [("prefill_tp", topo.prefill_tp in s.prefill_tp), ("decode_tp", topo.decode_tp in s.decode_tp),
-                  ("max_prefill_workers", topo.prefill_workers <= s.max_prefill_workers),
-                  ("max_decode_workers", topo.decode_workers <= s.max_decode_workers)]
+        checks = [
+            ("prefill_tp", topo.prefill_tp in s.prefill_tp),
+            ("decode_tp", topo.decode_tp in s.decode_tp),
+            ("max_prefill_workers", topo.prefill_workers <= s.max_prefill_workers),
+            ("max_decode_workers", topo.decode_workers <= s.max_decode_workers),
+        ]
     else:
         checks = [("allow_aggregated", s.allow_aggregated), ("aggregated_tp", topo.agg_tp in s.aggregated_tp)]
     for name, ok in checks:

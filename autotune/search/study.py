@@ -40,6 +40,7 @@ from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 log = logging.getLogger("autotune.search")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
+
 @dataclass(frozen=True)
 class StudyConfig:
     results_dir: Path
@@ -67,8 +68,9 @@ def study_name(profile: Profile) -> str:
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                          n_startup_trials=10)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
@@ -76,8 +78,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"--sampler: unknown sampler {name!r} (choose tpe, random, nsga2)")
 
 
-def load_study(profile: Profile, cfg: StudyConfig, *, create: bool,
-               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+def load_study(
+    profile: Profile, cfg: StudyConfig, *, create: bool, storage: optuna.storages.BaseStorage | None = None
+) -> optuna.Study:
     name = study_name(profile)
     try:
         storage = storage or open_storage(cfg)
@@ -85,8 +88,10 @@ def load_study(profile: Profile, cfg: StudyConfig, *, create: bool,
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
         raise InputError(f"--storage: cannot open {cfg.storage or cfg.results_dir}: {exc}") from None
     if name in existing and create and not cfg.resume:
-        raise InputError(f"--results: {cfg.results_dir} already holds study {name!r}; pass --resume to continue it "
-                         "or choose another --results directory")
+        raise InputError(
+            f"--results: {cfg.results_dir} already holds study {name!r}; pass --resume to continue it "
+            "or choose another --results directory"
+        )
     if name not in existing and not create:
         raise InputError(f"no study {name!r} in {cfg.storage or cfg.results_dir}")
     n_before = 0
@@ -94,8 +99,9 @@ def load_study(profile: Profile, cfg: StudyConfig, *, create: bool,
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
     # a resumed sampler must not replay its start-up points (optuna #3255): offset its seed
     sampler = make_sampler(cfg.sampler, cfg.seed + n_before)
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler,
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler, load_if_exists=True
+    )
     if name not in existing:
         study.set_metric_names(list(trials.OBJECTIVES))
         study.set_user_attr("profile_digest", profile.digest())
@@ -106,8 +112,10 @@ def load_study(profile: Profile, cfg: StudyConfig, *, create: bool,
                 continue
             study.enqueue_trial(topology_params(topo, profile), user_attrs={trials.BASELINE: topo.to_string()})
     elif study.user_attrs.get("profile_digest") not in (None, profile.digest()):
-        raise InputError(f"--resume: the profile changed since the study started (digest "
-                         f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new --results")
+        raise InputError(
+            f"--resume: the profile changed since the study started (digest "
+            f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new --results"
+        )
     return study
 
 
@@ -127,7 +135,9 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     study_id = storage.get_study_id_from_name(study.study_name)
     for number in stale:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-        storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, "left RUNNING by an interrupted run; failed on resume")
+        storage.set_trial_user_attr(
+            trial_id, trials.FAIL_REASON, "left RUNNING by an interrupted run; failed on resume"
+        )
         study.tell(number, state=TrialState.FAIL)
     return stale
 
@@ -135,6 +145,7 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """A CronJob's SIGTERM behaves like Ctrl-C: in-flight trials are failed with a reason, then exit."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -194,8 +205,12 @@ class _Loop:
     def __init__(self, profile: Profile, cfg: StudyConfig, study: optuna.Study, on_trial: OnTrial | None) -> None:
         self.profile, self.cfg, self.study, self.on_trial = profile, cfg, study, on_trial
         s = profile.search
-        self.eval_kw: dict[str, Any] = {"seed": profile.seed, "concurrency": list(s.concurrency or profile.workload.concurrency),
-                                        "requests": s.requests_per_point, "backend_options": dict(cfg.backend_options)}
+        self.eval_kw: dict[str, Any] = {
+            "seed": profile.seed,
+            "concurrency": list(s.concurrency or profile.workload.concurrency),
+            "requests": s.requests_per_point,
+            "backend_options": dict(cfg.backend_options),
+        }
         self.pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}
         self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
@@ -227,8 +242,9 @@ class _Loop:
                 continue
             fut = None
             if self.pool is not None:
-                fut = self.pool.submit(evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw,
-                                       trial_id=f"t{trial.number}")
+                fut = self.pool.submit(
+                    evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw, trial_id=f"t{trial.number}"
+                )
             self.inflight[trial.number] = _InFlight(trial, topo, fut)
             self.pending = None
 
@@ -243,8 +259,13 @@ class _Loop:
         res: TrialResult | None = None
         error = ""
         try:
-            res = job.future.result() if job.future is not None else evaluate_topology(
-                self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}")
+            res = (
+                job.future.result()
+                if job.future is not None
+                else evaluate_topology(
+                    self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}"
+                )
+            )
         except AutotuneError as exc:
             error = str(exc)
         if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
@@ -287,8 +308,9 @@ def _raise_if_nothing_ran(study: optuna.Study) -> None:
         return
     reasons = [t.user_attrs.get(trials.PRUNE_REASON, "") for t in study.trials if t.state == TrialState.PRUNED]
     common = max(set(reasons), key=reasons.count) if reasons else "the search space is empty"
-    raise InfeasibleError(f"no feasible configuration in the search space after {len(reasons)} proposals; "
-                          f"most common reason: {common}")
+    raise InfeasibleError(
+        f"no feasible configuration in the search space after {len(reasons)} proposals; most common reason: {common}"
+    )
 
 
 def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = None) -> optuna.Study:
@@ -306,7 +328,9 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = Non
     except KeyboardInterrupt:
         with _signals_deferred():
             loop.fail_unfinished("interrupted (Ctrl-C or SIGTERM)")
-        raise Interrupted(f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume") from None
+        raise Interrupted(
+            f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume"
+        ) from None
     finally:
         loop.close()
     return study

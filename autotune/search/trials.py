@@ -45,13 +45,25 @@ def objective_values(res: TrialResult) -> list[float]:
 
 
 def _point_doc(p: PointScore) -> dict[str, Any]:
-    return {"metrics": p.metrics.as_dict(), "poa_hat": p.poa_hat, "poa_by_stage": p.poa_by_stage,
-            "poa_window_median": p.poa_window_median, "poa_window_p90": p.poa_window_p90, "regime": p.regime}
+    return {
+        "metrics": p.metrics.as_dict(),
+        "poa_hat": p.poa_hat,
+        "poa_by_stage": p.poa_by_stage,
+        "poa_window_median": p.poa_window_median,
+        "poa_window_p90": p.poa_window_p90,
+        "regime": p.regime,
+    }
 
 
 def _point(doc: dict[str, Any]) -> PointScore:
-    return PointScore(PointMetrics(**doc["metrics"]), doc["poa_hat"], dict(doc["poa_by_stage"]),
-                      doc["poa_window_median"], doc["poa_window_p90"], doc["regime"])
+    return PointScore(
+        PointMetrics(**doc["metrics"]),
+        doc["poa_hat"],
+        dict(doc["poa_by_stage"]),
+        doc["poa_window_median"],
+        doc["poa_window_p90"],
+        doc["regime"],
+    )
 
 
 def points(t: FrozenTrial) -> tuple[PointScore, ...]:
@@ -61,9 +73,19 @@ def points(t: FrozenTrial) -> tuple[PointScore, ...]:
 def read_result(t: FrozenTrial) -> TrialResult:
     """The ``TrialResult`` a finished trial was recorded from."""
     a = t.user_attrs
-    return TrialResult(a[TOPOLOGY], a[GPUS], points(t), a.get("knee_concurrency"), t.values[0], t.values[1],
-                       a["output_tok_s"], a["ttft_p99_ms"], a["itl_p99_ms"], dict(constraints(t)),
-                       json.loads(a.get(META, "{}")))
+    return TrialResult(
+        a[TOPOLOGY],
+        a[GPUS],
+        points(t),
+        a.get("knee_concurrency"),
+        t.values[0],
+        t.values[1],
+        a["output_tok_s"],
+        a["ttft_p99_ms"],
+        a["itl_p99_ms"],
+        dict(constraints(t)),
+        json.loads(a.get(META, "{}")),
+    )
 
 
 def constraints(t: FrozenTrial) -> dict[str, float]:
@@ -84,9 +106,14 @@ def is_baseline(t: FrozenTrial) -> bool:
 def headline(t: FrozenTrial) -> dict[str, Any]:
     """The figures a recommendation quotes for a completed trial."""
     a = t.user_attrs
-    return {"poa_hat": t.values[0], "tok_s_per_gpu": t.values[1], "output_tok_s": a.get("output_tok_s"),
-            "ttft_p99_ms": a.get("ttft_p99_ms"), "itl_p99_ms": a.get("itl_p99_ms"),
-            "knee_concurrency": a.get("knee_concurrency")}
+    return {
+        "poa_hat": t.values[0],
+        "tok_s_per_gpu": t.values[1],
+        "output_tok_s": a.get("output_tok_s"),
+        "ttft_p99_ms": a.get("ttft_p99_ms"),
+        "itl_p99_ms": a.get("itl_p99_ms"),
+        "knee_concurrency": a.get("knee_concurrency"),
+    }
 
 
 def reason(t: FrozenTrial) -> str:
@@ -98,21 +125,32 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         ok = t.state == TrialState.COMPLETE
         a = t.user_attrs
-        rows.append({
-            "number": t.number, "state": t.state.name, "topology": a.get(TOPOLOGY, ""),
-            "gpus": a.get(GPUS), "baseline": a.get(BASELINE, ""),
-            "poa_hat": t.values[0] if ok else math.nan, "tok_s_per_gpu": t.values[1] if ok else math.nan,
-            "output_tok_s": a.get("output_tok_s"), "ttft_p99_ms": a.get("ttft_p99_ms"),
-            "itl_p99_ms": a.get("itl_p99_ms"), "knee_concurrency": a.get("knee_concurrency"),
-            "slo_ok": bool(a.get("slo_ok", False)), "reason": reason(t), "duration_s": a.get(DURATION_S),
-            **{f"param_{k}": v for k, v in t.params.items()},
-        })
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "topology": a.get(TOPOLOGY, ""),
+                "gpus": a.get(GPUS),
+                "baseline": a.get(BASELINE, ""),
+                "poa_hat": t.values[0] if ok else math.nan,
+                "tok_s_per_gpu": t.values[1] if ok else math.nan,
+                "output_tok_s": a.get("output_tok_s"),
+                "ttft_p99_ms": a.get("ttft_p99_ms"),
+                "itl_p99_ms": a.get("itl_p99_ms"),
+                "knee_concurrency": a.get("knee_concurrency"),
+                "slo_ok": bool(a.get("slo_ok", False)),
+                "reason": reason(t),
+                "duration_s": a.get(DURATION_S),
+                **{f"param_{k}": v for k, v in t.params.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def points_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
-    rows = [{"trial": t.number, "topology": t.user_attrs.get(TOPOLOGY, ""), **p.row()}
-            for t in trials for p in points(t)]
+    rows = [
+        {"trial": t.number, "topology": t.user_attrs.get(TOPOLOGY, ""), **p.row()} for t in trials for p in points(t)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -123,7 +161,9 @@ def trial_line(t: FrozenTrial, done: int, total: int) -> str:
         return f"trial #{t.number} {topo}: skipped (infeasible: {t.user_attrs.get(PRUNE_REASON, '')})"
     if t.state == TrialState.COMPLETE:
         poa, tput = t.values
-        return (f"trial {done}/{total} {topo}: PoA-hat {poa:.3f}, {tput:.0f} tok/s/GPU, "
-                f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
-                f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}")
+        return (
+            f"trial {done}/{total} {topo}: PoA-hat {poa:.3f}, {tput:.0f} tok/s/GPU, "
+            f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
+            f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}"
+        )
     return f"trial {done}/{total} {topo}: {t.state.name.lower()} — {reason(t)}"

@@ -54,9 +54,22 @@ class ClusterSim:
         self.engines: list[Engine] = []
         for i, (role, tp) in enumerate(roles):
             blocks = feas.kv_tokens[role] // self.bs
-            self.engines.append(Engine(
-                i, role, perf.timer(tp), blocks, self.bs, eng.max_num_seqs, eng.max_num_batched_tokens,
-                self._schedule, self._on_prefill_done, self._on_first_token, self._on_complete, self._on_itl))
+            self.engines.append(
+                Engine(
+                    i,
+                    role,
+                    perf.timer(tp),
+                    blocks,
+                    self.bs,
+                    eng.max_num_seqs,
+                    eng.max_num_batched_tokens,
+                    self._schedule,
+                    self._on_prefill_done,
+                    self._on_first_token,
+                    self._on_complete,
+                    self._on_itl,
+                )
+            )
         self.tps = [tp for _, tp in roles]
         # worker_tps() orders prefill, decode, aggregated: each pool is a contiguous range
         n_p, n_d = topology.prefill_workers, topology.decode_workers
@@ -68,8 +81,10 @@ class ClusterSim:
         dyn = profile.dynamo
         self.router = KvRouter(topology.router, self.bs, self.rng, dyn.busy_decode_blocks_frac, dyn.busy_prefill_tokens)
         if topology.disaggregated:
-            self.logs = {"prefill": DecisionLog("prefill", list(self.prefill_pool)),
-                         "decode": DecisionLog("decode", list(self.decode_pool))}
+            self.logs = {
+                "prefill": DecisionLog("prefill", list(self.prefill_pool)),
+                "decode": DecisionLog("decode", list(self.decode_pool)),
+            }
         else:
             self.logs = {"agg": DecisionLog("agg", list(self.agg_pool))}
         m, c, x = profile.model, profile.cluster, profile.kv_transfer
@@ -142,8 +157,15 @@ class ClusterSim:
         if rid >= len(reqs):
             return
         self._next_rid += 1
-        seq = Seq(rid, int(reqs.input_tokens[rid]), int(reqs.output_tokens[rid]), reqs.block_hashes(rid, self.bs),
-                  int(reqs.template[rid]), now, client)
+        seq = Seq(
+            rid,
+            int(reqs.input_tokens[rid]),
+            int(reqs.output_tokens[rid]),
+            reqs.block_hashes(rid, self.bs),
+            int(reqs.template[rid]),
+            now,
+            client,
+        )
         self.seqs.append(seq)
         delay = self._frontend_fixed_s
         if self._jitter_s > 0:
@@ -160,8 +182,9 @@ class ClusterSim:
             stage, pool = "prefill", self.prefill_pool
         else:
             stage, pool = "agg", self.agg_pool
-        got = self.router.choose(stage, pool, self.caches, self.state, seq.hashes, seq.isl, now, rid, seq.osl,
-                                 self.logs[stage])
+        got = self.router.choose(
+            stage, pool, self.caches, self.state, seq.hashes, seq.isl, now, rid, seq.osl, self.logs[stage]
+        )
         seq.routed = now
         if got is None:
             self._reject(seq, now)
@@ -189,8 +212,9 @@ class ClusterSim:
         st, p = self.state, seq.pworker
         st.active_prefill_tokens[p] -= seq.isl - seq.overlap * self.bs
         st.active_requests[p] -= 1
-        got = self.router.choose("decode", self.decode_pool, self.caches, st, seq.hashes, seq.isl, now, seq.rid,
-                                 seq.osl, self.logs["decode"])
+        got = self.router.choose(
+            "decode", self.decode_pool, self.caches, st, seq.hashes, seq.isl, now, seq.rid, seq.osl, self.logs["decode"]
+        )
         if got is None:
             self.engines[p].release(seq, now)
             self._reject(seq, now)
@@ -283,7 +307,11 @@ class ClusterSim:
             window_s=(float(lo), float(hi)),
             gpus=self.topology.gpus,
             backend="sim",
-            meta={"worker_busy_s": busy, "block_hit_rate": hits / looks if looks else 0.0,
-                  "sim_end_s": self.now, "events": self._n},
+            meta={
+                "worker_busy_s": busy,
+                "block_hit_rate": hits / looks if looks else 0.0,
+                "sim_end_s": self.now,
+                "events": self._n,
+            },
             router_changes=list(self.router_changes),
         )

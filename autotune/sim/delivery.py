@@ -17,8 +17,7 @@ import numpy as np
 
 # Probability edges of the lower half, mirrored for the upper half: fine in the tail, with bins
 # straddling 1 % and 10 % so P99 and P10 read a node next to the true quantile, not a bin's far end.
-_EDGES = (0.0, 0.001, 0.003, 0.006, 0.009, 0.011, 0.015, 0.02, 0.03, 0.05, 0.07, 0.09, 0.11, 0.15, 0.2, 0.3,
-          0.4, 0.5)
+_EDGES = (0.0, 0.001, 0.003, 0.006, 0.009, 0.011, 0.015, 0.02, 0.03, 0.05, 0.07, 0.09, 0.11, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
 def _laplace_nodes() -> tuple[np.ndarray, np.ndarray]:

@@ -24,14 +24,41 @@ class Seq:
     """A request's state inside the cluster (simulator-internal, mutable)."""
 
     __slots__ = (
-        "rid", "isl", "osl", "hashes", "template", "arrival", "routed", "pworker", "dworker", "cached",
-        "prefill_left", "prefill_done_tokens", "recompute", "gen_at_join", "join_step", "cap", "held",
-        "private", "prefill_start", "prefill_end", "xfer_end", "first_token", "done", "preemptions",
-        "decoding", "engine", "finish_step", "overlap", "client", "rejected",
+        "rid",
+        "isl",
+        "osl",
+        "hashes",
+        "template",
+        "arrival",
+        "routed",
+        "pworker",
+        "dworker",
+        "cached",
+        "prefill_left",
+        "prefill_done_tokens",
+        "recompute",
+        "gen_at_join",
+        "join_step",
+        "cap",
+        "held",
+        "private",
+        "prefill_start",
+        "prefill_end",
+        "xfer_end",
+        "first_token",
+        "done",
+        "preemptions",
+        "decoding",
+        "engine",
+        "finish_step",
+        "overlap",
+        "client",
+        "rejected",
     )
 
-    def __init__(self, rid: int, isl: int, osl: int, hashes: tuple[int, ...], template: int, arrival: float,
-                 client: int) -> None:
+    def __init__(
+        self, rid: int, isl: int, osl: int, hashes: tuple[int, ...], template: int, arrival: float, client: int
+    ) -> None:
         self.rid, self.isl, self.osl, self.hashes, self.template = rid, isl, osl, hashes, template
         self.arrival, self.client = arrival, client
         self.routed = math.nan
@@ -57,16 +84,31 @@ class Seq:
 class Engine:
     """Roles: ``agg`` (prefill then decode), ``prefill`` (hand off after prefill), ``decode``."""
 
-    def __init__(self, idx: int, role: str, timer: StepTimer, kv_blocks: int, block_size: int,
-                 max_num_seqs: int, max_batched_tokens: int, schedule: Callable[..., None],
-                 on_prefill_done: Callable[[Seq, float], None], on_first_token: Callable[[Seq, float], None],
-                 on_complete: Callable[[Seq, float], None], on_itl: Callable[[float, float, int, float], None]) -> None:
+    def __init__(
+        self,
+        idx: int,
+        role: str,
+        timer: StepTimer,
+        kv_blocks: int,
+        block_size: int,
+        max_num_seqs: int,
+        max_batched_tokens: int,
+        schedule: Callable[..., None],
+        on_prefill_done: Callable[[Seq, float], None],
+        on_first_token: Callable[[Seq, float], None],
+        on_complete: Callable[[Seq, float], None],
+        on_itl: Callable[[float, float, int, float], None],
+    ) -> None:
         self.idx, self.role, self.timer, self.bs = idx, role, timer, block_size
         self.kv = KvCache(kv_blocks)
         self.max_seqs, self.budget = max_num_seqs, max_batched_tokens
         self.schedule = schedule
         self.on_prefill_done, self.on_first_token, self.on_complete, self.on_itl = (
-            on_prefill_done, on_first_token, on_complete, on_itl)
+            on_prefill_done,
+            on_first_token,
+            on_complete,
+            on_itl,
+        )
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: dict[int, Seq] = {}
@@ -204,7 +246,7 @@ class Engine:
             self.prefilling.remove(seq)
             total = seq.isl + seq.recompute
             n_full = min(len(seq.hashes), total // bs)
-            fresh = seq.hashes[len(seq.held):n_full]
+            fresh = seq.hashes[len(seq.held) : n_full]
             if fresh:
                 kv.publish(fresh)
                 seq.private -= len(fresh)
@@ -269,7 +311,9 @@ class Engine:
     def _ensure_blocks_for_one_step(self) -> None:
         """Near KV exhaustion: preempt the newest sequences until the next step's blocks fit."""
         while self.decoding:
-            need = sum(1 for bnd, _, s in self.block_heap if bnd <= self.step + 1 and s.decoding and s.engine == self.idx)
+            need = sum(
+                1 for bnd, _, s in self.block_heap if bnd <= self.step + 1 and s.decoding and s.engine == self.idx
+            )
             if need <= self.kv.free + len(self.kv.lru):
                 return
             victim = next(reversed(self.decoding.values()))

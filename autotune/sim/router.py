@@ -34,8 +34,14 @@ class RouterState:
 
 
 class KvRouter:
-    def __init__(self, settings: RouterSettings, block_size: int, rng: random.Random,
-                 busy_blocks_frac: float | None = None, busy_prefill_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        block_size: int,
+        rng: random.Random,
+        busy_blocks_frac: float | None = None,
+        busy_prefill_tokens: int | None = None,
+    ) -> None:
         self.settings = settings
         self.bs = block_size
         self.rng = rng
@@ -69,12 +75,22 @@ class KvRouter:
         if stage == "decode":
             logits = [ab[w] + req_blocks for w in candidates]
         elif stage == "prefill":
-            logits = ([omega * max((apt[w] + isl) / bs - credit * ov, 0.0)
-                       for w, ov in zip(candidates, overlaps, strict=True)] if omega else [0.0] * len(candidates))
+            logits = (
+                [
+                    omega * max((apt[w] + isl) / bs - credit * ov, 0.0)
+                    for w, ov in zip(candidates, overlaps, strict=True)
+                ]
+                if omega
+                else [0.0] * len(candidates)
+            )
         else:
-            logits = [(omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0)
-                      + ab[w] + req_blocks - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
-                      for w, ov in zip(candidates, overlaps, strict=True)]
+            logits = [
+                (omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0)
+                + ab[w]
+                + req_blocks
+                - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
+                for w, ov in zip(candidates, overlaps, strict=True)
+            ]
         pool = list(range(len(candidates)))
         if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
             pool = [i for i in pool if not self._busy(candidates[i], caches, state)]
@@ -92,8 +108,9 @@ class KvRouter:
             return True
         return self.busy_prefill_tokens is not None and state.active_prefill_tokens[w] > self.busy_prefill_tokens
 
-    def _pick(self, pool: list[int], logits: list[float], candidates: list[int], caches: list[KvCache],
-              temperature: float) -> int:
+    def _pick(
+        self, pool: list[int], logits: list[float], candidates: list[int], caches: list[KvCache], temperature: float
+    ) -> int:
         if len(pool) == 1:
             return pool[0]
         if temperature > 0:
@@ -118,8 +135,18 @@ class KvRouter:
         return ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
 
     @staticmethod
-    def _log(log: DecisionLog, now: float, rid: int, pick: int, candidates: list[int] | range, isl: int, osl: int,
-             overlaps: list[int], state: RouterState, logits: list[float]) -> None:
+    def _log(
+        log: DecisionLog,
+        now: float,
+        rid: int,
+        pick: int,
+        candidates: list[int] | range,
+        isl: int,
+        osl: int,
+        overlaps: list[int],
+        state: RouterState,
+        logits: list[float],
+    ) -> None:
         log.time_s.append(now)
         log.request_id.append(rid)
         log.chosen.append(pick)

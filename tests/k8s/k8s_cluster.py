@@ -46,13 +46,54 @@ def _make_pki(d: Path) -> None:
     def sh(*a: str) -> None:
         subprocess.run(a, cwd=d, check=True, capture_output=True)
 
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-       "-days", "365", "-subj", "/CN=test-ca")
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
-       "-subj", "/CN=kube-apiserver")
+    sh(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=test-ca",
+    )
+    sh(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+    )
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    sh("openssl", "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-       "-days", "365", "-extfile", "ext.cnf", "-out", "apiserver.crt")
+    sh(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "apiserver.crt",
+    )
     sh("openssl", "genrsa", "-out", "sa.key", "2048")
     sh("openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
@@ -108,24 +149,58 @@ class LocalCluster:
         (d / "tokens.csv").write_text(f"{TOKEN},admin,admin-uid,system:masters\n")
         ec, ep, em, self.port = free_port(), free_port(), free_port(), free_port()
         try:
-            self.procs.append(subprocess.Popen(
-                ["etcd", "--name", "t", "--data-dir", f"{d}/etcd",
-                 "--listen-client-urls", f"http://127.0.0.1:{ec}", "--advertise-client-urls", f"http://127.0.0.1:{ec}",
-                 "--listen-peer-urls", f"http://127.0.0.1:{ep}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
-                 "--initial-cluster", f"t=http://127.0.0.1:{ep}", "--listen-metrics-urls", f"http://127.0.0.1:{em}"],
-                stdout=open(d / "etcd.log", "wb"), stderr=subprocess.STDOUT))
-            self.procs.append(subprocess.Popen(
-                [self.binary, f"--etcd-servers=http://127.0.0.1:{ec}", f"--secure-port={self.port}",
-                 "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0",
-                 f"--tls-cert-file={d}/apiserver.crt", f"--tls-private-key-file={d}/apiserver.key",
-                 f"--client-ca-file={d}/ca.crt",
-                 f"--token-auth-file={d}/tokens.csv", "--authorization-mode=RBAC",
-                 "--service-account-issuer=https://kubernetes.default.svc",
-                 "--api-audiences=https://kubernetes.default.svc",
-                 f"--service-account-key-file={d}/sa.pub", f"--service-account-signing-key-file={d}/sa.key",
-                 "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
-                 "--disable-admission-plugins=ServiceAccount", f"--cert-dir={d}/certs"],
-                stdout=open(d / "apiserver.log", "wb"), stderr=subprocess.STDOUT))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        "etcd",
+                        "--name",
+                        "t",
+                        "--data-dir",
+                        f"{d}/etcd",
+                        "--listen-client-urls",
+                        f"http://127.0.0.1:{ec}",
+                        "--advertise-client-urls",
+                        f"http://127.0.0.1:{ec}",
+                        "--listen-peer-urls",
+                        f"http://127.0.0.1:{ep}",
+                        "--initial-advertise-peer-urls",
+                        f"http://127.0.0.1:{ep}",
+                        "--initial-cluster",
+                        f"t=http://127.0.0.1:{ep}",
+                        "--listen-metrics-urls",
+                        f"http://127.0.0.1:{em}",
+                    ],
+                    stdout=open(d / "etcd.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        self.binary,
+                        f"--etcd-servers=http://127.0.0.1:{ec}",
+                        f"--secure-port={self.port}",
+                        "--bind-address=127.0.0.1",
+                        "--advertise-address=127.0.0.1",
+                        "--insecure-port=0",
+                        f"--tls-cert-file={d}/apiserver.crt",
+                        f"--tls-private-key-file={d}/apiserver.key",
+                        f"--client-ca-file={d}/ca.crt",
+                        f"--token-auth-file={d}/tokens.csv",
+                        "--authorization-mode=RBAC",
+                        "--service-account-issuer=https://kubernetes.default.svc",
+                        "--api-audiences=https://kubernetes.default.svc",
+                        f"--service-account-key-file={d}/sa.pub",
+                        f"--service-account-signing-key-file={d}/sa.key",
+                        "--service-cluster-ip-range=10.0.0.0/24",
+                        "--endpoint-reconciler-type=none",
+                        "--disable-admission-plugins=ServiceAccount",
+                        f"--cert-dir={d}/certs",
+                    ],
+                    stdout=open(d / "apiserver.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             self._wait_ready()
         except BaseException:
             self.stop()

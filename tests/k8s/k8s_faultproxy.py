@@ -39,8 +39,15 @@ class FaultProxy:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
-    def inject(self, status: int, count: int, *, methods: set[str] | None = None, path_contains: str = "dynamographdeployments",
-               retry_after: int | None = None) -> Fault:
+    def inject(
+        self,
+        status: int,
+        count: int,
+        *,
+        methods: set[str] | None = None,
+        path_contains: str = "dynamographdeployments",
+        retry_after: int | None = None,
+    ) -> Fault:
         f = Fault(status, count, frozenset(methods) if methods else Fault.methods, path_contains, retry_after)
         with self._lock:
             self.faults.append(f)
@@ -78,9 +85,16 @@ class FaultProxy:
                 body = self.rfile.read(n) if n else None
                 fault = proxy._take(self.command, self.path)
                 if fault is not None:
-                    blob = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                       "message": f"injected {fault.status}", "reason": "Injected",
-                                       "code": fault.status}).encode()
+                    blob = json.dumps(
+                        {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "message": f"injected {fault.status}",
+                            "reason": "Injected",
+                            "code": fault.status,
+                        }
+                    ).encode()
                     proxy._record(self.command, self.path, fault.status)  # before answering: no race with asserts
                     self.send_response(fault.status)
                     self.send_header("Content-Type", "application/json")

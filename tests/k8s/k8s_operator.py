@@ -29,19 +29,43 @@ FINALIZER = "test.autotune.dev/operator"
 
 # behavior -> how the graph's pods fail (None: they do not exist or are fine)
 POD_FAULTS: dict[str, dict[str, Any]] = {
-    "crashloop": {"containerStatuses": [{
-        "name": "main", "image": "img", "imageID": "", "ready": False, "restartCount": 5,
-        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}},
-        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
-    }]},
-    "imagepull": {"containerStatuses": [{
-        "name": "main", "image": "img", "imageID": "", "ready": False, "restartCount": 0,
-        "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope:1"'}},
-    }]},
-    "unschedulable": {"conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
-    }]},
+    "crashloop": {
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": "img",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 5,
+                "state": {
+                    "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}
+                },
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }
+        ]
+    },
+    "imagepull": {
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": "img",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope:1"'}},
+            }
+        ]
+    },
+    "unschedulable": {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+            }
+        ]
+    },
 }
 
 
@@ -61,7 +85,9 @@ def _now() -> str:
 class TestOperator:
     api: client.ApiClient
     namespace: str
-    behavior: Callable[[dict[str, Any]], str] = lambda obj: "ready"  # ready|never|failed|crashloop|imagepull|unschedulable
+    behavior: Callable[[dict[str, Any]], str] = lambda obj: (
+        "ready"
+    )  # ready|never|failed|crashloop|imagepull|unschedulable
     launch: Callable[[dict[str, Any]], Running] | None = None  # start real processes for "ready" graphs
     ready_delay_s: float = 0.0
     events: list[tuple[str, str]] = field(default_factory=list)  # (action, dgd) in order, for assertions
@@ -110,8 +136,16 @@ class TestOperator:
                     for obj in lst.get("items") or []:
                         self._handle("ADDED", obj)
                 w = watch.Watch()
-                for ev in w.stream(self.co.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                                   resource_version=rv, timeout_seconds=1, _request_timeout=(5, 15)):
+                for ev in w.stream(
+                    self.co.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    resource_version=rv,
+                    timeout_seconds=1,
+                    _request_timeout=(5, 15),
+                ):
                     if ev["type"] == "ERROR":
                         rv = None
                         break
@@ -140,14 +174,25 @@ class TestOperator:
                 self._teardown(name)
                 rest = [f for f in md["finalizers"] if f != FINALIZER]
                 self.stamps[("finalize", name)] = time.monotonic()
-                self.co.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
-                                                       {"metadata": {"finalizers": rest or None,
-                                                                     "resourceVersion": md["resourceVersion"]}})
+                self.co.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    name,
+                    {"metadata": {"finalizers": rest or None, "resourceVersion": md["resourceVersion"]}},
+                )
                 self.events.append(("finalized", name))
             return
         if FINALIZER not in (md.get("finalizers") or []):
-            self.co.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
-                                                   {"metadata": {"finalizers": (md.get("finalizers") or []) + [FINALIZER]}})
+            self.co.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                {"metadata": {"finalizers": (md.get("finalizers") or []) + [FINALIZER]}},
+            )
         gen = md.get("generation", 1)
         with self._lock:
             if self._handled.get(name) == gen:
@@ -166,8 +211,15 @@ class TestOperator:
                 self._fault_pod(name, POD_FAULTS[mode])
                 return
             if mode == "failed":
-                self._set_status(name, gen, obj, "failed", ready=False, reason="ReconcileFailed",
-                                 message="insufficient_capacity: not enough GPUs")
+                self._set_status(
+                    name,
+                    gen,
+                    obj,
+                    "failed",
+                    ready=False,
+                    reason="ReconcileFailed",
+                    message="insufficient_capacity: not enough GPUs",
+                )
                 return
             if mode != "ready":
                 return  # "never": stays pending forever
@@ -190,8 +242,9 @@ class TestOperator:
                 port = running.port
                 self._publish_frontend(name, port)
             self.stamps[("ready", name)] = time.monotonic()
-            self._set_status(name, gen, obj, "successful", ready=True, reason="AllComponentsReady",
-                             message="all components ready")
+            self._set_status(
+                name, gen, obj, "successful", ready=True, reason="AllComponentsReady", message="all components ready"
+            )
             self.events.append(("ready", name))
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile
@@ -199,44 +252,82 @@ class TestOperator:
         except Exception as exc:
             self.errors.append(f"reconcile {name}: {type(exc).__name__}: {exc}")
 
-    def _set_status(self, name: str, gen: int, obj: dict[str, Any], state: str, *, ready: bool, reason: str,
-                    message: str) -> None:
+    def _set_status(
+        self, name: str, gen: int, obj: dict[str, Any], state: str, *, ready: bool, reason: str, message: str
+    ) -> None:
         services = {}
         for svc, spec in obj["spec"]["services"].items():
             want = int(spec.get("replicas", 1))
             have = want if ready else 0
-            services[svc] = {"componentKind": "Deployment", "componentName": f"{name}-{svc.lower()}",
-                             "replicas": want, "updatedReplicas": want, "readyReplicas": have, "availableReplicas": have}
+            services[svc] = {
+                "componentKind": "Deployment",
+                "componentName": f"{name}-{svc.lower()}",
+                "replicas": want,
+                "updatedReplicas": want,
+                "readyReplicas": have,
+                "availableReplicas": have,
+            }
         status = {
-            "observedGeneration": gen, "state": state, "services": services,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False", "reason": reason,
-                            "message": message, "lastTransitionTime": _now(), "observedGeneration": gen}],
+            "observedGeneration": gen,
+            "state": state,
+            "services": services,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": _now(),
+                    "observedGeneration": gen,
+                }
+            ],
         }
         self.co.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, name, {"status": status})
 
     def _fault_pod(self, dgd: str, status: dict[str, Any]) -> None:
         pod_name = f"{dgd}-decode-0"
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": pod_name, "labels": {POD_LABEL_DGD: dgd, "nvidia.com/dynamo-component": "decode"}},
-               "spec": {"containers": [{"name": "main", "image": "img"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod_name, "labels": {POD_LABEL_DGD: dgd, "nvidia.com/dynamo-component": "decode"}},
+            "spec": {"containers": [{"name": "main", "image": "img"}]},
+        }
         self.core.create_namespaced_pod(self.namespace, pod)
         self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {"phase": "Pending", **status}})
-        reason = status.get("containerStatuses", [{}])[0].get("state", {}).get("waiting", {}).get("reason", "FailedScheduling")
-        self.core.create_namespaced_event(self.namespace, {
-            "metadata": {"name": f"{pod_name}.{int(time.time() * 1000)}"},
-            "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": self.namespace, "apiVersion": "v1"},
-            "reason": "BackOff" if reason != "FailedScheduling" else reason, "type": "Warning",
-            "message": f"simulated {reason}", "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1,
-            "source": {"component": "test-operator"},
-        })
+        reason = (
+            status.get("containerStatuses", [{}])[0]
+            .get("state", {})
+            .get("waiting", {})
+            .get("reason", "FailedScheduling")
+        )
+        self.core.create_namespaced_event(
+            self.namespace,
+            {
+                "metadata": {"name": f"{pod_name}.{int(time.time() * 1000)}"},
+                "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": self.namespace, "apiVersion": "v1"},
+                "reason": "BackOff" if reason != "FailedScheduling" else reason,
+                "type": "Warning",
+                "message": f"simulated {reason}",
+                "firstTimestamp": _now(),
+                "lastTimestamp": _now(),
+                "count": 1,
+                "source": {"component": "test-operator"},
+            },
+        )
         self.events.append((f"pod:{reason}", dgd))
 
     def _publish_frontend(self, dgd: str, port: int) -> None:
         name = frontend_service_name(dgd)
-        svc = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "labels": {POD_LABEL_DGD: dgd}},
-               "spec": {"type": "LoadBalancer", "selector": {POD_LABEL_DGD: dgd},
-                        "ports": [{"name": "http", "port": port, "targetPort": 8000}]}}
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": {POD_LABEL_DGD: dgd}},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {POD_LABEL_DGD: dgd},
+                "ports": [{"name": "http", "port": port, "targetPort": 8000}],
+            },
+        }
         try:
             self.core.create_namespaced_service(self.namespace, svc)
         except ApiException as exc:
@@ -246,7 +337,8 @@ class TestOperator:
             self.core.delete_namespaced_service(name, self.namespace, _preload_content=False)
             self.core.create_namespaced_service(self.namespace, svc)
         self.core.patch_namespaced_service_status(
-            name, self.namespace, {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}})
+            name, self.namespace, {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}
+        )
 
     def _teardown(self, name: str) -> None:
         with self._lock:
@@ -256,8 +348,9 @@ class TestOperator:
             running.stop()
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{POD_LABEL_DGD}={name}")
         for p in pods.items:
-            self.core.delete_namespaced_pod(p.metadata.name, self.namespace, grace_period_seconds=0,
-                                            _preload_content=False)
+            self.core.delete_namespaced_pod(
+                p.metadata.name, self.namespace, grace_period_seconds=0, _preload_content=False
+            )
         try:
             # the 37.x client cannot parse the Status a Service delete returns, so skip decoding it
             self.core.delete_namespaced_service(frontend_service_name(name), self.namespace, _preload_content=False)
@@ -267,8 +360,15 @@ class TestOperator:
         self.events.append(("teardown", name))
 
 
-def signal_on_event(child: subprocess.Popen[str], events: list[tuple[str, Any]], kind: str, sig: int, *,
-                    settle_s: float = 0.0, timeout_s: float = 60) -> tuple[str, str]:
+def signal_on_event(
+    child: subprocess.Popen[str],
+    events: list[tuple[str, Any]],
+    kind: str,
+    sig: int,
+    *,
+    settle_s: float = 0.0,
+    timeout_s: float = 60,
+) -> tuple[str, str]:
     """Wait until the operator records ``kind``, then send ``sig`` to ``child``; its (stdout, stderr).
 
     The child must still be running while we wait; it is killed if anything goes wrong.

@@ -16,9 +16,17 @@ pytestmark = pytest.mark.slow
 
 def _service(kube, ns: str, dgd: str, *, lb_ip: str | None) -> None:
     name = frontend_service_name(dgd)
-    kube.core.create_namespaced_service(ns, {"metadata": {"name": name}, "spec": {
-        "type": "LoadBalancer" if lb_ip else "ClusterIP", "selector": {"app": dgd},
-        "ports": [{"name": "http", "port": 8123, "targetPort": 8000}]}})
+    kube.core.create_namespaced_service(
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "type": "LoadBalancer" if lb_ip else "ClusterIP",
+                "selector": {"app": dgd},
+                "ports": [{"name": "http", "port": 8123, "targetPort": 8000}],
+            },
+        },
+    )
     if lb_ip:
         kube.core.patch_namespaced_service_status(name, ns, {"status": {"loadBalancer": {"ingress": [{"ip": lb_ip}]}}})
 
@@ -47,7 +55,11 @@ def test_port_forward_failure_is_reported(kube, namespace) -> None:
 
 
 def test_health_body_parsing() -> None:
-    assert count_generate_endpoints('{"instances":[{"endpoint":"generate"},{"endpoint":"clear_kv_blocks"},'
-                                    '{"endpoint":"generate"}]}') == 2
+    assert (
+        count_generate_endpoints(
+            '{"instances":[{"endpoint":"generate"},{"endpoint":"clear_kv_blocks"},{"endpoint":"generate"}]}'
+        )
+        == 2
+    )
     assert count_generate_endpoints('{"status":"healthy"}') is None
     assert count_generate_endpoints("OK") is None

@@ -75,18 +75,33 @@ def test_whole_trial_survives_an_api_brownout(flaky, kube, proxy, namespace, ope
     proxy.inject(500, 2, methods={"GET"})
     delete_and_wait(flaky, namespace, name, timeout_s=30)
     assert all(f.hit == f.count for f in proxy.faults)
-    assert kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace,
-                                                     "dynamographdeployments")["items"] == []
+    assert (
+        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
+            "items"
+        ]
+        == []
+    )
 
 
 def test_retries_give_up_after_budget(flaky, proxy, namespace) -> None:
     proxy.inject(500, 1000, methods={"PATCH"})
     dgd = _dgd(namespace, "budget")
     with pytest.raises(BackendError, match="HTTP 500.*gave up after 1.[0-9] s"):
-        call(lambda: flaky.custom.patch_namespaced_custom_object(
-            "nvidia.com", "v1alpha1", namespace, "dynamographdeployments", dgd["metadata"]["name"], dgd,
-            field_manager="autotune", force=True, _content_type="application/apply-patch+yaml"),
-            what="apply", backoff=Backoff(budget_s=1.0))
+        call(
+            lambda: flaky.custom.patch_namespaced_custom_object(
+                "nvidia.com",
+                "v1alpha1",
+                namespace,
+                "dynamographdeployments",
+                dgd["metadata"]["name"],
+                dgd,
+                field_manager="autotune",
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            ),
+            what="apply",
+            backoff=Backoff(budget_s=1.0),
+        )
     assert 3 <= len(_patches(proxy)) <= 12
 
 
@@ -113,7 +128,10 @@ def test_undeletable_graph_is_reported_with_the_cleanup_command(flaky, kube, pro
     operator.behavior = lambda obj: "never"
     proxy.inject(403, 1, methods={"DELETE"})
     backend = K8sBackend(kube=flaky, study="stuck", ready_timeout_s=1.5)
-    with pytest.raises(BackendError, match=r"not ready after 1.5 s.*teardown also failed: .*HTTP 403.*"
-                                           r"autotune cleanup -N .* --study stuck"):
+    with pytest.raises(
+        BackendError,
+        match=r"not ready after 1.5 s.*teardown also failed: .*HTTP 403.*"
+        r"autotune cleanup -N .* --study stuck",
+    ):
         backend.deploy(profile("vllm", namespace=namespace), parse_topology("1A1"), trial_id="1")
     assert [lo.trial_id for lo in cleanup(kube, namespace, "stuck", timeout_s=20)] == ["1"]

@@ -30,15 +30,24 @@ pytestmark = pytest.mark.slow
 
 
 def live_profile(namespace: str) -> Profile:
-    return profile_from_dict({
-        "name": "k8s-live",
-        "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
-        "model": "Llama-3.1-8B",
-        "dynamo": {"namespace": namespace, "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"},
-        "workload": {"templates": 2, "prefix_tokens": 32, "input_tokens": {"dist": "fixed", "value": 64},
-                     "output_tokens": {"dist": "fixed", "value": 8}, "concurrency": [4],
-                     "requests_per_point": 40, "warmup_requests": 4, "cooldown_requests": 4},
-    })
+    return profile_from_dict(
+        {
+            "name": "k8s-live",
+            "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
+            "model": "Llama-3.1-8B",
+            "dynamo": {"namespace": namespace, "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"},
+            "workload": {
+                "templates": 2,
+                "prefix_tokens": 32,
+                "input_tokens": {"dist": "fixed", "value": 64},
+                "output_tokens": {"dist": "fixed", "value": 8},
+                "concurrency": [4],
+                "requests_per_point": 40,
+                "warmup_requests": 4,
+                "cooldown_requests": 4,
+            },
+        }
+    )
 
 
 class StackRunning:
@@ -81,7 +90,9 @@ def require_dynamo() -> None:
 
 
 def _left(kube, ns: str) -> list[str]:
-    return [o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
+    return [
+        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    ]
 
 
 def test_trial_end_to_end_with_real_dynamo(kube, namespace, operator) -> None:
@@ -146,17 +157,21 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize(("sig", "phase"), [(signal.SIGTERM, "waiting"), (signal.SIGINT, "waiting"),
-                                            (signal.SIGTERM, "serving")])
+@pytest.mark.parametrize(
+    ("sig", "phase"), [(signal.SIGTERM, "waiting"), (signal.SIGINT, "waiting"), (signal.SIGTERM, "serving")]
+)
 def test_signal_mid_trial_deletes_everything(kube, local_cluster, namespace, operator, sig: int, phase: str) -> None:
     if phase == "waiting":
         operator.behavior = lambda obj: "never"
     else:
         require_dynamo()
         operator.launch = stack_launcher(live_profile(namespace))
-    code = _CHILD.format(tests=str(Path(__file__).parent), kubeconfig=str(local_cluster.kubeconfig), namespace=namespace)
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    code = _CHILD.format(
+        tests=str(Path(__file__).parent), kubeconfig=str(local_cluster.kubeconfig), namespace=namespace
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     want = "ready" if phase == "serving" else "reconcile:never"
     # serving: after the pause the child is inside the `with` body
     out, _ = signal_on_event(child, operator.events, want, sig, settle_s=0.5 if phase == "waiting" else 1.5)

@@ -26,20 +26,36 @@ pytestmark = pytest.mark.slow
 
 
 def _autotune(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "autotune", *args], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "autotune", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _left(kube, ns: str) -> list[str]:
-    return [o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
+    return [
+        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    ]
 
 
 def _profile_file(tmp_path: Path, namespace: str, **search: object) -> Path:
     data = live_profile(namespace).model_dump(mode="json", exclude={"source"})
     data["cluster"] = {"nodes": 1, "gpu": "H100", "gpus_per_node": 2}
     data["model"] = "Llama-3.1-8B"
-    data["search"] = {"trials": 2, "prefill_tp": [1], "decode_tp": [1], "aggregated_tp": [1],
-                      "max_prefill_workers": 1, "max_decode_workers": 1, "operating_point": "grid", **search}
+    data["search"] = {
+        "trials": 2,
+        "prefill_tp": [1],
+        "decode_tp": [1],
+        "aggregated_tp": [1],
+        "max_prefill_workers": 1,
+        "max_decode_workers": 1,
+        "operating_point": "grid",
+        **search,
+    }
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -83,15 +99,28 @@ def test_plan_validates_against_cluster_and_creates_nothing(kube, local_cluster,
     assert {t.shape() for t in plan_topologies(load_profile(path))} == {"1P1-1D1", "1A1", "1A2"}
     checks = validate_plan_against_cluster(str(path), kubeconfig=str(local_cluster.kubeconfig))
     assert len(checks) == 3 and all(c.ok for c in checks)
-    out = _autotune("plan", "-p", str(path), "-b", "k8s", "-n", "2", "-r", str(tmp_path / "plan"), "-o", "json",
-                    env={"KUBECONFIG": str(local_cluster.kubeconfig)})
+    out = _autotune(
+        "plan",
+        "-p",
+        str(path),
+        "-b",
+        "k8s",
+        "-n",
+        "2",
+        "-r",
+        str(tmp_path / "plan"),
+        "-o",
+        "json",
+        env={"KUBECONFIG": str(local_cluster.kubeconfig)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("k8s dry run") == 3 and json.loads(out.stdout)["recommended"]
     assert _left(kube, namespace) == []
 
 
-def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster, namespace, operator, tmp_path,
-                                                           monkeypatch) -> None:
+def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(
+    kube, local_cluster, namespace, operator, tmp_path, monkeypatch
+) -> None:
     """``autotune run --backend k8s``: SIGTERM mid-trial leaves nothing; ``--resume`` finishes the study."""
     require_dynamo()
     from test_backend import stack_launcher
@@ -105,9 +134,14 @@ def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster,
 
     # 1) the first trial never becomes ready; SIGTERM arrives while autotune waits for it
     operator.behavior = lambda obj: "never"
-    child = subprocess.Popen([sys.executable, "-m", "autotune", "run", "-p", str(path), "-b", "k8s", "-r",
-                              str(results), "-o", "json"], cwd=REPO, env={**os.environ, **env},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "autotune", "run", "-p", str(path), "-b", "k8s", "-r", str(results), "-o", "json"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, err = signal_on_event(child, operator.events, "reconcile:never", signal.SIGTERM)
     assert child.returncode == 130, err
     assert _left(kube, namespace) == []
@@ -129,8 +163,12 @@ def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(kube, local_cluster,
     assert _left(kube, namespace) == []
     import optuna
 
-    study = optuna.load_study(study_name=None, storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / "study.journal"))))
+    study = optuna.load_study(
+        study_name=None,
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(results / "study.journal"))
+        ),
+    )
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]  # failed trials count as finished
     assert "interrupted" in study.trials[0].user_attrs.get("fail_reason", "")
     meta = json.loads(study.trials[1].user_attrs["meta"])

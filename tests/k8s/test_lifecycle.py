@@ -22,7 +22,9 @@ def _dgd(ns: str, shape: str = "1P1-2D1", study: str = "life", trial: str = "1")
 
 
 def _names(kube, ns: str) -> list[str]:
-    return [o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
+    return [
+        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    ]
 
 
 def test_apply_ready_delete_round_trip(kube, namespace, operator) -> None:
@@ -47,8 +49,12 @@ def test_new_generation_waits_for_operator(kube, namespace, operator) -> None:
     apply(kube, dgd)
     wait_ready(kube, namespace, name, timeout_s=20)
     operator.ready_delay_s = 1.5
-    changed = render_dgd(make_profile("vllm", namespace=namespace),
-                         parse_topology("1P1-2D1").with_router(RouterSettings(temperature=0.9)), study="life", trial_id="1")
+    changed = render_dgd(
+        make_profile("vllm", namespace=namespace),
+        parse_topology("1P1-2D1").with_router(RouterSettings(temperature=0.9)),
+        study="life",
+        trial_id="1",
+    )
     assert changed["metadata"]["name"] == name
     t0 = time.monotonic()
     obj = wait_ready(kube, namespace, name, timeout_s=20) if apply(kube, changed) else None
@@ -69,12 +75,15 @@ def test_never_ready_hits_deadline_with_reason(kube, namespace, operator) -> Non
     delete_and_wait(kube, namespace, dgd["metadata"]["name"], timeout_s=20)
 
 
-@pytest.mark.parametrize(("behavior", "kind", "needle"), [
-    ("crashloop", "crash-loop", "CrashLoopBackOff"),
-    ("imagepull", "image-pull", "ImagePullBackOff"),
-    ("unschedulable", "unschedulable", "Insufficient nvidia.com/gpu"),
-    ("failed", "operator", "insufficient_capacity"),
-])
+@pytest.mark.parametrize(
+    ("behavior", "kind", "needle"),
+    [
+        ("crashloop", "crash-loop", "CrashLoopBackOff"),
+        ("imagepull", "image-pull", "ImagePullBackOff"),
+        ("unschedulable", "unschedulable", "Insufficient nvidia.com/gpu"),
+        ("failed", "operator", "insufficient_capacity"),
+    ],
+)
 def test_failures_are_reported_fast(kube, namespace, operator, behavior: str, kind: str, needle: str) -> None:
     operator.behavior = lambda obj: behavior
     dgd = _dgd(namespace, trial=behavior)
@@ -95,8 +104,12 @@ def test_cleanup_by_label_and_reconcile_on_resume(kube, namespace, operator) -> 
     operator.behavior = lambda obj: "never"
     for study, trial in (("alpha", "1"), ("alpha", "2"), ("beta", "1")):
         apply(kube, _dgd(namespace, study=study, trial=trial))
-    other = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
-             "metadata": {"name": "not-ours", "namespace": namespace}, "spec": {"services": {}}}
+    other = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": "not-ours", "namespace": namespace},
+        "spec": {"services": {}},
+    }
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, other)
     assert {lo.trial_id for lo in list_leftovers(kube, namespace, "alpha")} == {"1", "2"}
     rec = reconcile(kube, namespace, "alpha", finished_trials={"1"}, timeout_s=20)

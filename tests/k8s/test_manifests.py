@@ -89,10 +89,15 @@ def test_profile_in_configmap_is_valid(tmp_path: Path) -> None:
 
 
 def _can(kube, verb: str, resource: str, group: str = "", sub: str = "", ns: str = NS) -> bool:
-    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-        user=SA, groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
-        resource_attributes=client.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
-                                                        subresource=sub or None)))
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=SA,
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=ns, verb=verb, group=group, resource=resource, subresource=sub or None
+            ),
+        )
+    )
     return client.AuthorizationV1Api(kube.api).create_subject_access_review(review).status.allowed
 
 
@@ -105,17 +110,29 @@ def test_role_is_least_privilege(kube, autotune_ns) -> None:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-    needed = [(v, "dynamographdeployments", "nvidia.com", "") for v in ("get", "list", "watch", "create", "patch",
-                                                                         "delete")]
-    needed += [("get", "dynamographdeployments", "nvidia.com", "status"), ("list", "pods", "", ""),
-               ("list", "events", "", ""), ("get", "pods", "", "log"), ("get", "services", "", "")]
+    needed = [
+        (v, "dynamographdeployments", "nvidia.com", "") for v in ("get", "list", "watch", "create", "patch", "delete")
+    ]
+    needed += [
+        ("get", "dynamographdeployments", "nvidia.com", "status"),
+        ("list", "pods", "", ""),
+        ("list", "events", "", ""),
+        ("get", "pods", "", "log"),
+        ("get", "services", "", ""),
+    ]
     for verb, res, group, sub in needed:
         assert _can(kube, verb, res, group, sub), (verb, res, sub)
-    denied = [("update", "dynamographdeployments", "nvidia.com", ""),
-              ("patch", "dynamographdeployments", "nvidia.com", "status"),
-              ("deletecollection", "dynamographdeployments", "nvidia.com", ""),
-              ("delete", "pods", "", ""), ("create", "pods", "", "exec"), ("create", "pods", "", "portforward"),
-              ("get", "secrets", "", ""), ("list", "configmaps", "", ""), ("create", "services", "", "")]
+    denied = [
+        ("update", "dynamographdeployments", "nvidia.com", ""),
+        ("patch", "dynamographdeployments", "nvidia.com", "status"),
+        ("deletecollection", "dynamographdeployments", "nvidia.com", ""),
+        ("delete", "pods", "", ""),
+        ("create", "pods", "", "exec"),
+        ("create", "pods", "", "portforward"),
+        ("get", "secrets", "", ""),
+        ("list", "configmaps", "", ""),
+        ("create", "services", "", ""),
+    ]
     for verb, res, group, sub in denied:
         assert not _can(kube, verb, res, group, sub), (verb, res, sub)
     assert not _can(kube, "list", "dynamographdeployments", "nvidia.com", ns="default")  # namespaced only

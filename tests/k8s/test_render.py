@@ -29,11 +29,14 @@ def _flag(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
-@pytest.mark.parametrize(("version", "expect"), [
-    ((0, 9), ["--kv-overlap-score-weight", "0.5"]),
-    ((1, 1), ["--router-kv-overlap-score-weight", "0.5"]),
-    ((1, 6), ["--router-prefill-load-scale", "0.5", "--router-kv-overlap-score-credit", "1"]),
-])
+@pytest.mark.parametrize(
+    ("version", "expect"),
+    [
+        ((0, 9), ["--kv-overlap-score-weight", "0.5"]),
+        ((1, 1), ["--router-kv-overlap-score-weight", "0.5"]),
+        ((1, 6), ["--router-prefill-load-scale", "0.5", "--router-kv-overlap-score-credit", "1"]),
+    ],
+)
 def test_router_flags_follow_dynamo_version(version: tuple[int, int], expect: list[str]) -> None:
     args = router_args(version, RouterSettings(temperature=0.7, overlap_weight=0.5))
     assert args[:4] == ["--router-mode", "kv", "--router-temperature", "0.7"]
@@ -49,8 +52,9 @@ def test_router_credit_needs_1_3_and_omega_zero_zeroes_credit() -> None:
         router_args((1, 7), RouterSettings())
 
 
-@pytest.mark.parametrize(("fw", "tp_flag"), [("vllm", "--tensor-parallel-size"), ("sglang", "--tp"),
-                                             ("trtllm", "--tensor-parallel-size")])
+@pytest.mark.parametrize(
+    ("fw", "tp_flag"), [("vllm", "--tensor-parallel-size"), ("sglang", "--tp"), ("trtllm", "--tensor-parallel-size")]
+)
 def test_worker_args_per_framework(fw: str, tp_flag: str) -> None:
     p = make_profile(fw, extra_worker_args=["--x", "1"])
     pre, dec, agg = (worker_args(p, r, 4) for r in ("prefill", "decode", "agg"))
@@ -101,7 +105,9 @@ def test_frontend_log_filter_matches_dynamo_local() -> None:
 
 def test_names_unique_short_and_dns_safe() -> None:
     long_study = "A very long study name about Llama 3.1 405B on GB200 NVL72 (paper section 5)" * 2
-    names = {dgd_name(s, t) for s in ("paper", "paper-2", long_study, long_study + "x") for t in ("1", "2", "trial-0001")}
+    names = {
+        dgd_name(s, t) for s in ("paper", "paper-2", long_study, long_study + "x") for t in ("1", "2", "trial-0001")
+    }
     assert len(names) == 12
     for n in names:
         assert len(n) <= MAX_NAME and n == n.lower() and n[0].isalpha() and n[-1].isalnum()
@@ -110,6 +116,7 @@ def test_names_unique_short_and_dns_safe() -> None:
 
 
 # ---- against the real CRD -----------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fw", FRAMEWORKS)
@@ -120,8 +127,12 @@ def test_rendered_manifest_passes_server_dry_run(kube, namespace, fw: str, shape
     stored = apply(kube, dgd, dry_run=True)
     assert pruned_paths(dgd["spec"], stored["spec"], "spec") == []  # nothing outside the schema
     assert stored["metadata"]["labels"] == dgd["metadata"]["labels"]
-    assert kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace,
-                                                     "dynamographdeployments")["items"] == []
+    assert (
+        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
+            "items"
+        ]
+        == []
+    )
 
 
 @pytest.mark.slow
@@ -138,8 +149,12 @@ def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace) -> 
     assert checks[good["metadata"]["name"]].ok and checks[good["metadata"]["name"]].detail == "would create"
     assert not checks[typo["metadata"]["name"]].ok and "replicaz" in checks[typo["metadata"]["name"]].detail
     assert not checks[bad["metadata"]["name"]].ok and "422" in checks[bad["metadata"]["name"]].detail
-    assert kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace,
-                                                     "dynamographdeployments")["items"] == []
+    assert (
+        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
+            "items"
+        ]
+        == []
+    )
 
 
 @pytest.mark.slow

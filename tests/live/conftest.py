@@ -50,7 +50,15 @@ LIVE_PROFILE: dict[str, Any] = {
 
 def make_small_profile(**workload: Any) -> Profile:
     """Llama-3.1-70B FP8 on H100s with a workload small enough for a 2-core machine."""
-    wl = {"templates": 4, "prefix_tokens": 64, "input_tokens": {"dist": "fixed", "value": 128},
-          "output_tokens": {"dist": "fixed", "value": 16}, "concurrency": [8],
-          "requests_per_point": 80, "warmup_requests": 8, "cooldown_requests": 8, **workload}
+    wl = {
+        "templates": 4,
+        "prefix_tokens": 64,
+        "input_tokens": {"dist": "fixed", "value": 128},
+        "output_tokens": {"dist": "fixed", "value": 16},
+        "concurrency": [8],
+        "requests_per_point": 80,
+        "warmup_requests": 8,
+        "cooldown_requests": 8,
+        **workload,
+    }
     return profile_from_dict({**LIVE_PROFILE, "workload": wl}, "live-h100-70b")

@@ -77,9 +77,15 @@ def template_stickiness(df) -> float:
 def test_affinity_vs_scatter(small_profile) -> None:
     # 16 templates sharing 3 of 4 blocks: with affinity each template stays on one worker and
     # misses once; with omega = 0 the router only balances load and templates miss on both.
-    prof = small_profile(templates=16, prefix_tokens=192, input_tokens={"dist": "fixed", "value": 256},
-                         output_tokens={"dist": "fixed", "value": 8}, requests_per_point=96,
-                         warmup_requests=0, cooldown_requests=0)
+    prof = small_profile(
+        templates=16,
+        prefix_tokens=192,
+        input_tokens={"dist": "fixed", "value": 256},
+        output_tokens={"dist": "fixed", "value": 8},
+        requests_per_point=96,
+        warmup_requests=0,
+        cooldown_requests=0,
+    )
     out = {}
     for name, topo in (("affinity", "2A4@omega=8"), ("scatter", "2A4@omega=0")):
         with DynamoLocalBackend().deploy(prof, parse_topology(topo), trial_id=f"live-{name}") as dep:
@@ -92,8 +98,9 @@ def test_affinity_vs_scatter(small_profile) -> None:
 
 
 def test_worker_killed_mid_burst_fails_the_trial_cleanly(small_profile) -> None:
-    prof = small_profile(output_tokens={"dist": "fixed", "value": 64}, requests_per_point=400,
-                         warmup_requests=0, cooldown_requests=0)
+    prof = small_profile(
+        output_tokens={"dist": "fixed", "value": 64}, requests_per_point=400, warmup_requests=0, cooldown_requests=0
+    )
     dep = DynamoLocalBackend().deploy(prof, parse_topology("2A4"), trial_id="live-kill")
     pids, work = dep.stack.procs.pids(), dep.work_dir
     victim = dep.stack.workers[1].child.pid

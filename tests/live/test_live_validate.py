@@ -14,16 +14,21 @@ from autotune.validate import validate
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-VARIABLE_LENGTHS = {"input_tokens": {"dist": "uniform", "min": 96, "max": 160},
-                    "output_tokens": {"dist": "uniform", "min": 8, "max": 24}}
+VARIABLE_LENGTHS = {
+    "input_tokens": {"dist": "uniform", "min": 96, "max": 160},
+    "output_tokens": {"dist": "uniform", "min": 8, "max": 24},
+}
 
 
-@pytest.mark.parametrize(("topology", "workload", "shares"), [
-    ("1P4-2D4", {}, ("share decode w1", "share decode w2")),
-    # aggregated, cache affinity (Dynamo's default ω = 1). Variable lengths: with fixed ones the
-    # closed loop's TTFT is bimodal and its median flips between modes from run to run.
-    ("2A4", VARIABLE_LENGTHS, ("share decode w0", "share decode w1")),
-])
+@pytest.mark.parametrize(
+    ("topology", "workload", "shares"),
+    [
+        ("1P4-2D4", {}, ("share decode w1", "share decode w2")),
+        # aggregated, cache affinity (Dynamo's default ω = 1). Variable lengths: with fixed ones the
+        # closed loop's TTFT is bimodal and its median flips between modes from run to run.
+        ("2A4", VARIABLE_LENGTHS, ("share decode w0", "share decode w1")),
+    ],
+)
 def test_validate_compares_sim_and_live(small_profile, topology: str, workload: dict, shares: tuple[str, ...]) -> None:
     report = validate(small_profile(**workload), parse_topology(topology), concurrency=8, requests=160, seed=1)
     rows = {r.metric: r for r in report.rows}
@@ -39,11 +44,13 @@ def test_validate_compares_sim_and_live(small_profile, topology: str, workload: 
 
 def test_validate_command_prints_the_table(tmp_path) -> None:
     prof = tmp_path / "p.yaml"
-    prof.write_text("name: tiny-live\ncluster: {nodes: 1, gpu: H100, gpus_per_node: 8}\n"
-                    "model: {name: Llama-3.1-70B, weight_dtype: fp8, kv_dtype: fp8}\nsearch: {operating_point: grid}\n"
-                    "workload: {templates: 2, prefix_tokens: 64, input_tokens: {dist: fixed, value: 128}, "
-                    "output_tokens: {dist: fixed, value: 8}, concurrency: [4], requests_per_point: 40, "
-                    "warmup_requests: 4, cooldown_requests: 4}\n")
+    prof.write_text(
+        "name: tiny-live\ncluster: {nodes: 1, gpu: H100, gpus_per_node: 8}\n"
+        "model: {name: Llama-3.1-70B, weight_dtype: fp8, kv_dtype: fp8}\nsearch: {operating_point: grid}\n"
+        "workload: {templates: 2, prefix_tokens: 64, input_tokens: {dist: fixed, value: 128}, "
+        "output_tokens: {dist: fixed, value: 8}, concurrency: [4], requests_per_point: 40, "
+        "warmup_requests: 4, cooldown_requests: 4}\n"
+    )
     res = CliRunner().invoke(validate_cmd, ["-p", str(prof), "-t", "1A4", "-o", "json"])
     assert res.exit_code == 0, res.output
     assert '"rows"' in res.output and '"ttft_p50_ms"' in res.output
