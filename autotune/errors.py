@@ -11,6 +11,7 @@ EXIT_FAILURE = 1  # unexpected failure (a bug): traceback is shown
 EXIT_BAD_INPUT = 2  # profile, flags, topology strings
 EXIT_INFEASIBLE = 3  # nothing in the search space fits the cluster
 EXIT_BACKEND = 4  # a backend (Dynamo, Kubernetes) failed or answered nonsense
+EXIT_STORAGE = 5  # the study storage or the results directory could not be written (disk full, permissions)
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM (128 + 2); finished trials are kept
 
 
@@ -53,3 +54,9 @@ class Interrupted(AutotuneError):
     """The user or the scheduler asked us to stop; finished work is already saved."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class StorageError(AutotuneError):
+    """The study or its results could not be written; what was saved before stays valid."""
+
+    exit_code = EXIT_STORAGE

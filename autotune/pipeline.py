@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 
 from autotune.adaptive import controller_experiment
+from autotune.errors import InputError
 from autotune.profile import Profile
 from autotune.results.outcome import Outcome
 from autotune.results.writer import write_results
@@ -68,8 +70,38 @@ def run(
 
 
 def report(profile: Profile, cfg: StudyConfig) -> dict[str, Any]:
+    """Re-render from the stored study; refuses a study that holds less than the results it would replace."""
     study = load_study(profile, cfg, create=False)
-    env_path = cfg.results_dir / "environment.json"
-    backend = json.loads(env_path.read_text()).get("backend", {}) if env_path.exists() else {"backend": cfg.backend}
+    backend = _recorded_backend(cfg.results_dir / "environment.json") or {"backend": cfg.backend}
+    _refuse_partial_study(study, cfg.results_dir / "trials.csv")
     prediction = backend.get("backend", "sim") == "sim"
     return finish(profile, study, cfg.results_dir, backend, prediction)
+
+
+def _recorded_backend(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        env = json.loads(path.read_text())
+        backend = env["backend"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: damaged ({type(exc).__name__}: {exc}); restore it or delete it") from None
+    if not isinstance(backend, dict):
+        raise InputError(f"{path}: 'backend' must be a mapping, got {type(backend).__name__}")
+    return backend
+
+
+def _refuse_partial_study(study: optuna.Study, trials_csv: Path) -> None:
+    """A study that lost finished trials (a truncated journal) must not overwrite the full results."""
+    if not trials_csv.exists():
+        return
+    try:
+        had = int((pd.read_csv(trials_csv, usecols=["state"])["state"] == "COMPLETE").sum())
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return  # unreadable old table: nothing trustworthy to protect
+    has = sum(1 for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE)
+    if has < had:
+        raise InputError(
+            f"{trials_csv.parent}: the study holds {has} finished trial(s) but the results list {had}; "
+            "refusing to overwrite them with a partial study (is study.journal truncated?)"
+        )

@@ -6,6 +6,7 @@ Errors a user can cause print one line on stderr and exit with a documented code
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
@@ -17,7 +18,7 @@ from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
 from autotune.cli.validate import validate_cmd
-from autotune.errors import EXIT_INTERRUPTED, AutotuneError
+from autotune.errors import EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +39,9 @@ cli.add_command(simulate)
 cli.add_command(validate_cmd)
 cli.add_command(cleanup_cmd)
 cli.add_command(dgd_cmd)
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _sigterm_is_interrupt() -> None:
@@ -71,4 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:  # disk full, read-only file system, permissions: the environment, not a bug
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"autotune: error: cannot write{where}: {exc.strerror}; finished trials are saved", err=True)
+        sys.exit(EXIT_STORAGE)
     sys.exit(0)

@@ -16,6 +16,7 @@ from autotune.cli.k8s import reconcile_on_resume, validate_plan_against_cluster
 from autotune.cli.options import output_option, study_options
 from autotune.cli.output import emit
 from autotune.errors import InputError
+from autotune.results.directory import check_results_dir, results_lock
 
 SUMMARY_COLUMNS = [
     ("recommended", "recommended"),
@@ -129,16 +130,18 @@ def _execute(
         jobs or ((os.cpu_count() or 1) if backend == "sim" else 1),
         sampler,
     )
-    if backend == "k8s" and resume and (out / "study.journal").exists():
-        _reconcile_cluster(prof, cfg, kw)
-    on_trial, prog = _progress(cfg.trials)
-    try:
-        if prog is not None:
-            prog.start()
-        summary = pipeline.run(prof, cfg, on_trial, {"backend": backend, "sampler": sampler}, prediction)
-    finally:
-        if prog is not None:
-            prog.stop()
+    check_results_dir(out)
+    with results_lock(out):
+        if backend == "k8s" and resume and (out / "study.journal").exists():
+            _reconcile_cluster(prof, cfg, kw)
+        on_trial, prog = _progress(cfg.trials)
+        try:
+            if prog is not None:
+                prog.start()
+            summary = pipeline.run(prof, cfg, on_trial, {"backend": backend, "sampler": sampler}, prediction)
+        finally:
+            if prog is not None:
+                prog.stop()
     emit(
         summary,
         fmt,
@@ -185,7 +188,9 @@ def report(results_dir: str, profile: str | None, storage: str | None, fmt: str)
     out = Path(results_dir)
     if not out.is_dir():
         raise InputError(f"RESULTS_DIR: {out} is not a directory")
-    src = profile or str(out / "profile.resolved.yaml")
-    prof = load_profile(src)
-    summary = pipeline.report(prof, StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed))
+    check_results_dir(out, "RESULTS_DIR")
+    with results_lock(out):
+        prof = load_profile(profile or str(out / "profile.resolved.yaml"))
+        cfg = StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed, read_only=True)
+        summary = pipeline.report(prof, cfg)
     emit(summary, fmt, rows=[summary], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")

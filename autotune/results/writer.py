@@ -22,6 +22,7 @@ from autotune import __version__
 from autotune.dynamo.flags import router_args
 from autotune.k8s.render import render_dgd
 from autotune.results import plots
+from autotune.results.directory import staged
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
 from autotune.results.outcome import Outcome
 from autotune.results.report import render_report
@@ -112,8 +113,30 @@ def recommendation(o: Outcome) -> dict[str, Any]:
     return rec
 
 
+OUTPUTS = {
+    "profile.resolved.yaml",
+    "environment.json",
+    "trials.csv",
+    "trials.parquet",
+    "points.csv",
+    "pareto.csv",
+    "recommended.yaml",
+    "dgd.yaml",
+    "heatmaps.csv",
+    "spike.csv",
+    "summary.json",
+    "report.md",
+    "plots",
+}
+
+
 def write_results(out: Path, o: Outcome) -> dict[str, Any]:
-    """Write every output file; returns the summary (also written as summary.json)."""
+    """Write every output file as one set (staged, then swapped in); returns the summary (summary.json)."""
+    with staged(out, OUTPUTS) as stage:
+        return _write_all(stage, o, out)
+
+
+def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
     p = o.profile
     write_yaml(out / "profile.resolved.yaml", p.resolved_dict(), header=f"# resolved from {p.source}\n")
     write_json(out / "environment.json", environment(o.backend))
@@ -165,7 +188,7 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
         "poa_hat_vs_baseline": rec.get("baseline_comparison", {}).get("poa_hat_ratio"),
         "tok_s_per_gpu_vs_baseline": rec.get("baseline_comparison", {}).get("tok_s_per_gpu_ratio"),
         "controller": {"theta1_ms": o.controller.theta1_ms, "theta2_ms": o.controller.theta2_ms},
-        "results_dir": str(out),
+        "results_dir": str(final),
     }
     write_json(out / "summary.json", summary)
     write_text(out / "report.md", render_report(o, rec, trials, front))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import signal
 import sys
 import time
@@ -34,11 +35,13 @@ from autotune.profile import Profile
 from autotune.scoring import TrialResult
 from autotune.search import trials
 from autotune.search.evaluate import evaluate_topology
+from autotune.search.journal import check_journal
 from autotune.search.space import outside_space, suggest_topology, topology_params
 from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 
 log = logging.getLogger("autotune.search")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log lines say what happened, once
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class StudyConfig:
     seed: int = 0
     jobs: int = 1
     sampler: str = "tpe"
+    read_only: bool = False  # report: never repair or change the study
 
 
 def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
@@ -59,7 +63,9 @@ def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     if cfg.storage:
         return optuna.storages.get_storage(cfg.storage)
     cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(cfg.results_dir / "study.journal")))
+    path = cfg.results_dir / "study.journal"
+    check_journal(path, repair=cfg.resume and not cfg.read_only)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def study_name(profile: Profile) -> str:
@@ -85,6 +91,8 @@ def load_study(
     try:
         storage = storage or open_storage(cfg)
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
         raise InputError(f"--storage: cannot open {cfg.storage or cfg.results_dir}: {exc}") from None
     if name in existing and create and not cfg.resume:
@@ -99,9 +107,12 @@ def load_study(
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
     # a resumed sampler must not replay its start-up points (optuna #3255): offset its seed
     sampler = make_sampler(cfg.sampler, cfg.seed + n_before)
-    study = optuna.create_study(
-        study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler, load_if_exists=True
-    )
+    if name in existing:  # load, not create(load_if_exists): that would append a record even for `report`
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    else:
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler
+        )
     if name not in existing:
         study.set_metric_names(list(trials.OBJECTIVES))
         study.set_user_attr("profile_digest", profile.digest())
@@ -117,6 +128,27 @@ def load_study(
             f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new --results"
         )
     return study
+
+
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
+STALE = "left RUNNING by an interrupted run; failed on resume"
+
+
+def requeue_interrupted_baselines(study: optuna.Study, profile: Profile) -> list[str]:
+    """A baseline cut short by an interrupt runs again on resume: the report compares against it."""
+    by_label: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if trials.is_baseline(t):
+            by_label.setdefault(t.user_attrs[trials.BASELINE], []).append(t)
+    requeued = []
+    for topo in baseline_topologies(profile):
+        label = topo.to_string()
+        runs = by_label.get(label, [])
+        cut = [t for t in runs if t.state == TrialState.FAIL and trials.reason(t) in (INTERRUPTED, STALE)]
+        if cut and len(cut) == len(runs) and not outside_space(topo, profile):
+            study.enqueue_trial(topology_params(topo, profile), user_attrs={trials.BASELINE: label})
+            requeued.append(label)
+    return requeued
 
 
 def baseline_topologies(profile: Profile) -> list[Topology]:
@@ -196,6 +228,12 @@ class _InFlight:
     started: float = field(default_factory=time.monotonic)
 
 
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C and SIGTERM to the parent, which fails their trials and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class _Loop:
     """One study run: ask, prune what cannot run, evaluate (in a pool on ``-j N``), record, tell.
 
@@ -211,7 +249,7 @@ class _Loop:
             "requests": s.requests_per_point,
             "backend_options": dict(cfg.backend_options),
         }
-        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=_worker_init) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}
         self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
 
@@ -298,9 +336,12 @@ class _Loop:
             trial.set_user_attr(trials.FAIL_REASON, why)
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+            if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
+                for child in multiprocessing.active_children():
+                    child.terminate()
 
 
 def _raise_if_nothing_ran(study: optuna.Study) -> None:
@@ -320,6 +361,10 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = Non
     stale = fail_stale_trials(study, storage)
     if stale:
         log.warning("failed %d trial(s) left RUNNING by an interrupted run: %s", len(stale), stale)
+    with _signals_deferred():
+        again = requeue_interrupted_baselines(study, profile)
+    if again:
+        log.info("resume: the interrupted baseline(s) %s run again", ", ".join(again))
     loop = _Loop(profile, cfg, study, on_trial)
     try:
         with _sigterm_as_interrupt():
@@ -327,7 +372,7 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = Non
         _raise_if_nothing_ran(study)
     except KeyboardInterrupt:
         with _signals_deferred():
-            loop.fail_unfinished("interrupted (Ctrl-C or SIGTERM)")
+            loop.fail_unfinished(INTERRUPTED)
         raise Interrupted(
             f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume"
         ) from None
