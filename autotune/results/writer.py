@@ -156,7 +156,7 @@ def write_results(out: Path, o: Outcome) -> dict[str, Any]:
         "profile": p.name,
         "prediction": o.prediction,
         "backend": o.backend.get("backend"),
-        "trials": {k.lower(): int(v) for k, v in counts.items()},
+        "trials": {str(k).lower(): int(v) for k, v in counts.items()},
         "recommended": rec["topology"]["string"],
         "gpus": rec["topology"]["gpus"],
         **{k: v for k, v in headline(o.chosen).items()},
