@@ -7,6 +7,7 @@ weights and heads, the engine's memory settings and the workload's longest reque
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from autotune.profile import Profile
 from autotune.topology import Topology
@@ -103,7 +104,7 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
 def max_request_tokens(profile: Profile) -> int:
     """Longest request (input + output) the workload can send: the KV pool must hold one."""
 
-    def hi(d: object) -> int:
+    def hi(d: Any) -> int:
         for attr in ("value", "max"):
             v = getattr(d, attr, None)
             if v:

@@ -231,11 +231,15 @@ class SloSpec(_Strict):
     itl_p99_ms: Pos | None = None
 
 
+def _default_tps() -> list[Literal[1, 2, 4, 8, 16]]:
+    return [1, 2, 4, 8]
+
+
 class SearchSpace(_Strict):
     trials: PosInt = 100
-    prefill_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    decode_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
-    aggregated_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    prefill_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
+    decode_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
+    aggregated_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
     allow_aggregated: bool = True
     max_prefill_workers: PosInt = 8
     max_decode_workers: PosInt = 16

@@ -123,8 +123,8 @@ def worker_shares(run: PointRun) -> dict[str, float]:
     )
     for col in cols:
         counts = ok[col].value_counts(normalize=True)
-        for w, share in counts.items():
-            out[f"{col.split('_')[0]} w{int(w)}"] = float(share) * 100
+        for w, share in counts.items():  # the ignore: w is a worker id; pandas-stubs types labels as Hashable
+            out[f"{col.split('_')[0]} w{int(w)}"] = float(share) * 100  # type: ignore[call-overload]
     return out
 
 
@@ -236,13 +236,13 @@ def validate(
         itl_ms, itl_weight = with_delivery_noise(sim_run.itl_ms, sim_run.itl_weight, token_jitter_ms)
         sim_run = dataclasses.replace(sim_run, itl_ms=itl_ms, itl_weight=itl_weight)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
-    timing = {
+    timing_info = {
         **dep.plan.describe(),
         "frontend_jitter_ms": round(sim_profile.dynamo.frontend_jitter_ms, 3),
         "token_jitter_ms": round(token_jitter_ms, 3),
     }
     report = ValidationReport(
-        profile.name, topology.to_string(), c, n, timing, sim=sim_m, live=live_m, live_meta=live_run.meta
+        profile.name, topology.to_string(), c, n, timing_info, sim=sim_m, live=live_m, live_meta=live_run.meta
     )
     report.rows = compare(sim_m, live_m, sim_run, live_run)
     return report

@@ -10,6 +10,7 @@ for setup in scripts/setup_dynamo.sh scripts/setup_kube.sh; do
 done
 ruff check .
 ruff format --check .
+python3 -m mypy
 set +e
 python3 -m pytest -q "$@"
 rc=$?

@@ -8,7 +8,7 @@ and Ctrl-C alike.
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Self
 
 from autotune.profile import Profile
 from autotune.records import PointRun
@@ -38,7 +38,7 @@ class Deployment(abc.ABC):
     def close(self) -> None:  # noqa: B027 - nothing to tear down by default (the simulator)
         """Tear down everything ``deploy`` started; must be idempotent."""
 
-    def __enter__(self) -> Deployment:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

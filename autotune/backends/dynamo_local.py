@@ -27,7 +27,7 @@ from autotune.errors import BackendError, InfeasibleError
 from autotune.feasibility import check_feasibility
 from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.prompts import Vocabulary, plan_burst, render_bodies
+from autotune.loadgen.prompts import Api, Vocabulary, plan_burst, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
@@ -93,7 +93,7 @@ class DynamoLocalDeployment(Deployment):
             max_wall_s=self.backend.max_burst_s,
         )
         fe_metrics = f"{stack.base_url}/metrics"
-        before = {
+        before: dict[str | int, scrape.Snapshot] = {
             "frontend": scrape.scrape(fe_metrics),
             **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers},
         }
@@ -105,7 +105,7 @@ class DynamoLocalDeployment(Deployment):
             reason = burst.aborted
             self.close()
             raise BackendError(f"dynamo-local: trial {self.trial_id or '?'} failed during the burst: {reason}")
-        after = {
+        after: dict[str | int, scrape.Snapshot] = {
             "frontend": scrape.scrape(fe_metrics),
             **{w_.index: scrape.scrape(w_.metrics_url) for w_ in stack.workers},
         }
@@ -186,7 +186,7 @@ class DynamoLocalBackend(Backend):
         *,
         timing: str = "roofline",
         speedup: float = 1.0,
-        api: str = "completions",
+        api: Api = "completions",
         python: str | None = None,
         ready_timeout_s: float = 60.0,
         request_timeout_s: float = 60.0,

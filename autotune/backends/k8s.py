@@ -30,7 +30,7 @@ from autotune.k8s.diagnose import PodWatcher
 from autotune.k8s.lifecycle import TrialFailed, apply, delete, wait_gone, wait_ready
 from autotune.k8s.render import render_dgd, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.prompts import Vocabulary, plan_burst, render_bodies
+from autotune.loadgen.prompts import Api, Vocabulary, plan_burst, render_bodies
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
@@ -163,7 +163,8 @@ class K8sDeployment(Deployment):
             raise BackendError(f"k8s: trial {self.trial_id}: deployment already closed")
         if controller is not None:
             raise BackendError("k8s: router settings cannot change during a live point (use set_router between points)")
-        w, api = self.profile.workload, "completions"
+        w = self.profile.workload
+        api: Api = "completions"
         n = requests or w.requests_per_point
         plan = plan_burst(w, n, vocab=_VOCAB, api=api, seed=seed, profile_seed=self.profile.seed)
         specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
@@ -291,10 +292,11 @@ def _pod_log(dep: K8sDeployment, since_s: float) -> tuple[str, str]:
     pods = dep.kube.core.list_namespaced_pod(
         dep.namespace, label_selector=f"{POD_LABEL_DGD}={dep.name}", _request_timeout=10
     )
-    fronts = [p for p in pods.items if "frontend" in p.metadata.name]
+    # The ignores: the client types every field Optional; the API server always sets metadata.name.
+    fronts = [p for p in pods.items if "frontend" in p.metadata.name]  # type: ignore[union-attr,operator]
     if not fronts:
         raise BackendError("no frontend pod found")
-    name = fronts[0].metadata.name
+    name: str = fronts[0].metadata.name  # type: ignore[union-attr,assignment]
     return dep.kube.core.read_namespaced_pod_log(
         name, dep.namespace, since_seconds=math.ceil(since_s), _request_timeout=30
     ), f"pod {name}"

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 _KEYS = (b"Selected worker", b"ROUTING_INPUT", b"route request completed", b'"request completed"')
 
@@ -85,11 +86,11 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _int(v: object) -> int | None:
+def _int(v: Any) -> int | None:
     if v is None or v == "":
         return None
     try:
-        return int(v)  # type: ignore[arg-type]
+        return int(v)
     except (TypeError, ValueError):
         return None
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"]
 CHAT_TEMPLATE = (
@@ -107,17 +108,17 @@ def build(out: str, vocab_size: int = 4096) -> int:
     return vocab
 
 
-def _word_table(tok: object) -> dict[str, object]:
+def _word_table(tok: Any) -> dict[str, object]:  # tok: a tokenizers.Tokenizer (optional, lazy import)
     """Single-token words (checked by re-encoding) and the chat template's fixed token overhead."""
     words: list[str] = []
     word_ids: list[int] = []
-    for piece, tid in sorted(tok.get_vocab().items()):  # type: ignore[attr-defined]
+    for piece, tid in sorted(tok.get_vocab().items()):
         if not piece.startswith("Ġ"):
             continue
         word = piece[1:]
         if not (word.isascii() and word.isalpha() and 2 <= len(word) <= 12):
             continue
-        ids = tok.encode(" " + word, add_special_tokens=False).ids  # type: ignore[attr-defined]
+        ids = tok.encode(" " + word, add_special_tokens=False).ids
         if ids == [tid]:
             words.append(word)
             word_ids.append(tid)
@@ -129,15 +130,15 @@ def _word_table(tok: object) -> dict[str, object]:
         + probe
         + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     )
-    chat_total = len(tok.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
-    plain = len(tok.encode(" " + probe, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+    chat_total = len(tok.encode(text, add_special_tokens=False).ids)
+    plain = len(tok.encode(" " + probe, add_special_tokens=False).ids)
     return {
         "version": BUILD_VERSION,
         "words": words,
         "word_ids": word_ids,
         "chat_overhead_tokens": chat_total - plain,
         "vocab_size": tok.get_vocab_size(),
-    }  # type: ignore[attr-defined]
+    }
 
 
 def is_complete(path: Path) -> bool:

@@ -57,7 +57,9 @@ class PodWatcher:
             seen.add(key)
             first = self.first_seen.setdefault(key, now)
             if fatal or now - first >= self.grace_s:
-                failure.reason += recent_warnings(kube, namespace, pod.metadata.name)
+                # The ignore: the client types every field Optional; the API server always sets metadata.name.
+                pod_name: str = pod.metadata.name  # type: ignore[union-attr,assignment]
+                failure.reason += recent_warnings(kube, namespace, pod_name)
                 return failure
         for key in list(self.first_seen):
             if key not in seen:

@@ -28,7 +28,7 @@ class Leftover:
 def list_leftovers(kube: Kube, namespace: str, study: str | None = None) -> list[Leftover]:
     """Graphs autotune made in ``namespace`` (one study, or all)."""
     sel = study_selector(label_value(study) if study else None)
-    lst = call(
+    lst: Any = call(  # a JSON dict (the generated client types custom objects as object)
         lambda: kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=sel),
         what=f"list autotune graphs in {namespace}",
     )
@@ -113,14 +113,14 @@ def plan(kube: Kube, dgds: list[dict[str, Any]]) -> list[PlanCheck]:
     for dgd in dgds:
         md = dgd["metadata"]
         try:
-            exists = bool(
-                call(
-                    lambda md=md: kube.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"
-                    ),
-                    what=f"look up {md['name']}",
-                ).get("items")
+            # A JSON dict, as above. The ignore: mypy cannot infer a lambda with a default argument (md=md, for B023).
+            found: Any = call(
+                lambda md=md: kube.custom.list_namespaced_custom_object(  # type: ignore[misc]
+                    GROUP, VERSION, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"
+                ),
+                what=f"look up {md['name']}",
             )
+            exists = bool(found.get("items"))
             stored = apply(kube, dgd, dry_run=True)
         except BackendError as exc:
             checks.append(PlanCheck(md["name"], False, str(exc)))

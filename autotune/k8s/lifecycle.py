@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from kubernetes import watch
@@ -63,7 +63,7 @@ def apply(kube: Kube, dgd: dict[str, Any], *, dry_run: bool = False) -> dict[str
         what=f"apply {md['name']}{' (dry run)' if dry_run else ''}",
         on_conflict=lambda: None,  # SSA re-sends the whole intent; nothing to re-read
     )
-    return json.loads(resp.data)
+    return json.loads(cast(urllib3.BaseHTTPResponse, resp).data)  # _preload_content=False: the raw response
 
 
 def readiness(obj: dict[str, Any]) -> Readiness:
@@ -71,7 +71,7 @@ def readiness(obj: dict[str, Any]) -> Readiness:
     md, st = obj.get("metadata", {}), obj.get("status") or {}
     if st.get("observedGeneration") != md.get("generation"):
         return Readiness(False, None, f"operator to observe generation {md.get('generation')}")
-    cond = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    cond: dict[str, Any] = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
     state = st.get("state", "")
     if state == "failed":
         return Readiness(False, cond.get("message") or cond.get("reason") or "state failed", "")
@@ -93,7 +93,7 @@ def readiness(obj: dict[str, Any]) -> Readiness:
 
 def _get(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any] | None, str]:
     """The object (or None) and a resourceVersion to watch from."""
-    lst = call(
+    lst: Any = call(  # a JSON dict (the generated client types custom objects as object)
         lambda: kube.custom.list_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, field_selector=f"metadata.name={name}"
         ),

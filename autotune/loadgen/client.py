@@ -214,8 +214,8 @@ async def run_burst_async(
             if not work.done():
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
-        if work.done() and not work.cancelled() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
+        if work.done() and not work.cancelled() and (exc := work.exception()) is not None:
+            raise exc
     for rec in records:
         if rec.status == "pending" and rec.send_s == rec.send_s:
             rec.status, rec.error = "cancelled", aborted or "burst stopped"

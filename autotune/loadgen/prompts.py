@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,12 +35,12 @@ class Vocabulary:
     chat_overhead_tokens: int
 
     @classmethod
-    def from_table(cls, table: dict[str, object]) -> Vocabulary:
-        words = tuple(table["words"])  # type: ignore[arg-type]
-        ids = tuple(table["word_ids"])  # type: ignore[arg-type]
+    def from_table(cls, table: dict[str, Any]) -> Vocabulary:
+        words = tuple(table["words"])
+        ids = tuple(table["word_ids"])
         if len(words) != len(ids) or len(words) < 16:
             raise ValueError("word table has too few single-token words")
-        return cls(words, ids, int(table["chat_overhead_tokens"]))  # type: ignore[arg-type]
+        return cls(words, ids, int(table["chat_overhead_tokens"]))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,11 @@ class NpzTables:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **{k: np.asarray(getattr(self, k), dtype=np.float64) for k in NPZ_KEYS})
+        # The ignore: mypy matches the unpacked dict against savez's allow_pickle: bool too.
+        np.savez(
+            path,
+            **{k: np.asarray(getattr(self, k), dtype=np.float64) for k in NPZ_KEYS},  # type: ignore[arg-type]
+        )
         return path
 
     @classmethod

@@ -72,7 +72,7 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         else "No trial met the SLOs.\n",
         "## Trials",
         "",
-        ", ".join(f"{k.lower()}: {v}" for k, v in trials["state"].value_counts().items()),
+        ", ".join(f"{str(k).lower()}: {v}" for k, v in trials["state"].value_counts().items()),
         "",
         "Files: `recommended.yaml`, `dgd.yaml`, `trials.csv`/`trials.parquet`, `points.csv`, `pareto.csv`, "
         "`heatmaps.csv`, `spike.csv`, `summary.json`, `plots/`.",

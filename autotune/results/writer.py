@@ -179,7 +179,7 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         "profile": p.name,
         "prediction": o.prediction,
         "backend": o.backend.get("backend"),
-        "trials": {k.lower(): int(v) for k, v in counts.items()},
+        "trials": {str(k).lower(): int(v) for k, v in counts.items()},
         "recommended": rec["topology"]["string"],
         "gpus": rec["topology"]["gpus"],
         **{k: v for k, v in headline(o.chosen).items()},

@@ -38,7 +38,9 @@ def suggest_topology(trial: optuna.Trial, profile: Profile) -> Topology:
     router = RouterSettings(
         temperature=_float(trial, "temperature", s.temperature, s.router_step),
         overlap_weight=_float(trial, "overlap_weight", s.overlap_weight, s.router_step),
-        overlap_credit=_float(trial, "overlap_credit", s.overlap_credit, s.router_step) if has_credit(profile) else 1.0,
+        overlap_credit=_float(trial, "overlap_credit", s.overlap_credit, s.router_step)
+        if has_credit(profile) and s.overlap_credit
+        else 1.0,
     )
     if mode == "agg":
         tp = trial.suggest_categorical("agg_tp", list(s.aggregated_tp))
@@ -76,10 +78,11 @@ def enumerate_space(profile: Profile) -> list[Topology]:
     s = profile.search
     if s.router_step is None:
         raise ValueError("enumerate_space needs search.router_step")
+    step = s.router_step
 
     def grid(bounds: tuple[float, float]) -> list[float]:
         lo, hi = bounds
-        return [round(float(x), 10) for x in np.arange(lo, hi + s.router_step / 2, s.router_step)] if hi > lo else [lo]
+        return [round(float(x), 10) for x in np.arange(lo, hi + step / 2, step)] if hi > lo else [lo]
 
     credits = grid(s.overlap_credit) if has_credit(profile) and s.overlap_credit else [1.0]
     routers = [

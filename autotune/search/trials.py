@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Final
 
 import optuna
 import pandas as pd
@@ -25,7 +25,7 @@ PRUNE_REASON, FAIL_REASON, DURATION_S = "prune_reason", "fail_reason", "duration
 POINTS, META = "points", "meta"
 SCALARS = ("knee_concurrency", "ttft_p99_ms", "itl_p99_ms", "output_tok_s", "slo_ok")
 OBJECTIVES = ("poa_hat", "tok_s_per_gpu")  # Optuna values, in this order
-DIRECTIONS = ("minimize", "maximize")
+DIRECTIONS: Final = ("minimize", "maximize")  # Final keeps the literal types optuna wants
 
 
 def record(trial: optuna.Trial, res: TrialResult) -> None:

@@ -153,6 +153,7 @@ class ClusterSim:
 
     def _issue(self, now: float, client: int) -> None:
         reqs = self._requests
+        assert reqs is not None  # set by run_closed/run_open
         rid = self._next_rid
         if rid >= len(reqs):
             return

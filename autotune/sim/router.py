@@ -73,7 +73,7 @@ class KvRouter:
             omega, credit = s.overlap_weight, s.effective_credit
             overlaps = [caches[w].match(hashes) for w in candidates]
         if stage == "decode":
-            logits = [ab[w] + req_blocks for w in candidates]
+            logits: list[float] = [ab[w] + req_blocks for w in candidates]
         elif stage == "prefill":
             logits = (
                 [
@@ -109,7 +109,12 @@ class KvRouter:
         return self.busy_prefill_tokens is not None and state.active_prefill_tokens[w] > self.busy_prefill_tokens
 
     def _pick(
-        self, pool: list[int], logits: list[float], candidates: list[int], caches: list[KvCache], temperature: float
+        self,
+        pool: list[int],
+        logits: list[float],
+        candidates: list[int] | range,
+        caches: list[KvCache],
+        temperature: float,
     ) -> int:
         if len(pool) == 1:
             return pool[0]
