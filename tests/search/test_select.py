@@ -1,0 +1,134 @@
+"""The recommendation rule (``search/select.py``) on small in-memory studies.
+
+Among the trials that meet the SLOs, the Pareto front is normalised to [0, 1] on both objectives and
+the trial closest to the utopia point wins; ties go to fewer GPUs, then to router settings closest to
+Dynamo's defaults (τ 0, ω 1), then the earlier trial. With no trial meeting the SLOs, the least total
+violation wins and the selection says ``slo_met`` False.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from autotune.errors import InfeasibleError
+from autotune.search import trials
+from autotune.search.select import select
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+ROUTER = {"temperature": FloatDistribution(0.0, 1.0), "overlap_weight": FloatDistribution(0.0, 2.0)}
+
+
+def _study() -> optuna.Study:
+    return optuna.create_study(directions=list(trials.DIRECTIONS))
+
+
+def _add(
+    study: optuna.Study,
+    poa: float,
+    tput: float,
+    *,
+    gpus: int = 8,
+    cons: dict[str, float] | None = None,
+    tau: float = 0.0,
+    omega: float = 1.0,
+) -> int:
+    """One completed trial; returns its number."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[poa, tput],
+            params={"temperature": tau, "overlap_weight": omega},
+            distributions=dict(ROUTER),
+            user_attrs={trials.GPUS: gpus, trials.TOPOLOGY: f"{gpus} GPUs"},
+            constraints=cons if cons is not None else {"ttft_p99": -0.1, "itl_p99": -0.2},
+        )
+    )
+    return study.trials[-1].number
+
+
+def test_closest_to_utopia_wins_among_feasible_front() -> None:
+    s = _study()
+    a = _add(s, 1.0, 100.0)  # best PoA-hat, poor throughput: distance 1
+    b = _add(s, 1.2, 300.0)  # near both bests: distance hypot(0.2, 20/220) ≈ 0.22
+    c = _add(s, 2.0, 320.0)  # best throughput, worst PoA-hat: distance 1
+    _add(s, 1.5, 200.0)  # dominated by b
+    _add(s, 0.5, 1000.0, cons={"ttft_p99": 0.5, "itl_p99": -0.2})  # dominates all, but misses the TTFT SLO
+    sel = select(s)
+    assert sel.slo_met is True
+    assert sel.trial.number == b
+    assert [t.number for t in sel.front] == [a, b, c]  # sorted by PoA-hat, the infeasible one left out
+
+
+def test_equal_scores_go_to_fewer_gpus_before_router_defaults() -> None:
+    s = _study()
+    _add(s, 1.1, 200.0, gpus=16)  # earlier, Dynamo-default router, but more GPUs
+    few = _add(s, 1.1, 200.0, gpus=8, tau=0.8, omega=0.1)
+    assert select(s).trial.number == few
+
+
+def test_equal_scores_and_gpus_go_to_router_closest_to_dynamo_defaults() -> None:
+    s = _study()
+    _add(s, 1.1, 200.0, tau=0.6, omega=1.0)  # |τ| + |ω−1| = 0.6
+    _add(s, 1.1, 200.0, tau=0.0, omega=0.5)  # 0.5
+    near = _add(s, 1.1, 200.0, tau=0.1, omega=0.9)  # 0.2
+    _add(s, 1.1, 200.0, tau=0.0, omega=1.3)  # 0.3
+    assert select(s).trial.number == near
+
+
+def test_full_tie_goes_to_the_earlier_trial() -> None:
+    s = _study()
+    first = _add(s, 1.1, 200.0, tau=0.2, omega=1.0)
+    _add(s, 1.1, 200.0, tau=0.0, omega=0.8)
+    assert select(s).trial.number == first
+
+
+def _told(study: optuna.Study, poa: float, tput: float, cons: dict[str, float], gpus: int = 8) -> int:
+    """A trial as the search writes it: ask, constraints by name, tell."""
+    t = study.ask()
+    t.set_user_attr(trials.GPUS, gpus)
+    for name, value in cons.items():
+        t.set_constraint(name, value)
+    study.tell(t, [poa, tput])
+    return t.number
+
+
+def test_no_trial_meets_the_slo_least_total_violation_wins() -> None:
+    s = _study()
+    _told(s, 1.0, 900.0, {"ttft_p99": 0.5, "itl_p99": 0.0})  # total 0.5, best objectives
+    _told(s, 1.1, 800.0, {"ttft_p99": 0.2, "itl_p99": 0.2})  # total 0.4
+    least = _told(s, 1.4, 300.0, {"ttft_p99": -0.5, "itl_p99": 0.3})  # total 0.3: a met SLO does not offset
+    _told(s, 1.2, 700.0, {"ttft_p99": 0.35, "itl_p99": -0.9})  # total 0.35
+    assert trials.violation(s.trials[least]) == pytest.approx(0.3)
+    sel = select(s)
+    assert sel.slo_met is False
+    assert sel.trial.number == least
+    assert sel.front == ()
+
+
+def test_no_trial_meets_the_slo_equal_violation_goes_to_better_poa() -> None:
+    s = _study()
+    _add(s, 1.3, 900.0, cons={"ttft_p99": 0.2})
+    better = _add(s, 1.1, 100.0, cons={"ttft_p99": 0.2})
+    sel = select(s)
+    assert (sel.trial.number, sel.slo_met) == (better, False)
+
+
+def test_failed_trials_and_infinite_objectives_are_ignored() -> None:
+    s = _study()
+    ok = _add(s, 1.2, 300.0)
+    _add(s, float("inf"), 5000.0)  # complete, but PoA-hat could not be priced
+    t = s.ask()
+    s.tell(t, state=optuna.trial.TrialState.FAIL)
+    sel = select(s)
+    assert sel.trial.number == ok
+    assert [t.number for t in sel.front] == [ok]
+
+
+def test_nothing_completed_is_an_infeasible_error() -> None:
+    s = _study()
+    t = s.ask()
+    s.tell(t, state=optuna.trial.TrialState.PRUNED)
+    with pytest.raises(InfeasibleError, match="no trial completed"):
+        select(s)

@@ -1,0 +1,118 @@
+"""The stored trial (``search/trials.py``): ``record`` then ``read_result`` gives back the identical
+``TrialResult``, in memory and through an RDB storage (what ``--resume`` and ``report`` read)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autotune.metrics import PointMetrics
+from autotune.scoring import PointScore, TrialResult
+from autotune.search import trials
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _metrics(concurrency: int, scale: float) -> PointMetrics:
+    return PointMetrics(
+        concurrency=concurrency,
+        requests=120,
+        rejected=1,
+        errors=2,
+        output_tok_s=5123.25 * scale,
+        tok_s_per_gpu=640.40625 * scale,
+        req_s=12.5,
+        ttft_p50_ms=81.0,
+        ttft_p99_ms=310.75 * scale,
+        itl_p50_ms=11.5,
+        itl_p99_ms=24.125,
+        itl_mean_ms=12.0625,
+        e2e_p99_ms=4100.5,
+        prefix_hit_rate=0.4375,
+        preemptions=3,
+    )
+
+
+def _result() -> TrialResult:
+    points = (
+        PointScore(_metrics(16, 1.0), 1.0625, {"prefill": 1.125, "decode": 1.03125}, 1.05, 1.2, "below"),
+        PointScore(_metrics(64, 2.0), 1.375, {"prefill": 1.5, "decode": 1.25}, 1.3, 1.6, "saturated"),
+    )
+    return TrialResult(
+        topology="1xP(tp4)+2xD(tp2)",
+        gpus=8,
+        points=points,
+        knee_concurrency=64,
+        poa_objective=1.375,
+        tok_s_per_gpu=1280.8125,
+        output_tok_s=10246.5,
+        ttft_p99_ms=621.5,
+        itl_p99_ms=24.125,
+        constraints={"ttft_p99": -0.25, "itl_p99": 0.5},
+        meta={"seed": 7, "backend": "sim", "concurrency": [16, 64]},
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def study(request: pytest.FixtureRequest, tmp_path: Path) -> optuna.Study:
+    storage = None if request.param == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
+    return optuna.create_study(storage=storage, directions=list(trials.DIRECTIONS))
+
+
+def _round_trip(study: optuna.Study, res: TrialResult) -> TrialResult:
+    t = study.ask()
+    trials.record(t, res)
+    study.tell(t, trials.objective_values(res))
+    (frozen,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    return trials.read_result(frozen)
+
+
+def test_record_then_read_gives_the_identical_result(study: optuna.Study) -> None:
+    res = _result()
+    back = _round_trip(study, res)
+    assert back == res
+    assert back.slo_ok is False and back.points[1].metrics.preemptions == 3
+    assert type(back.points[0].metrics.concurrency) is int and type(back.gpus) is int
+
+
+def test_stored_trial_reads_the_same_everywhere(study: optuna.Study) -> None:
+    res = _result()
+    _round_trip(study, res)
+    (t,) = study.trials
+    assert trials.constraints(t) == res.constraints
+    assert trials.violation(t) == pytest.approx(0.5)
+    assert trials.headline(t)["knee_concurrency"] == 64
+    assert trials.points(t) == res.points
+    assert t.user_attrs[trials.GPUS] == 8 and t.user_attrs["slo_ok"] is False
+    row = trials.trials_frame(study).iloc[0]
+    assert (row["topology"], row["poa_hat"], row["tok_s_per_gpu"]) == (res.topology, 1.375, 1280.8125)
+
+
+def test_nan_fields_survive_as_nan(study: optuna.Study) -> None:
+    """An unpriceable point (PoA-hat NaN), a point with no completed request (latencies NaN) and no
+    knee: the objectives stay finite (Optuna fails a NaN value), everything else comes back NaN/None."""
+    res = _result()
+    empty = dataclasses.replace(
+        res.points[0].metrics, requests=0, ttft_p50_ms=math.nan, ttft_p99_ms=math.nan, itl_mean_ms=math.nan
+    )
+    nan_point = PointScore(empty, math.nan, {"prefill": math.nan}, math.nan, math.nan, "")
+    res = dataclasses.replace(
+        res, points=(nan_point, res.points[1]), knee_concurrency=None, ttft_p99_ms=math.nan, itl_p99_ms=math.nan
+    )
+    back = _round_trip(study, res)
+    p = back.points[0]
+    assert all(math.isnan(v) for v in (p.poa_hat, p.poa_by_stage["prefill"], p.poa_window_median, p.poa_window_p90))
+    assert all(math.isnan(v) for v in (p.metrics.ttft_p50_ms, p.metrics.ttft_p99_ms, p.metrics.itl_mean_ms))
+    assert math.isnan(back.ttft_p99_ms) and math.isnan(back.itl_p99_ms)
+    assert back.knee_concurrency is None
+    # everything that is not NaN is unchanged
+    assert back.points[1] == res.points[1]
+    assert dataclasses.replace(p.metrics, ttft_p50_ms=0.0, ttft_p99_ms=0.0, itl_mean_ms=0.0) == dataclasses.replace(
+        empty, ttft_p50_ms=0.0, ttft_p99_ms=0.0, itl_mean_ms=0.0
+    )
+    same = dict(ttft_p99_ms=0.0, itl_p99_ms=0.0, points=())
+    assert dataclasses.replace(back, **same) == dataclasses.replace(res, **same)
