@@ -31,6 +31,8 @@ from optuna.trial import TrialState
 from autotune.errors import AutotuneError, InfeasibleError, InputError, Interrupted
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
+from autotune.redact import redact_text
+from autotune.results.files import private_dir, private_file
 from autotune.scoring import TrialResult
 from autotune.search import trials
 from autotune.search.evaluate import evaluate_topology
@@ -58,8 +60,8 @@ def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     """The study's storage: ``--storage URL`` or the journal file in the results directory."""
     if cfg.storage:
         return optuna.storages.get_storage(cfg.storage)
-    cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(cfg.results_dir / "study.journal")))
+    journal = private_file(private_dir(cfg.results_dir) / "study.journal")  # 0600, whatever Optuna's umask
+    return JournalStorage(JournalFileBackend(str(journal)))
 
 
 def study_name(profile: Profile) -> str:
@@ -86,14 +88,15 @@ def load_study(
         storage = storage or open_storage(cfg)
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
-        raise InputError(f"--storage: cannot open {cfg.storage or cfg.results_dir}: {exc}") from None
+        where = redact_text(cfg.storage) if cfg.storage else cfg.results_dir
+        raise InputError(f"--storage: cannot open {where}: {redact_text(str(exc))}") from None
     if name in existing and create and not cfg.resume:
         raise InputError(
             f"--results: {cfg.results_dir} already holds study {name!r}; pass --resume to continue it "
             "or choose another --results directory"
         )
     if name not in existing and not create:
-        raise InputError(f"no study {name!r} in {cfg.storage or cfg.results_dir}")
+        raise InputError(f"no study {name!r} in {redact_text(cfg.storage) if cfg.storage else cfg.results_dir}")
     n_before = 0
     if name in existing:
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
