@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from autotune import catalog
 from autotune.errors import InputError, ProfileError
@@ -35,6 +37,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     Pos,
     PosInt,
     SearchSpace,
+    SecretRef,
     SloSpec,
     SpikeSpec,
     UniformDist,
@@ -56,6 +59,11 @@ def shipped_profiles_dir() -> Path:
 PROFILES_DIR = shipped_profiles_dir()
 
 
+# a profile's name names its results directory and study: one path component, no traversal
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+MAX_PROFILE_BYTES = 1 << 20  # a profile (or a parent it extends) larger than this is refused
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -70,6 +78,16 @@ class Profile(_Strict):
     baselines: list[str] = Field(default_factory=list)  # topology strings, e.g. the paper's 1P4-5D4
     seed: int = 0
     source: str = Field(default="<memory>", exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.match(NAME_PATTERN, v):
+            raise ValueError(
+                f"must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit "
+                f"(it names the results directory), got {v!r}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Profile:
@@ -133,13 +151,31 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path, display: str) -> dict[str, Any]:
+def _read_text(path: Path, display: str) -> str:
+    """A regular file of at most ``MAX_PROFILE_BYTES`` of UTF-8: never a device, FIFO or directory
+    (``extends: /dev/zero`` would read forever)."""
     try:
-        text = path.read_text()
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ProfileError(display, "", "not a regular file")
+        if st.st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(display, "", f"larger than {MAX_PROFILE_BYTES // 1024} KiB; not a profile")
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
     except FileNotFoundError:
         raise ProfileError(display, "", "file not found") from None
     except OSError as exc:
         raise ProfileError(display, "", f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(display, "", f"larger than {MAX_PROFILE_BYTES // 1024} KiB; not a profile")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(display, "", f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_yaml(path: Path, display: str) -> dict[str, Any]:
+    text = _read_text(path, display)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -178,6 +214,8 @@ def _load_raw(path: Path, display: str, seen: tuple[Path, ...] = ()) -> dict[str
         raise ProfileError(display, "extends", f"cycle through {parent!r}")
     if not ppath.exists():
         raise ProfileError(display, "extends", f"profile {parent!r} not found")
+    if not ppath.is_file():
+        raise ProfileError(display, "extends", f"{parent!r} is not a regular file")
     base = _load_raw(ppath, str(ppath), seen + (path.resolve(),))
     return _deep_merge(base, data)
 

@@ -6,6 +6,7 @@ field; cross-section checks live on ``Profile`` in ``autotune.profile``.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -97,6 +98,28 @@ class ClusterSpec(_Strict):
         return self.inter_node_bw_gb_s or self.gpu.network_gb_s
 
 
+class SecretRef(_Strict):
+    """An argument value kept in a Kubernetes Secret, so no file autotune writes holds it.
+
+    In a DGD the container gets ``env_name`` from ``secretKeyRef`` and the argument is ``$(env_name)``
+    (Kubernetes expands it); ``dynamo-local`` reads the value from the environment variable ``env_name``.
+    """
+
+    secret: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]  # DNS-1123 subdomain
+    key: Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]{1,253}$")]
+
+    @property
+    def env_name(self) -> str:
+        """``AUTOTUNE_SECRET_<SECRET>_<KEY>``, upper case, every other character ``_``."""
+        return re.sub(r"[^A-Z0-9]", "_", f"AUTOTUNE_SECRET_{self.secret}_{self.key}".upper())
+
+    def __str__(self) -> str:
+        return f"$({self.env_name})"
+
+
+ExtraArg = Union[str, SecretRef]
+
+
 class DynamoSpec(_Strict):
     version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = "1.6.1"
     framework: Literal["vllm", "sglang", "trtllm"] = "vllm"
@@ -104,8 +127,9 @@ class DynamoSpec(_Strict):
     model_path: str | None = None  # HF id or path inside the image; defaults to the model name
     namespace: str = "default"
     secrets: list[str] = Field(default_factory=list)  # envFromSecret names (e.g. hf-token)
-    extra_worker_args: list[str] = Field(default_factory=list)
-    extra_frontend_args: list[str] = Field(default_factory=list)
+    # a value may be a secret reference {secret: NAME, key: KEY} (SecretRef; README: Secrets)
+    extra_worker_args: list[ExtraArg] = Field(default_factory=list)
+    extra_frontend_args: list[ExtraArg] = Field(default_factory=list)
     frontend_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     # frontend work before routing (HTTP, tokenisation, model lookup); measured 4.5 ms on a local
     # Dynamo 1.6.1 frontend at C=1 (autotune validate); BLIS fits ~15.6 ms with HTTP (perf_model.md §4)
@@ -124,6 +148,18 @@ class DynamoSpec(_Strict):
     busy_prefill_tokens: PosInt | None = None
 
     @model_validator(mode="after")
+    def _secret_refs_distinct(self) -> DynamoSpec:
+        seen: dict[str, SecretRef] = {}
+        for a in self.secret_refs():
+            other = seen.setdefault(a.env_name, a)
+            if other != a:
+                raise ValueError(
+                    f"secret references {other.secret}/{other.key} and {a.secret}/{a.key} map to one "
+                    f"variable {a.env_name}; rename one"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _jitter_within_overhead(self) -> DynamoSpec:
         if self.frontend_jitter_ms > self.frontend_overhead_ms:
             raise ValueError(
@@ -131,6 +167,14 @@ class DynamoSpec(_Strict):
                 f"frontend_overhead_ms ({self.frontend_overhead_ms})"
             )
         return self
+
+    def secret_refs(self) -> list[SecretRef]:
+        """Every secret reference in the extra arguments, in order, without repeats."""
+        out: list[SecretRef] = []
+        for a in [*self.extra_worker_args, *self.extra_frontend_args]:
+            if isinstance(a, SecretRef) and a not in out:
+                out.append(a)
+        return out
 
     @property
     def version_tuple(self) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
 from autotune.cli.validate import validate_cmd
 from autotune.errors import EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
+from autotune.redact import install_log_filter, redact_text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,7 @@ def cli(verbose: int) -> None:
     """Cluster autotuner for NVIDIA Dynamo disaggregated LLM serving."""
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # no credential reaches the log, whoever logs it
     for noisy in ("optuna", "matplotlib", "kubernetes", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except AutotuneError as exc:
-        click.echo(f"autotune: error: {exc}", err=True)
+        click.echo(f"autotune: error: {redact_text(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("autotune: interrupted", err=True)

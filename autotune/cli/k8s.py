@@ -174,13 +174,14 @@ def cleanup_cmd(
 @click.option("--study", default="manual", show_default=True, help="Study name for the graph's name and labels.")
 @click.option("--trial", "trial_id", default="0", show_default=True, help="Trial id for the graph's name and labels.")
 def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
-    """Print the DynamoGraphDeployment a k8s trial would apply (YAML; nothing is contacted)."""
+    """Print the DynamoGraphDeployment a k8s trial would apply (YAML; nothing is contacted).
+
+    Credential-looking literals are printed as ``<redacted>`` (with a warning): use secret references.
+    """
     from autotune.k8s.render import render_dgd
     from autotune.profile import load_profile
+    from autotune.redact import scrub
     from autotune.topology import parse_topology
 
-    sys.stdout.write(
-        yaml.safe_dump(
-            render_dgd(load_profile(profile), parse_topology(topology), study=study, trial_id=trial_id), sort_keys=False
-        )
-    )
+    dgd = render_dgd(load_profile(profile), parse_topology(topology), study=study, trial_id=trial_id)
+    sys.stdout.write(yaml.safe_dump(scrub(dgd, "autotune dgd"), sort_keys=False))

@@ -115,6 +115,10 @@ def _execute(
     prof = load_profile(profile)
     if seed is not None:
         prof = prof.model_copy(update={"seed": seed})
+    if backend == "dynamo-local":  # a missing secret variable is an input error now, not a failed trial later
+        from autotune.dynamo.stack import secret_env
+
+        secret_env(prof)
     out = Path(results) if results else Path("results") / prof.name
     from autotune.search.study import study_name
 

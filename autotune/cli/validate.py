@@ -50,11 +50,13 @@ def validate_cmd(
     strict: bool,
 ) -> None:
     """Run one load point on the simulator and on a real local Dynamo; print both with relative errors."""
+    from autotune.dynamo.stack import secret_env
     from autotune.profile import load_profile
     from autotune.topology import parse_topology
     from autotune.validate import validate
 
     prof = load_profile(profile_ref)
+    secret_env(prof)  # a missing secret variable: one line, before anything starts
     topo = parse_topology(topology)
     if timing == "mocker-npz":
         raise InputError("--timing: mocker-npz is the simulator's reading of the tables, not a source for them")

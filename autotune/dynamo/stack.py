@@ -8,6 +8,9 @@ No etcd, no NATS. Logs are JSONL so ``autotune.dynamo.logparse`` can read routin
 
 Known leak: Dynamo's ZMQ PUB sockets bind 0.0.0.0 on OS-assigned ports whatever the host
 variables say (1.6.1 has no knob); all traffic still goes over 127.0.0.1.
+
+Children get an allow-listed environment (``child_env``), not ours: a token in autotune's environment
+does not reach Dynamo unless a secret reference in ``dynamo.extra_frontend_args`` asks for it.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from autotune.dynamo.install import DYNAMO_VERSION
 from autotune.dynamo.logparse import worker_instance_id
 from autotune.dynamo.mocker_timing import TimingPlan
 from autotune.dynamo.process import Child, ProcessGroup
-from autotune.errors import BackendError
-from autotune.profile import Profile
+from autotune.errors import BackendError, InputError
+from autotune.profile import Profile, SecretRef
 from autotune.topology import RouterSettings, Topology
 
 HOST = "127.0.0.1"
@@ -52,6 +55,36 @@ def free_port(low: int = 20000, high: int = 32767) -> int:
                 continue
             return port
     raise BackendError(f"dynamo-local: no free loopback port in {low}-{high}")
+
+
+# what a Dynamo child needs from our environment; everything else (tokens, cloud credentials) stays here
+CHILD_ENV_NAMES = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
+CHILD_ENV_PREFIXES = ("LC_", "PYTHON")
+
+
+def child_env(parent: dict[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of ``parent`` (default: ``os.environ``) a Dynamo child inherits."""
+    parent = dict(os.environ if parent is None else parent)
+    return {k: v for k, v in parent.items() if k in CHILD_ENV_NAMES or k.startswith(CHILD_ENV_PREFIXES)}
+
+
+def secret_env(profile: Profile, parent: dict[str, str] | None = None) -> dict[str, str]:
+    """Values of the frontend's secret references, from the variables they name (``SecretRef.env_name``).
+
+    Raises ``InputError`` naming the variable to set. Worker references are not needed: mockers take no
+    ``extra_worker_args``.
+    """
+    parent = dict(os.environ if parent is None else parent)
+    out = {}
+    for a in profile.dynamo.extra_frontend_args:
+        if isinstance(a, SecretRef):
+            if a.env_name not in parent:
+                raise InputError(
+                    f"{profile.source}: dynamo.extra_frontend_args: secret reference {a.secret}/{a.key}: "
+                    f"set ${a.env_name} (dynamo-local reads secret references from the environment)"
+                )
+            out[a.env_name] = parent[a.env_name]
+    return out
 
 
 @dataclass
@@ -93,10 +126,11 @@ class DynamoStack:
         self.http_port = 0
         self.router = topology.router
         self._frontend_starts = 0
+        self.secrets = secret_env(profile)
 
     # ---- environment ---------------------------------------------------------------------
     def _env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "NATS_", "ETCD_"))}
+        env = child_env()
         home = self.work_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
         env.update(
@@ -146,9 +180,13 @@ class DynamoStack:
             "--http-port",
             str(self.http_port),
             *router_args(LOCAL_DYNAMO_VERSION, self.router),
-            *self.profile.dynamo.extra_frontend_args,
+            *(
+                self.secrets[a.env_name] if isinstance(a, SecretRef) else a
+                for a in self.profile.dynamo.extra_frontend_args
+            ),
         ]
-        self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, self._env(DYN_LOG=FRONTEND_LOG))
+        env = self._env(DYN_LOG=FRONTEND_LOG, **self.secrets)
+        self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, env)
 
     def _start_worker(self, index: int, role: str, tp: int) -> None:
         timing = self.plan.roles[(role, tp)]

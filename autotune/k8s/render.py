@@ -26,7 +26,7 @@ from autotune.k8s import (
     MANAGED_BY,
     VERSION,
 )
-from autotune.profile import Profile
+from autotune.profile import Profile, SecretRef
 from autotune.topology import Topology
 
 # Grove-backed resources break above ~45 characters (dynamo #8480, #8566); children append
@@ -102,6 +102,17 @@ def _engine_args(profile: Profile) -> list[str]:
     return []  # TRT-LLM takes engine limits from --extra-engine-args YAML (profile extra_worker_args)
 
 
+def _arg(a: str | SecretRef) -> str:
+    """A literal argument, or ``$(VAR)`` for a secret reference (Kubernetes expands it in ``args``)."""
+    return str(a)
+
+
+def secret_envs(args: list[str | SecretRef]) -> list[dict[str, Any]]:
+    """Container env entries, from ``secretKeyRef``, for the secret references among ``args``."""
+    refs = list(dict.fromkeys(a for a in args if isinstance(a, SecretRef)))
+    return [{"name": r.env_name, "valueFrom": {"secretKeyRef": {"name": r.secret, "key": r.key}}} for r in refs]
+
+
 def worker_args(profile: Profile, role: str, tp: int) -> list[str]:
     """Worker command-line arguments: model, TP, engine limits, disaggregation flags, extras."""
     d, fw = profile.dynamo, profile.dynamo.framework
@@ -127,7 +138,7 @@ def worker_args(profile: Profile, role: str, tp: int) -> list[str]:
             ]
     if fw == "trtllm" and role in ("prefill", "agg"):
         args.append("--publish-events-and-metrics")  # the KV router needs the events of the workers it routes to
-    return args + list(d.extra_worker_args)
+    return args + [_arg(a) for a in d.extra_worker_args]
 
 
 def _worker_service(profile: Profile, role: str, workers: int, tp: int) -> dict[str, Any]:
@@ -144,6 +155,8 @@ def _worker_service(profile: Profile, role: str, workers: int, tp: int) -> dict[
         "resources": {"limits": {"gpu": str(min(tp, per_node))}},
         "extraPodSpec": {"mainContainer": container},
     }
+    if envs := secret_envs(d.extra_worker_args):
+        svc["envs"] = envs
     if tp > per_node:
         if tp % per_node:
             raise InputError(f"{role} TP{tp} is not a whole number of {per_node}-GPU nodes")
@@ -172,12 +185,16 @@ def render_dgd(profile: Profile, topology: Topology, *, study: str, trial_id: st
         "componentType": "frontend",
         "replicas": 1,
         # JSONL logs with the router's selections: the trial reads its routing decisions from the pod log
-        "envs": [{"name": "DYN_LOGGING_JSONL", "value": "1"}, {"name": "DYN_LOG", "value": FRONTEND_LOG}],
+        "envs": [
+            {"name": "DYN_LOGGING_JSONL", "value": "1"},
+            {"name": "DYN_LOG", "value": FRONTEND_LOG},
+            *secret_envs(d.extra_frontend_args),
+        ],
         "extraPodSpec": {
             "mainContainer": {
                 "image": d.image,
                 "command": ["python3", "-m", "dynamo.frontend"],
-                "args": router_args(d.version_tuple, topology.router) + list(d.extra_frontend_args),
+                "args": router_args(d.version_tuple, topology.router) + [_arg(a) for a in d.extra_frontend_args],
             }
         },
     }

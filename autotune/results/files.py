@@ -1,7 +1,9 @@
-"""Atomic file writes: a results directory never holds a half-written file.
+"""Atomic, private, redacted file writes: a results directory never holds a half-written file.
 
 Each file is written to a temporary sibling and renamed over the target (``os.replace`` is atomic
-on POSIX), so a crash or Ctrl-C leaves either the old file or the new one.
+on POSIX), so a crash or Ctrl-C leaves either the old file or the new one. Files are 0600 (``mkstemp``)
+and the directories we create 0700 whatever the umask: results hold profiles, hosts and logs. Every
+value goes through ``autotune.redact`` on the way out, so a credential in a profile never lands in a file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from autotune.redact import redact_text, scrub
 
 if TYPE_CHECKING:  # only annotations: `autotune --help` must not load pandas
     import pandas as pd
@@ -33,9 +37,43 @@ def to_plain(v: Any) -> Any:
     return v
 
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """``mkdir -p`` where every directory created here is 0700 (umask-independent); existing ones are left as they are."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue
+        os.chmod(d, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty as 0600 if it does not exist (for files another library appends to)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return path
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)  # 0600
     os.close(fd)
     try:
         write(Path(tmp))
@@ -46,21 +84,38 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_text(path: Path, text: str) -> Path:
+def _write(path: Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def write_text(path: Path, text: str) -> Path:
+    return _write(path, redact_text(text))
+
+
 def write_json(path: Path, data: Any) -> Path:
-    return write_text(path, json.dumps(to_plain(data), indent=2) + "\n")
+    return _write(path, json.dumps(scrub(to_plain(data), path.name), indent=2) + "\n")
 
 
 def write_yaml(path: Path, data: Any, header: str = "") -> Path:
-    return write_text(path, header + yaml.safe_dump(to_plain(data), sort_keys=False))
+    return _write(path, redact_text(header) + yaml.safe_dump(scrub(to_plain(data), path.name), sort_keys=False))
+
+
+def redact_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with credential-looking text redacted in its string columns (fail reasons quote logs)."""
+    cols = [c for c in df.columns if df[c].dtype == object]
+    if not cols:
+        return df
+    out = df.copy()
+    for c in cols:
+        out[c] = out[c].map(lambda v: redact_text(v) if isinstance(v, str) else v)
+    return out
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
-    return atomic_write(path, lambda p: df.to_csv(p, index=False))
+    clean = redact_frame(df)
+    return atomic_write(path, lambda p: clean.to_csv(p, index=False))
 
 
 def write_parquet(path: Path, df: pd.DataFrame) -> Path:
-    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    clean = redact_frame(df)
+    return atomic_write(path, lambda p: clean.to_parquet(p, index=False))

@@ -32,6 +32,8 @@ from optuna.trial import TrialState
 from autotune.errors import AutotuneError, InfeasibleError, InputError, Interrupted
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
+from autotune.redact import redact_text
+from autotune.results.files import private_dir, private_file
 from autotune.scoring import TrialResult
 from autotune.search import trials
 from autotune.search.evaluate import evaluate_topology
@@ -62,9 +64,13 @@ def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     """The study's storage: ``--storage URL`` or the journal file in the results directory."""
     if cfg.storage:
         return optuna.storages.get_storage(cfg.storage)
-    cfg.results_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.results_dir / "study.journal"
+    if cfg.read_only and not path.exists():
+        raise InputError(f"{cfg.results_dir}: no study journal here (study.journal); nothing to report")
+    path = private_dir(cfg.results_dir) / "study.journal"
     check_journal(path, repair=cfg.resume and not cfg.read_only)
+    if not cfg.read_only:
+        private_file(path)  # 0600, whatever Optuna's umask
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -94,14 +100,15 @@ def load_study(
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
-        raise InputError(f"--storage: cannot open {cfg.storage or cfg.results_dir}: {exc}") from None
+        where = redact_text(cfg.storage) if cfg.storage else cfg.results_dir
+        raise InputError(f"--storage: cannot open {where}: {redact_text(str(exc))}") from None
     if name in existing and create and not cfg.resume:
         raise InputError(
             f"--results: {cfg.results_dir} already holds study {name!r}; pass --resume to continue it "
             "or choose another --results directory"
         )
     if name not in existing and not create:
-        raise InputError(f"no study {name!r} in {cfg.storage or cfg.results_dir}")
+        raise InputError(f"no study {name!r} in {redact_text(cfg.storage) if cfg.storage else cfg.results_dir}")
     n_before = 0
     if name in existing:
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
@@ -232,6 +239,7 @@ def _worker_init() -> None:
     """Pool workers leave Ctrl-C and SIGTERM to the parent, which fails their trials and stops them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # forked while the parent held it
 
 
 class _Loop:
@@ -280,9 +288,10 @@ class _Loop:
                 continue
             fut = None
             if self.pool is not None:
-                fut = self.pool.submit(
-                    evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw, trial_id=f"t{trial.number}"
-                )
+                with _signals_deferred():  # the pool's threads start here and inherit the blocked signals
+                    fut = self.pool.submit(
+                        evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw, trial_id=f"t{trial.number}"
+                    )
             self.inflight[trial.number] = _InFlight(trial, topo, fut)
             self.pending = None
 

@@ -136,6 +136,24 @@ def test_rendered_manifest_passes_server_dry_run(kube, namespace, fw: str, shape
 
 
 @pytest.mark.slow
+def test_secret_references_pass_server_dry_run(kube, namespace) -> None:
+    """Secret references become ``envs`` with ``secretKeyRef``: the CRD keeps them (nothing pruned)."""
+    p = make_profile(
+        "vllm",
+        namespace=namespace,
+        extra_worker_args=["--hf-token", {"secret": "hf-token", "key": "token"}],
+        extra_frontend_args=["--api-key", {"secret": "router-auth", "key": "api-key"}],
+    )
+    dgd = render_dgd(p, parse_topology("1P1-1D1"), study="crd", trial_id="secret")
+    stored = apply(kube, dgd, dry_run=True)
+    assert pruned_paths(dgd["spec"], stored["spec"], "spec") == []
+    envs = stored["spec"]["services"]["prefill"]["envs"]
+    assert envs == [
+        {"name": "AUTOTUNE_SECRET_HF_TOKEN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
+    ]
+
+
+@pytest.mark.slow
 def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace) -> None:
     p = make_profile("vllm", namespace=namespace)
     good = render_dgd(p, parse_topology("1P1-1D1"), study="plan", trial_id="1")
