@@ -233,8 +233,10 @@ def validate(
         )
     token_jitter_ms = fit_token_jitter_ms(live_run, sim_run)
     if token_jitter_ms > 0:  # what running the sim with dynamo.token_jitter_ms set would give
-        itl_ms, itl_weight = with_delivery_noise(sim_run.itl_ms, sim_run.itl_weight, token_jitter_ms)
-        sim_run = dataclasses.replace(sim_run, itl_ms=itl_ms, itl_weight=itl_weight)
+        itl_ms, itl_weight, itl_time_s = with_delivery_noise(
+            sim_run.itl_ms, sim_run.itl_weight, token_jitter_ms, sim_run.itl_time_s
+        )
+        sim_run = dataclasses.replace(sim_run, itl_ms=itl_ms, itl_weight=itl_weight, itl_time_s=itl_time_s)
     sim_m, live_m = summarize(sim_run), summarize(live_run)
     timing_info = {
         **dep.plan.describe(),

@@ -28,6 +28,14 @@ def draw_lengths(dist: FixedDist | UniformDist | NormalDist, n: int, rng: np.ran
     return np.clip(x, dist.min, dist.max if dist.max is not None else np.iinfo(np.int64).max)
 
 
+def mean_length(dist: FixedDist | UniformDist | NormalDist) -> float:
+    if isinstance(dist, FixedDist):
+        return float(dist.value)
+    if isinstance(dist, UniformDist):
+        return (dist.min + dist.max) / 2
+    return float(dist.mean)
+
+
 @dataclass(frozen=True)
 class RateSegment:
     start_s: float

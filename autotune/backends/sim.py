@@ -7,12 +7,12 @@ from typing import Any
 from autotune.backends.base import Backend, Deployment
 from autotune.errors import InfeasibleError
 from autotune.feasibility import check_feasibility
-from autotune.perf import PerfModel, get_perf_model
+from autotune.perf import PerfModel, get_perf_model, prefill_attn_work
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
-from autotune.workload import ArrivalSchedule, measurement_edges, request_stream
+from autotune.workload import ArrivalSchedule, mean_length, measurement_edges, request_stream
 
 
 class SimDeployment(Deployment):
@@ -45,10 +45,26 @@ class SimDeployment(Deployment):
         if open_loop:
             sim.run_open(reqs, controller)
         else:
-            sim.run_closed(reqs, concurrency, controller)
+            sim.run_closed(reqs, concurrency, controller, spread_s=self.request_duration_s(concurrency))
         run = sim.result(concurrency if not open_loop else -1, warm, cool)
         run.meta.update(self.perf.describe())
         return run
+
+    def request_duration_s(self, concurrency: int) -> float:
+        """Rough mean request duration at ``concurrency`` (prefill + decode steps), from the perf model.
+
+        Closed-loop clients start spread over it, so the run does not begin with a synchronised
+        wave whose clumps persist for dozens of request cycles (autotune.steady).
+        """
+        w, topo = self.profile.workload, self.topology
+        isl, osl = mean_length(w.input_tokens), mean_length(w.output_tokens)
+        decoders = [tp for role, tp in topo.worker_tps() if role in ("decode", "agg")]
+        prefillers = [tp for role, tp in topo.worker_tps() if role in ("prefill", "agg")]
+        seqs = max(1, round(concurrency / max(len(decoders), 1)))
+        new = max(int(isl - w.prefix_tokens), 1)
+        prefill_s = self.perf.timer(prefillers[0]).step_s(new, prefill_attn_work(new, w.prefix_tokens), 0, 0, 0.0)
+        step_s = self.perf.timer(decoders[0]).step_s(0, 0.0, seqs, int(seqs * (isl + osl / 2)), 0.5)
+        return float(prefill_s + osl * step_s)
 
 
 class SimBackend(Backend):

@@ -120,12 +120,15 @@ class ClusterSim:
             fn(t, arg)
 
     # ---- load --------------------------------------------------------------------------------
-    def run_closed(self, requests: RequestStream, concurrency: int, controller: Controller | None = None) -> None:
+    def run_closed(
+        self, requests: RequestStream, concurrency: int, controller: Controller | None = None, spread_s: float = 0.0
+    ) -> None:
+        """C clients send back to back; client k starts at k·spread/C (0: a synchronised first wave)."""
         self._requests = requests
         self._pending = len(requests)
         self._closed = True
         for client in range(min(concurrency, len(requests))):
-            self._schedule(0.0, self._issue, client)
+            self._schedule(client * spread_s / max(concurrency, 1), self._issue, client)
         self._start_controller(controller)
         self._loop()
 
@@ -293,9 +296,10 @@ class ClusterSim:
         hi = done[max(n - cooldown - 1, 0)] if n else 0.0
         if hi <= lo:
             lo, hi = 0.0, float(done[-1]) if n else 0.0
-        itl = np.asarray(self._itl, dtype=float).reshape(-1, 3)
-        sel = (itl[:, 0] > lo) & (itl[:, 0] <= hi)
-        itl_ms, itl_weight = with_delivery_noise(itl[sel, 2] * 1000, itl[sel, 1], self.profile.dynamo.token_jitter_ms)
+        itl = np.asarray(self._itl, dtype=float).reshape(-1, 3)  # (end time, tokens, mean step) per segment
+        itl_ms, itl_weight, itl_time_s = with_delivery_noise(
+            itl[:, 2] * 1000, itl[:, 1], self.profile.dynamo.token_jitter_ms, itl[:, 0]
+        )
         busy = [e.busy_time for e in self.engines]
         hits = sum(e.kv.hits_blocks for e in self.engines)
         looks = sum(e.kv.lookups_blocks for e in self.engines)
@@ -315,4 +319,5 @@ class ClusterSim:
                 "events": self._n,
             },
             router_changes=list(self.router_changes),
+            itl_time_s=itl_time_s,
         )

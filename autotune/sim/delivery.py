@@ -32,11 +32,14 @@ def _laplace_nodes() -> tuple[np.ndarray, np.ndarray]:
 _NODES, _MASS = _laplace_nodes()
 
 
-def with_delivery_noise(itl_ms: np.ndarray, itl_weight: np.ndarray, jitter_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    """ITL samples and weights as a client would see them, each token delayed by Exp(``jitter_ms``)."""
+def with_delivery_noise(
+    itl_ms: np.ndarray, itl_weight: np.ndarray, jitter_ms: float, times_s: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """ITL samples, weights (and sample times) as a client would see them, each token delayed by Exp(``jitter_ms``)."""
     v = np.asarray(itl_ms, dtype=float)
     w = np.asarray(itl_weight, dtype=float)
     if jitter_ms <= 0 or v.size == 0:
-        return v, w
+        return v, w, times_s
     spread = v[:, None] + jitter_ms * _NODES[None, :]
-    return np.maximum(spread, 0.0).ravel(), (w[:, None] * _MASS[None, :]).ravel()
+    times = None if times_s is None else np.repeat(np.asarray(times_s, dtype=float), len(_NODES))
+    return np.maximum(spread, 0.0).ravel(), (w[:, None] * _MASS[None, :]).ravel(), times

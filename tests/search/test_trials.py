@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.metrics import PointMetrics
+from autotune.metrics import HEADLINE, PointMetrics
 from autotune.scoring import PointScore, TrialResult
 from autotune.search import trials
 
@@ -34,6 +34,12 @@ def _metrics(concurrency: int, scale: float) -> PointMetrics:
         e2e_p99_ms=4100.5,
         prefix_hit_rate=0.4375,
         preemptions=3,
+        steady_start_s=1.5,
+        steady_end_s=30.25,
+        steady=True,
+        batches=20,
+        # every interval bound finite, so == compares them (NaN != NaN)
+        **{f"{name}_{side}": 1.0 + (side == "hi") for name in HEADLINE for side in ("lo", "hi")},
     )
 
 

@@ -113,7 +113,10 @@ def test_conservation(topo: str, perf: str) -> None:
     r = run(prof, topo, 48, perf=perf)
     check_conservation(r, 400, parse_topology(topo).disaggregated)
     m = summarize(r)
-    assert m.requests == 320 and m.rejected == 0 and m.output_tok_s > 0
+    df = r.requests
+    in_window = df["arrival_s"].between(m.steady_start_s, m.steady_end_s)
+    assert m.requests == int((in_window & (df["status"] == "ok")).sum()) >= 200  # every steady-state arrival counted
+    assert m.rejected == 0 and m.output_tok_s > 0
     assert m.ttft_p50_ms <= m.ttft_p99_ms and m.itl_p50_ms <= m.itl_p99_ms
 
 
@@ -365,7 +368,9 @@ def test_busy_threshold_rejects_and_accounts() -> None:
     assert (df.loc[rejected, "output_tokens"] == 0).all()
     assert (df.loc[rejected, "error"] == "all workers busy (503)").all()
     assert (df.loc[~rejected, "first_token_s"] <= df.loc[~rejected, "completion_s"]).all()
-    assert summarize(r).rejected == int(df.loc[df["measured"], "status"].eq("rejected").sum())
+    m = summarize(r)
+    in_window = df["arrival_s"].between(m.steady_start_s, m.steady_end_s)
+    assert m.rejected == int(df.loc[in_window, "status"].eq("rejected").sum()) > 0
     assert -1 in r.decisions["prefill"].chosen
 
 
@@ -456,7 +461,8 @@ def test_frontend_jitter_breaks_phase_locking() -> None:
     }
     distinct = {}
     for jitter in (0.0, 2.0):
-        df = run(make(h100, {"dynamo": {"frontend_jitter_ms": jitter}}), "2A4", 8, seed=1).requests
+        sim = sim_closed(make(h100, {"dynamo": {"frontend_jitter_ms": jitter}}), "2A4", 8, 400, seed=1)
+        df = sim.result(8, 40, 40).requests  # synchronised start (spread 0): the setting where locking shows
         e2e_ms = (df.loc[df["measured"], "completion_s"] - df.loc[df["measured"], "arrival_s"]) * 1000
         distinct[jitter] = e2e_ms.round(3).nunique()
     assert distinct[0.0] <= 3
@@ -490,7 +496,8 @@ def test_delivery_noise_keeps_the_mean_and_widens_the_tail() -> None:
     v, w = np.array([20.0, 40.0]), np.array([9.0, 1.0])
     same = with_delivery_noise(v, w, 0.0)
     assert (same[0] == v).all() and (same[1] == w).all()
-    nv, nw = with_delivery_noise(np.array([20.0]), np.array([5.0]), 1.0)
+    nv, nw, times = with_delivery_noise(np.array([20.0]), np.array([5.0]), 1.0, np.array([3.0]))
+    assert times is not None and len(times) == len(nv) and (times == 3.0).all()
     assert float(np.sum(nv * nw) / np.sum(nw)) == pytest.approx(20.0, abs=1e-9)
     assert nw.sum() == pytest.approx(5.0)
     # a Laplace(1 ms) gap: P99 − P50 = ln 50 ≈ 3.9 ms, P50 − P10 = ln 5 ≈ 1.6 ms (quadrature, within 10 %)
