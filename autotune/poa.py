@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from autotune.intervals import Interval, batch_index, ratio_interval
 from autotune.perf import StepTimer, prefill_attn_work
 from autotune.records import DecisionLog
 
@@ -50,6 +51,8 @@ class PoaResult:
     window_median: float
     window_p90: float
     by_stage: dict[str, float]
+    lo: float = float("nan")  # confidence interval of poa_hat (batch means; NaN: not computed)
+    hi: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +63,8 @@ class PoaResult:
             "window_median": self.window_median,
             "window_p90": self.window_p90,
             "by_stage": self.by_stage,
+            "lo": self.lo,
+            "hi": self.hi,
         }
 
 
@@ -108,8 +113,8 @@ def stage_windows(
     block_size: int,
     window: int | None = None,
     time_range: tuple[float, float] | None = None,
-) -> list[tuple[float, float]]:
-    """(ACT, OPT) per window of one stage's decisions."""
+) -> list[tuple[float, float, float]]:
+    """(time of the window's first decision, ACT, OPT) per window of one stage's decisions."""
     idx = [
         i
         for i, c in enumerate(log.chosen)
@@ -152,7 +157,7 @@ def stage_windows(
             resident = np.array([pt(j, apt[j], 0) if apt[j] > 0 else 0.0 for j in range(m)])
             rho = np.divide(resident, mean_own, out=np.zeros(m), where=mean_own > 0)
             cost = own[:, :, None] * (1.0 + rho[None, :, None] + ks[None, None, :])
-        out.append(window_costs(cost, [log.chosen[i] for i in rows]))
+        out.append((log.time_s[first], *window_costs(cost, [log.chosen[i] for i in rows])))
     return out
 
 
@@ -162,29 +167,50 @@ def poa_hat(
     block_size: int,
     window: int | None = None,
     time_range: tuple[float, float] | None = None,
+    batches: int = 0,
+    level: float = 0.95,
 ) -> PoaResult:
-    """PoA-hat of a load point over all routing stages (ratio of sums)."""
+    """PoA-hat of a load point over all routing stages (ratio of sums).
+
+    With ``batches`` > 1 (and a ``time_range``), the interval comes from batch means: each stage's
+    ratio of sums is linearised over equal-duration batches of windows, and the stages are
+    combined with the same decision weights as the figure itself.
+    """
     pairs: list[tuple[float, float]] = []
     by_stage: dict[str, float] = {}
     weighted, decisions = 0.0, 0
+    var = 0.0
+    stage_weights: list[tuple[int, Interval]] = []
     for stage, log in logs.items():
         ws = stage_windows(log, timers, block_size, window, time_range)
-        a, o = sum(p[0] for p in ws), sum(p[1] for p in ws)
+        a, o = sum(p[1] for p in ws), sum(p[2] for p in ws)
         if o > 0:
             by_stage[stage] = a / o
             n = sum(1 for c in log.chosen if c >= 0)
             weighted += n * by_stage[stage]
             decisions += n
-            pairs.extend(ws)
+            pairs.extend((p[1], p[2]) for p in ws)
+            if batches > 1 and time_range is not None:
+                bt = batch_index(np.array([p[0] for p in ws]), time_range[0], time_range[1], batches)
+                act = np.bincount(bt, weights=[p[1] for p in ws], minlength=batches)
+                opt = np.bincount(bt, weights=[p[2] for p in ws], minlength=batches)
+                stage_weights.append((n, ratio_interval(act, opt, level)))
     if not pairs or decisions == 0:
         return NAN_RESULT
+    value = weighted / decisions
+    lo = hi = float("nan")
+    if stage_weights and all(np.isfinite(iv.lo) for _, iv in stage_weights):
+        var = sum((n / decisions * iv.half_width) ** 2 for n, iv in stage_weights)
+        lo, hi = value - var**0.5, value + var**0.5
     ratios = np.array([a / o for a, o in pairs if o > 0])
     return PoaResult(
-        poa_hat=weighted / decisions,
+        poa_hat=value,
         act_s=sum(p[0] for p in pairs),
         opt_s=sum(p[1] for p in pairs),
         windows=len(pairs),
         window_median=float(np.median(ratios)) if len(ratios) else float("nan"),
         window_p90=float(np.percentile(ratios, 90)) if len(ratios) else float("nan"),
         by_stage=by_stage,
+        lo=lo,
+        hi=hi,
     )

@@ -31,6 +31,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     GpuSpec,
     KvTransferSpec,
     LengthDist,
+    MeasurementSpec,
     ModelSpec,
     NonNeg,
     NormalDist,
@@ -73,6 +74,7 @@ class Profile(_Strict):
     engine: EngineSpec = EngineSpec()
     kv_transfer: KvTransferSpec = KvTransferSpec()
     workload: WorkloadSpec = WorkloadSpec()
+    measurement: MeasurementSpec = MeasurementSpec()
     slo: SloSpec = SloSpec()
     search: SearchSpace = SearchSpace(operating_point="grid")
     baselines: list[str] = Field(default_factory=list)  # topology strings, e.g. the paper's 1P4-5D4

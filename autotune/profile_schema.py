@@ -270,6 +270,25 @@ class WorkloadSpec(_Strict):
         return d.value if isinstance(d, FixedDist) else d.min
 
 
+class MeasurementSpec(_Strict):
+    """How precisely a load point is measured (docs/measurement.md).
+
+    A point runs until every headline figure's confidence interval is narrower than its target,
+    relative to the figure (P50s and means: ``rel_half_width_centre``; P99s: ``rel_half_width_tail``),
+    or until ``max_requests``; it says which. The request count a user or profile gives is the start.
+    """
+
+    ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    rel_half_width_centre: Annotated[float, Field(gt=0, le=1)] = 0.05
+    rel_half_width_tail: Annotated[float, Field(gt=0, le=1)] = 0.10
+    adaptive: bool = True
+    max_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 16_000
+
+    @property
+    def targets(self) -> dict[str, float]:
+        return {"centre": self.rel_half_width_centre, "tail": self.rel_half_width_tail}
+
+
 class SloSpec(_Strict):
     ttft_p99_ms: Pos | None = None
     itl_p99_ms: Pos | None = None

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from autotune.intervals import Interval
 from autotune.metrics import PointMetrics, summarize
 from autotune.perf import PerfModel, StepTimer
 from autotune.poa import poa_hat
@@ -32,11 +33,19 @@ class PointScore:
     poa_window_median: float
     poa_window_p90: float
     regime: str = ""
+    poa_hat_lo: float = float("nan")  # confidence interval of poa_hat
+    poa_hat_hi: float = float("nan")
+
+    @property
+    def poa_interval(self) -> Interval:
+        return Interval(self.poa_hat, self.poa_hat_lo, self.poa_hat_hi)
 
     def row(self) -> dict[str, Any]:
         return {
             **self.metrics.as_dict(),
             "poa_hat": self.poa_hat,
+            "poa_hat_lo": self.poa_hat_lo,
+            "poa_hat_hi": self.poa_hat_hi,
             "poa_window_median": self.poa_window_median,
             "poa_window_p90": self.poa_window_p90,
             "regime": self.regime,
@@ -75,8 +84,10 @@ def step_timers(perf: PerfModel, topology: Topology) -> list[StepTimer]:
 
 def score_point(run: PointRun, timers: Sequence[StepTimer], block_size: int) -> PointScore:
     """Metrics and PoA-hat of one load point, over its measured window."""
-    p = poa_hat(run.decisions, timers, block_size, time_range=run.window_s)
-    return PointScore(summarize(run), p.poa_hat, p.by_stage, p.window_median, p.window_p90)
+    m = summarize(run)
+    window = (m.steady_start_s, m.steady_end_s)
+    p = poa_hat(run.decisions, timers, block_size, time_range=window, batches=m.batches, level=m.ci_level)
+    return PointScore(m, p.poa_hat, p.by_stage, p.window_median, p.window_p90, "", p.lo, p.hi)
 
 
 def _operating_indices(profile: Profile, concurrency: list[int], labels: tuple[str, ...]) -> list[int]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from autotune.backends.base import Backend, Deployment
 from autotune.errors import InfeasibleError
 from autotune.feasibility import check_feasibility
+from autotune.metrics import summarize
 from autotune.perf import PerfModel, get_perf_model, prefill_attn_work
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
 from autotune.workload import ArrivalSchedule, mean_length, measurement_edges, request_stream
+
+log = logging.getLogger("autotune.sim")
 
 
 class SimDeployment(Deployment):
@@ -34,8 +38,39 @@ class SimDeployment(Deployment):
         controller: Controller | None = None,
         schedule: ArrivalSchedule | None = None,
     ) -> PointRun:
-        w = self.profile.workload
+        """One load point. ``requests`` (or the profile's count) is where it starts: a stationary point
+        keeps doubling its length until every headline figure meets the profile's precision target or
+        ``measurement.max_requests`` is reached; ``meta`` says which. Scheduled and controlled runs
+        (ramps, spikes) have a fixed length: their time structure is the experiment."""
+        w, meas = self.profile.workload, self.profile.measurement
         n = requests or w.requests_per_point
+        adaptive = meas.adaptive and controller is None and schedule is None and w.spike is None
+        while True:
+            run = self._run_once(concurrency, seed, n, controller, schedule)
+            if not adaptive:
+                return run
+            m = summarize(run, level=meas.ci_level)
+            name, ratio = m.worst_precision(meas.targets)
+            done = ratio <= 1.0 and m.steady
+            if done or n >= meas.max_requests:
+                run.meta.update(requests_run=n, converged=done, limiting_figure=name, precision_ratio=ratio)
+                if not done:
+                    log.info(
+                        "C=%d: %s still %.1fx its precision target after %d requests (measurement.max_requests)",
+                        concurrency,
+                        name or "the warm-up",
+                        ratio,
+                        n,
+                    )
+                return run
+            # a half-width shrinks like 1/sqrt(n): aim past the target, at least double, at most x8
+            grow = max(2.0, min(8.0, 1.2 * ratio**2)) if m.steady else 2.0
+            n = min(meas.max_requests, int(n * grow))
+
+    def _run_once(
+        self, concurrency: int, seed: int, n: int, controller: Controller | None, schedule: ArrivalSchedule | None
+    ) -> PointRun:
+        w = self.profile.workload
         warm, cool = measurement_edges(w, n)
         open_loop = schedule is not None or w.arrival == "open"
         if open_loop and schedule is None:

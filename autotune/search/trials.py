@@ -52,6 +52,8 @@ def _point_doc(p: PointScore) -> dict[str, Any]:
         "poa_window_median": p.poa_window_median,
         "poa_window_p90": p.poa_window_p90,
         "regime": p.regime,
+        "poa_hat_lo": p.poa_hat_lo,
+        "poa_hat_hi": p.poa_hat_hi,
     }
 
 
@@ -63,6 +65,8 @@ def _point(doc: dict[str, Any]) -> PointScore:
         doc["poa_window_median"],
         doc["poa_window_p90"],
         doc["regime"],
+        doc.get("poa_hat_lo", float("nan")),
+        doc.get("poa_hat_hi", float("nan")),
     )
 
 

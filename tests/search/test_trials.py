@@ -45,8 +45,8 @@ def _metrics(concurrency: int, scale: float) -> PointMetrics:
 
 def _result() -> TrialResult:
     points = (
-        PointScore(_metrics(16, 1.0), 1.0625, {"prefill": 1.125, "decode": 1.03125}, 1.05, 1.2, "below"),
-        PointScore(_metrics(64, 2.0), 1.375, {"prefill": 1.5, "decode": 1.25}, 1.3, 1.6, "saturated"),
+        PointScore(_metrics(16, 1.0), 1.0625, {"prefill": 1.125, "decode": 1.03125}, 1.05, 1.2, "below", 1.0, 1.125),
+        PointScore(_metrics(64, 2.0), 1.375, {"prefill": 1.5, "decode": 1.25}, 1.3, 1.6, "saturated", 1.25, 1.5),
     )
     return TrialResult(
         topology="1xP(tp4)+2xD(tp2)",
