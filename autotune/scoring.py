@@ -66,6 +66,18 @@ class TrialResult:
     itl_p99_ms: float
     constraints: dict[str, float] = field(default_factory=dict)  # ≤ 0 is feasible (Optuna convention)
     meta: dict[str, Any] = field(default_factory=dict)
+    poa_objective_lo: float = float("nan")  # confidence intervals of the two objectives
+    poa_objective_hi: float = float("nan")
+    tok_s_per_gpu_lo: float = float("nan")
+    tok_s_per_gpu_hi: float = float("nan")
+
+    @property
+    def poa_interval(self) -> Interval:
+        return Interval(self.poa_objective, self.poa_objective_lo, self.poa_objective_hi)
+
+    @property
+    def tok_s_per_gpu_interval(self) -> Interval:
+        return Interval(self.tok_s_per_gpu, self.tok_s_per_gpu_lo, self.tok_s_per_gpu_hi)
 
     @property
     def slo_ok(self) -> bool:
@@ -111,8 +123,12 @@ def score_sweep(
     reg = detect_regimes(concurrency, [p.metrics.ttft_p99_ms for p in points], [p.poa_hat for p in points])
     labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
     op = _operating_indices(profile, concurrency, reg.labels)
-    poa_vals = [labelled[i].poa_hat for i in op if math.isfinite(labelled[i].poa_hat)]
-    poa_obj = float(np.mean(poa_vals)) if poa_vals else float("nan")
+    poa_pts = [labelled[i] for i in op if math.isfinite(labelled[i].poa_hat)]
+    poa_obj = float(np.mean([p.poa_hat for p in poa_pts])) if poa_pts else float("nan")
+    # mean of independent points: half-widths add in quadrature, over the count
+    poa_h = math.sqrt(sum(p.poa_interval.half_width**2 for p in poa_pts)) / len(poa_pts) if poa_pts else math.nan
+    best = max(op, key=lambda i: labelled[i].metrics.tok_s_per_gpu)
+    tput_iv = labelled[best].metrics.interval("tok_s_per_gpu")
     tput = max(labelled[i].metrics.tok_s_per_gpu for i in op)
     out = max(labelled[i].metrics.output_tok_s for i in op)
     ttft = max(labelled[i].metrics.ttft_p99_ms for i in op)
@@ -134,4 +150,8 @@ def score_sweep(
         itl,
         cons,
         dict(meta or {}),
+        poa_obj - poa_h,
+        poa_obj + poa_h,
+        tput_iv.lo,
+        tput_iv.hi,
     )

@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.intervals import Interval
 from autotune.metrics import PointMetrics
 from autotune.scoring import PointScore, TrialResult
 
@@ -23,7 +24,17 @@ from autotune.scoring import PointScore, TrialResult
 TOPOLOGY, GPUS, BASELINE = "topology", "gpus", "baseline"
 PRUNE_REASON, FAIL_REASON, DURATION_S = "prune_reason", "fail_reason", "duration_s"
 POINTS, META = "points", "meta"
-SCALARS = ("knee_concurrency", "ttft_p99_ms", "itl_p99_ms", "output_tok_s", "slo_ok")
+SCALARS = (
+    "knee_concurrency",
+    "ttft_p99_ms",
+    "itl_p99_ms",
+    "output_tok_s",
+    "slo_ok",
+    "poa_objective_lo",
+    "poa_objective_hi",
+    "tok_s_per_gpu_lo",
+    "tok_s_per_gpu_hi",
+)
 OBJECTIVES = ("poa_hat", "tok_s_per_gpu")  # Optuna values, in this order
 DIRECTIONS: Final = ("minimize", "maximize")  # Final keeps the literal types optuna wants
 
@@ -89,6 +100,17 @@ def read_result(t: FrozenTrial) -> TrialResult:
         a["itl_p99_ms"],
         dict(constraints(t)),
         json.loads(a.get(META, "{}")),
+        *(a.get(k, math.nan) for k in SCALARS[5:]),
+    )
+
+
+def objective_intervals(t: FrozenTrial) -> tuple[Interval, Interval]:
+    """(PoA-hat, tok/s per GPU) of a completed trial with their confidence intervals."""
+    a = t.user_attrs
+    nan = math.nan
+    return (
+        Interval(t.values[0], a.get("poa_objective_lo", nan), a.get("poa_objective_hi", nan)),
+        Interval(t.values[1], a.get("tok_s_per_gpu_lo", nan), a.get("tok_s_per_gpu_hi", nan)),
     )
 
 
@@ -137,7 +159,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "gpus": a.get(GPUS),
                 "baseline": a.get(BASELINE, ""),
                 "poa_hat": t.values[0] if ok else math.nan,
+                "poa_hat_lo": a.get("poa_objective_lo", math.nan) if ok else math.nan,
+                "poa_hat_hi": a.get("poa_objective_hi", math.nan) if ok else math.nan,
                 "tok_s_per_gpu": t.values[1] if ok else math.nan,
+                "tok_s_per_gpu_lo": a.get("tok_s_per_gpu_lo", math.nan) if ok else math.nan,
+                "tok_s_per_gpu_hi": a.get("tok_s_per_gpu_hi", math.nan) if ok else math.nan,
                 "output_tok_s": a.get("output_tok_s"),
                 "ttft_p99_ms": a.get("ttft_p99_ms"),
                 "itl_p99_ms": a.get("itl_p99_ms"),

@@ -60,6 +60,10 @@ def _result() -> TrialResult:
         itl_p99_ms=24.125,
         constraints={"ttft_p99": -0.25, "itl_p99": 0.5},
         meta={"seed": 7, "backend": "sim", "concurrency": [16, 64]},
+        poa_objective_lo=1.25,
+        poa_objective_hi=1.5,
+        tok_s_per_gpu_lo=1200.5,
+        tok_s_per_gpu_hi=1361.125,
     )
 
 
