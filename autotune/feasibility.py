@@ -102,12 +102,4 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
 
 def max_request_tokens(profile: Profile) -> int:
     """Longest request (input + output) the workload can send: the KV pool must hold one."""
-
-    def hi(d: object) -> int:
-        for attr in ("value", "max"):
-            v = getattr(d, attr, None)
-            if v:
-                return int(v)
-        return int(d.mean + 4 * d.std)
-
-    return hi(profile.workload.input_tokens) + hi(profile.workload.output_tokens)
+    return profile.workload.max_request_tokens()
