@@ -17,7 +17,7 @@ from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
 from autotune.cli.validate import validate_cmd
-from autotune.errors import EXIT_INTERRUPTED, AutotuneError
+from autotune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, AutotuneError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("autotune: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # one line, as for every other error: click's own form adds a "Usage:" line and a "Try --help" hint
+        message = " ".join(exc.format_message().split())
+        click.echo(f"autotune: error: {message}", err=True)
+        sys.exit(exc.exit_code if not isinstance(exc, click.UsageError) else EXIT_BAD_INPUT)
     except AutotuneError as exc:
         click.echo(f"autotune: error: {exc}", err=True)
         sys.exit(exc.exit_code)

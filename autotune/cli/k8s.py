@@ -121,7 +121,7 @@ def reconcile_on_resume(
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(min=1),
+    type=click.FloatRange(min=1, max=86400),
     default=600.0,
     show_default=True,
     help="Seconds to wait for the graphs and their pods to be gone.",
@@ -176,11 +176,8 @@ def cleanup_cmd(
 def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
     """Print the DynamoGraphDeployment a k8s trial would apply (YAML; nothing is contacted)."""
     from autotune.k8s.render import render_dgd
-    from autotune.profile import load_profile
-    from autotune.topology import parse_topology
+    from autotune.profile import load_profile, profile_topology
 
-    sys.stdout.write(
-        yaml.safe_dump(
-            render_dgd(load_profile(profile), parse_topology(topology), study=study, trial_id=trial_id), sort_keys=False
-        )
-    )
+    prof = load_profile(profile)
+    topo = profile_topology(prof, topology)
+    sys.stdout.write(yaml.safe_dump(render_dgd(prof, topo, study=study, trial_id=trial_id), sort_keys=False))

@@ -94,6 +94,8 @@ def load_study(
         )
     if name not in existing and not create:
         raise InputError(f"no study {name!r} in {cfg.storage or cfg.results_dir}")
+    if name not in existing and cfg.resume:
+        raise InputError(f"--resume: no study {name!r} in {cfg.storage or cfg.results_dir} to continue")
     n_before = 0
     if name in existing:
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
