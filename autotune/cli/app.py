@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -52,6 +53,10 @@ def _sigterm_is_interrupt() -> None:
         pass
 
 
+# click >= 8.2 raises this (a UsageError) for a group called without arguments; older click prints the help
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes, never a traceback for user errors."""
     _sigterm_is_interrupt()
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("autotune: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except _NO_ARGS_IS_HELP as exc:  # bare ``autotune``: the help, as click shows it
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
     except click.ClickException as exc:
         # one line, as for every other error: click's own form adds a "Usage:" line and a "Try --help" hint
         message = " ".join(exc.format_message().split())
