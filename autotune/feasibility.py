@@ -7,7 +7,6 @@ weights and heads, the engine's memory settings and the workload's longest reque
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from autotune.profile import Profile
 from autotune.topology import Topology
@@ -103,12 +102,4 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
 
 def max_request_tokens(profile: Profile) -> int:
     """Longest request (input + output) the workload can send: the KV pool must hold one."""
-
-    def hi(d: Any) -> int:
-        for attr in ("value", "max"):
-            v = getattr(d, attr, None)
-            if v:
-                return int(v)
-        return int(d.mean + 4 * d.std)
-
-    return hi(profile.workload.input_tokens) + hi(profile.workload.output_tokens)
+    return profile.workload.max_request_tokens()

@@ -39,13 +39,14 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     PosInt,
     SearchSpace,
     SecretRef,
+    Seed,
     SloSpec,
     SpikeSpec,
     UniformDist,
     WorkloadSpec,
     _Strict,
 )
-from autotune.topology import parse_topology
+from autotune.topology import CREDIT_MIN_VERSION, Topology, check_router_version, parse_topology, shorten
 
 
 def shipped_profiles_dir() -> Path:
@@ -78,7 +79,7 @@ class Profile(_Strict):
     slo: SloSpec = SloSpec()
     search: SearchSpace = SearchSpace(operating_point="grid")
     baselines: list[str] = Field(default_factory=list)  # topology strings, e.g. the paper's 1P4-5D4
-    seed: int = 0
+    seed: Seed = 0
     source: str = Field(default="<memory>", exclude=True)
 
     @field_validator("name")
@@ -103,9 +104,26 @@ class Profile(_Strict):
             raise ValueError(f"search.target_concurrency ({tc}) is not in workload.concurrency {w.concurrency}")
         if self.engine.max_num_batched_tokens < self.engine.block_size:
             raise ValueError("engine.max_num_batched_tokens is smaller than engine.block_size")
+        ctx = self.model.max_context_tokens
+        if ctx is not None and w.max_request_tokens() > ctx:
+            raise ValueError(
+                f"workload: the longest request ({w.max_request_tokens()} tokens, input + output) exceeds "
+                f"model.max_context_tokens ({ctx})"
+            )
+        why = w.too_few_requests(w.requests_per_point, max(w.concurrency))
+        if why:
+            raise ValueError(f"workload.requests_per_point: {why}")
+        s = self.search
+        why = w.too_few_requests(s.requests_per_point or w.requests_per_point, max(s.concurrency or w.concurrency))
+        if why:
+            raise ValueError(f"search.requests_per_point: {why}")
+        if s.overlap_credit is not None and self.dynamo.version_tuple < CREDIT_MIN_VERSION:
+            raise ValueError(
+                f"search.overlap_credit needs Dynamo 1.3 or newer (dynamo.version is {self.dynamo.version})"
+            )
         for i, text in enumerate(self.baselines):
             try:
-                parse_topology(text, flag=f"baselines[{i}]")
+                profile_topology(self, text, flag=f"baselines[{i}]")
             except InputError as exc:
                 raise ValueError(str(exc)) from None
         return self
@@ -117,6 +135,14 @@ class Profile(_Strict):
 
     def resolved_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def profile_topology(profile: Profile, text: str, flag: str = "--topology") -> Topology:
+    """A topology string checked against the profile's Dynamo version: the one parser every command uses
+    (simulate, validate, dgd, the study's baselines), so no command accepts what another refuses."""
+    topo = parse_topology(text, flag)
+    check_router_version(topo.router, profile.dynamo.version_tuple, f"{flag}: {shorten(text.strip())}")
+    return topo
 
 
 def _resolve_catalog(data: dict[str, Any], key: str, kind: str, src: str, path: str) -> None:
@@ -153,6 +179,27 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen and key != "<<"
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def _read_text(path: Path, display: str) -> str:
     """A regular file of at most ``MAX_PROFILE_BYTES`` of UTF-8: never a device, FIFO or directory
     (``extends: /dev/zero`` would read forever)."""
@@ -179,7 +226,7 @@ def _read_text(path: Path, display: str) -> str:
 def _read_yaml(path: Path, display: str) -> dict[str, Any]:
     text = _read_text(path, display)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"

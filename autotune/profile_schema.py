@@ -11,9 +11,26 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from autotune.topology import MAX_WORKERS, ROUTER_MAX
+
+# Upper bounds on counts that size arrays, loops and the search space (README "Limits"): far beyond any
+# real deployment, low enough that a typo (an extra three zeros) is an error and not a MemoryError.
+MAX_NODES = 4096
+MAX_GPUS_PER_NODE = 72  # GB200 NVL72
+MAX_TOKENS = 16_777_216  # 16 Mi tokens: request lengths, context windows, batch budgets
+MAX_CONCURRENCY = 100_000
+MAX_REQUESTS = 1_000_000  # requests per load point
+MAX_TRIALS = 100_000
+SEED_MAX = 2**32 - 1  # numpy's seed limit: 0 <= seed < 2**32
+
 Pos = Annotated[float, Field(gt=0)]
 PosInt = Annotated[int, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENCY)]
+Requests = Annotated[int, Field(gt=0, le=MAX_REQUESTS)]
+RouterWeight = Annotated[float, Field(ge=0, le=ROUTER_MAX)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 Dtype = Literal["fp4", "fp8", "bf16", "fp16"]
 DTYPE_BYTES = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0, "fp16": 2.0}
 
@@ -56,6 +73,8 @@ class ModelSpec(_Strict):
     weight_dtype: Dtype = "bf16"
     kv_dtype: Dtype = "bf16"
     served_name: str | None = None  # the name clients send; defaults to ``name``
+    # longest sequence (input + output) the model serves: HF config max_position_embeddings (catalog)
+    max_context_tokens: Tokens | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -78,9 +97,9 @@ class ModelSpec(_Strict):
 
 
 class ClusterSpec(_Strict):
-    nodes: PosInt
+    nodes: Annotated[int, Field(gt=0, le=MAX_NODES)]
     gpu: GpuSpec
-    gpus_per_node: Annotated[int, Field(gt=0, le=72)]
+    gpus_per_node: Annotated[int, Field(gt=0, le=MAX_GPUS_PER_NODE)]
     intra_node_bw_gb_s: Pos | None = None  # default: the GPU's NVLink bandwidth
     inter_node_bw_gb_s: Pos | None = None  # default: the GPU's scale-out bandwidth
     allow_multinode_workers: bool = False
@@ -183,12 +202,12 @@ class DynamoSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    max_num_seqs: PosInt = 256
-    max_num_batched_tokens: PosInt = 8192
-    block_size: PosInt = 64
+    max_num_seqs: Annotated[int, Field(gt=0, le=MAX_CONCURRENCY)] = 256
+    max_num_batched_tokens: Tokens = 8192
+    block_size: Annotated[int, Field(gt=0, le=4096)] = 64
     gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
     reserve_gb: NonNeg = 4.0  # activations, CUDA graphs, NCCL buffers (perf_model.md §2: 4 GB/GPU (e))
-    min_kv_tokens: PosInt = 4096  # a worker below this KV pool is infeasible
+    min_kv_tokens: Tokens = 4096  # a worker below this KV pool is infeasible
     preemption: Literal["recompute"] = "recompute"
 
 
@@ -200,13 +219,13 @@ class KvTransferSpec(_Strict):
 
 class FixedDist(_Strict):
     dist: Literal["fixed"]
-    value: PosInt
+    value: Tokens
 
 
 class UniformDist(_Strict):
     dist: Literal["uniform"]
-    min: PosInt
-    max: PosInt
+    min: Tokens
+    max: Tokens
 
     @model_validator(mode="after")
     def _check(self) -> UniformDist:
@@ -217,10 +236,10 @@ class UniformDist(_Strict):
 
 class NormalDist(_Strict):
     dist: Literal["normal"]
-    mean: Pos
-    std: NonNeg
-    min: PosInt = 1
-    max: PosInt | None = None
+    mean: Annotated[float, Field(gt=0, le=MAX_TOKENS)]
+    std: Annotated[float, Field(ge=0, le=MAX_TOKENS)]
+    min: Tokens = 1
+    max: Tokens | None = None
 
     @model_validator(mode="after")
     def _check(self) -> NormalDist:
@@ -241,17 +260,17 @@ class SpikeSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    templates: PosInt = 5
-    prefix_tokens: Annotated[int, Field(ge=0)] = 96  # tokens of a request shared with its template
+    templates: Annotated[int, Field(gt=0, le=MAX_REQUESTS)] = 5
+    prefix_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 96  # tokens of a request shared with its template
     input_tokens: LengthDist = FixedDist(dist="fixed", value=128)
     output_tokens: LengthDist = FixedDist(dist="fixed", value=128)
     arrival: Literal["closed", "open"] = "closed"
     rate_rps: Pos | None = None  # open loop
     spike: SpikeSpec | None = None
-    concurrency: list[PosInt] = Field(default_factory=lambda: [16, 32, 64, 96, 128, 192, 256], min_length=1)
-    requests_per_point: PosInt = 2000
-    warmup_requests: Annotated[int, Field(ge=0)] = 100
-    cooldown_requests: Annotated[int, Field(ge=0)] = 100
+    concurrency: list[Concurrency] = Field(default_factory=lambda: [16, 32, 64, 96, 128, 192, 256], min_length=1)
+    requests_per_point: Requests = 2000
+    warmup_requests: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
+    cooldown_requests: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadSpec:
@@ -268,6 +287,42 @@ class WorkloadSpec(_Strict):
     def min_input_tokens(self) -> int:
         d = self.input_tokens
         return d.value if isinstance(d, FixedDist) else d.min
+
+    def max_request_tokens(self) -> int:
+        """Longest request (input + output) the workload can send (a normal without max: mean + 4 std)."""
+
+        def hi(d: FixedDist | UniformDist | NormalDist) -> int:
+            if isinstance(d, FixedDist):
+                return d.value
+            if d.max is not None:
+                return d.max
+            return int(d.mean + 4 * d.std)
+
+        return hi(self.input_tokens) + hi(self.output_tokens)
+
+    def measurement_edges(self, n: int) -> tuple[int, int]:
+        """Warm-up and cool-down requests for a point of ``n`` requests: the profile's counts, or their share of ``n``."""
+        if n == self.requests_per_point:
+            return self.warmup_requests, self.cooldown_requests
+        return (
+            n * self.warmup_requests // self.requests_per_point,
+            n * self.cooldown_requests // self.requests_per_point,
+        )
+
+    def too_few_requests(self, n: int, concurrency: int) -> str:
+        """Why ``n`` requests cannot measure a closed-loop point at ``concurrency`` (or ''): the measured
+        window needs at least ``concurrency`` requests between the warm-up and cool-down edges, else the
+        point is all ramp-up and ramp-down and its throughput is meaningless."""
+        if self.arrival == "open":
+            return ""
+        warm, cool = self.measurement_edges(n)
+        need = concurrency + warm + cool
+        if n < need:
+            return (
+                f"{n} requests per point cannot measure concurrency {concurrency}: "
+                f"need at least {need} (concurrency + {warm} warm-up + {cool} cool-down)"
+            )
+        return ""
 
 
 class MeasurementSpec(_Strict):
@@ -299,22 +354,23 @@ def _default_tps() -> list[Literal[1, 2, 4, 8, 16]]:
 
 
 class SearchSpace(_Strict):
-    trials: PosInt = 100
+    trials: Annotated[int, Field(gt=0, le=MAX_TRIALS)] = 100
     prefill_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
     decode_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
     aggregated_tp: list[Literal[1, 2, 4, 8, 16]] = Field(default_factory=_default_tps, min_length=1)
     allow_aggregated: bool = True
-    max_prefill_workers: PosInt = 8
-    max_decode_workers: PosInt = 16
-    temperature: tuple[NonNeg, NonNeg] = (0.0, 1.0)
-    overlap_weight: tuple[NonNeg, NonNeg] = (0.0, 2.0)  # ω = prefill-load scale
-    overlap_credit: tuple[NonNeg, NonNeg] | None = None  # 1.3+ only; None = fixed at 1.0
-    min_gpus: PosInt = 1  # topologies using fewer GPUs are not considered (fill the pool you have)
-    router_step: Annotated[float, Field(gt=0)] | None = None  # discretize τ, ω (and credit) to this step
-    concurrency: list[PosInt] | None = None  # sweep used per trial; default: workload.concurrency
-    requests_per_point: PosInt | None = None  # burst per point during the search; default: workload's
+    max_prefill_workers: Annotated[int, Field(gt=0, le=MAX_WORKERS)] = 8
+    max_decode_workers: Annotated[int, Field(gt=0, le=MAX_WORKERS)] = 16
+    temperature: tuple[RouterWeight, RouterWeight] = (0.0, 1.0)
+    overlap_weight: tuple[RouterWeight, RouterWeight] = (0.0, 2.0)  # ω = prefill-load scale
+    overlap_credit: tuple[RouterWeight, RouterWeight] | None = None  # 1.3+ only; None = fixed at 1.0
+    min_gpus: Annotated[int, Field(gt=0, le=MAX_NODES * MAX_GPUS_PER_NODE)] = 1  # fewer GPUs: not considered
+    # discretize τ, ω (and credit) to this step; >= 1e-4 keeps the grid of a [0, ROUTER_MAX] range countable
+    router_step: Annotated[float, Field(ge=1e-4, le=ROUTER_MAX)] | None = None
+    concurrency: list[Concurrency] | None = Field(default=None, min_length=1)  # per-trial sweep; default: workload's
+    requests_per_point: Requests | None = None  # burst per point during the search; default: workload's
     operating_point: Literal["target", "saturated", "grid"] = "target"
-    target_concurrency: PosInt | None = None
+    target_concurrency: Concurrency | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
@@ -324,4 +380,6 @@ class SearchSpace(_Strict):
                 raise ValueError(f"{name}: lower bound {lo_hi[0]} exceeds upper bound {lo_hi[1]}")
         if self.operating_point == "target" and self.target_concurrency is None:
             raise ValueError("operating_point 'target' needs target_concurrency")
+        if self.concurrency is not None and sorted(set(self.concurrency)) != list(self.concurrency):
+            raise ValueError("concurrency must be strictly increasing without repeats")
         return self

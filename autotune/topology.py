@@ -7,6 +7,9 @@ String form (documented in the README)::
     1P4-5D4@tau=0.7,omega=0.1     with router temperature τ and overlap weight ω
     ...@credit=1.5                overlap credit (Dynamo 1.3+ only)
 
+Limits (README): at most ``MAX_WORKERS`` workers per pool, TP at most ``MAX_TP``, each router weight
+at most ``ROUTER_MAX``; a key appears once.
+
 ``omega`` is the paper's ω: the weight on prefill load relative to decode load (Dynamo 0.9
 ``--kv-overlap-score-weight``, 1.0-1.2 ``--router-kv-overlap-score-weight``, 1.3+
 ``--router-prefill-load-scale``). One internal meaning, one name per Dynamo version.
@@ -19,6 +22,11 @@ import re
 from dataclasses import dataclass, field, replace
 
 from autotune.errors import InputError
+
+MAX_WORKERS = 4096  # workers per pool: the largest cluster a profile may describe (cluster.nodes <= 4096)
+MAX_TP = 1024  # tensor-parallel degree of one worker
+ROUTER_MAX = 1000.0  # upper bound of τ, ω and credit: far beyond any useful setting, far from float overflow
+CREDIT_MIN_VERSION = (1, 3)  # overlap credit exists from Dynamo 1.3 (dynamo.md §2)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class RouterSettings:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise InputError(f"router {name} must be a finite number >= 0, got {v!r}")
+            if v > ROUTER_MAX:
+                raise InputError(f"router {name} must be at most {ROUTER_MAX:g}, got {v!r}")
 
     @property
     def effective_credit(self) -> float:
@@ -100,8 +110,15 @@ class Topology:
         return replace(self, router=router)
 
 
-_SHAPE = re.compile(r"^(?:(?P<np>\d+)P(?P<tp_p>\d+)-(?P<nd>\d+)D(?P<tp_d>\d+)|(?P<na>\d+)A(?P<tp_a>\d+))$")
+_SHAPE = re.compile(
+    r"^(?:(?P<np>[0-9]+)P(?P<tp_p>[0-9]+)-(?P<nd>[0-9]+)D(?P<tp_d>[0-9]+)|(?P<na>[0-9]+)A(?P<tp_a>[0-9]+))$", re.ASCII
+)
 _ROUTER_KEYS = {"tau": "temperature", "omega": "overlap_weight", "credit": "overlap_credit"}
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``repr`` of user text for an error line, cut to ``limit`` characters (a 10,000-digit count stays one line)."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3]) + "..."
 
 
 def parse_topology(text: str, flag: str = "--topology") -> Topology:
@@ -109,35 +126,59 @@ def parse_topology(text: str, flag: str = "--topology") -> Topology:
     shape, _, router_part = text.strip().partition("@")
     m = _SHAPE.match(shape.strip())
     if not m:
-        raise InputError(f"{flag}: cannot parse {text!r}: expected e.g. 1P4-5D4 or 6A4, optionally @tau=0.7,omega=1")
+        raise InputError(
+            f"{flag}: cannot parse {shorten(text)}: expected e.g. 1P4-5D4 or 6A4, optionally @tau=0.7,omega=1"
+        )
     kw: dict[str, float] = {}
     if router_part:
         for item in router_part.split(","):
             key, eq, val = item.partition("=")
             key = key.strip()
             if not eq or key not in _ROUTER_KEYS:
-                raise InputError(f"{flag}: unknown router setting {item!r} in {text!r} (use tau=, omega=, credit=)")
+                raise InputError(
+                    f"{flag}: unknown router setting {shorten(item)} in {shorten(text)} (use tau=, omega=, credit=)"
+                )
+            if _ROUTER_KEYS[key] in kw:
+                raise InputError(f"{flag}: {key} is given twice in {shorten(text)}")
             try:
+                if not val.isascii() or "_" in val:  # float() also reads '1_0' and non-ASCII digits
+                    raise ValueError
                 kw[_ROUTER_KEYS[key]] = float(val)
             except ValueError:
-                raise InputError(f"{flag}: {key} must be a number, got {val!r}") from None
+                raise InputError(f"{flag}: {key} must be a number, got {shorten(val)}") from None
     try:
         router = RouterSettings(**kw)
     except InputError as exc:
         raise InputError(f"{flag}: {exc}") from None
-    g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+    names = {
+        "na": "aggregated workers",
+        "tp_a": "TP",
+        "np": "prefill workers",
+        "tp_p": "prefill TP",
+        "nd": "decode workers",
+        "tp_d": "decode TP",
+    }
+    g: dict[str, int] = {}
+    for k, v in m.groupdict().items():
+        if v is None:
+            continue
+        limit = MAX_TP if k.startswith("tp") else MAX_WORKERS
+        # bound the digits before int(): Python refuses to convert strings of more than 4300 digits
+        if len(v.lstrip("0")) > len(str(limit)) or int(v) > limit:
+            raise InputError(f"{flag}: {names[k]} must be at most {limit} in {shorten(text)}")
+        if int(v) < 1:
+            raise InputError(f"{flag}: {names[k]} must be at least 1 in {shorten(text)}")
+        g[k] = int(v)
     if "na" in g:
-        topo = Topology(agg_workers=g["na"], agg_tp=g["tp_a"], router=router)
-        counts = [("aggregated workers", g["na"]), ("TP", g["tp_a"])]
-    else:
-        topo = Topology(g["np"], g["tp_p"], g["nd"], g["tp_d"], router=router)
-        counts = [
-            ("prefill workers", g["np"]),
-            ("prefill TP", g["tp_p"]),
-            ("decode workers", g["nd"]),
-            ("decode TP", g["tp_d"]),
-        ]
-    for what, n in counts:
-        if n < 1:
-            raise InputError(f"{flag}: {what} must be at least 1 in {text!r}")
-    return topo
+        return Topology(agg_workers=g["na"], agg_tp=g["tp_a"], router=router)
+    return Topology(g["np"], g["tp_p"], g["nd"], g["tp_d"], router=router)
+
+
+def check_router_version(router: RouterSettings, version: tuple[int, int], where: str) -> None:
+    """Refuse router settings the profile's Dynamo version does not have (every command calls this,
+    through ``autotune.profile.profile_topology``, so ``simulate`` accepts exactly what ``dgd`` renders)."""
+    if router.overlap_credit != 1.0 and version < CREDIT_MIN_VERSION:
+        raise InputError(
+            f"{where}: credit={_num(router.overlap_credit)} needs Dynamo 1.3 or newer "
+            f"(the profile's dynamo.version is {version[0]}.{version[1]})"
+        )

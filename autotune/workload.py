@@ -86,9 +86,7 @@ class ArrivalSchedule:
 
 def measurement_edges(w: WorkloadSpec, n: int) -> tuple[int, int]:
     """Warm-up and cool-down requests for a point of ``n`` requests: the profile's counts, or their share of ``n``."""
-    if n == w.requests_per_point:
-        return w.warmup_requests, w.cooldown_requests
-    return n * w.warmup_requests // w.requests_per_point, n * w.cooldown_requests // w.requests_per_point
+    return w.measurement_edges(n)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import errno
 import logging
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
 from autotune.cli.validate import validate_cmd
-from autotune.errors import EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
+from autotune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
 from autotune.redact import install_log_filter, redact_text
 
 
@@ -58,6 +59,10 @@ def _sigterm_is_interrupt() -> None:
         pass
 
 
+# click >= 8.2 raises this (a UsageError) for a group called without arguments; older click prints the help
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes, never a traceback for user errors."""
     _sigterm_is_interrupt()
@@ -66,9 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("autotune: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:
+    except _NO_ARGS_IS_HELP as exc:  # bare ``autotune``: the help, as click shows it
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        # one line, as for every other error: click's own form adds a "Usage:" line and a "Try --help" hint
+        message = " ".join(exc.format_message().split())
+        click.echo(f"autotune: error: {message}", err=True)
+        sys.exit(exc.exit_code if not isinstance(exc, click.UsageError) else EXIT_BAD_INPUT)
     except AutotuneError as exc:
         click.echo(f"autotune: error: {redact_text(str(exc))}", err=True)
         sys.exit(exc.exit_code)

@@ -121,7 +121,7 @@ def reconcile_on_resume(
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(min=1),
+    type=click.FloatRange(min=1, max=86400),
     default=600.0,
     show_default=True,
     help="Seconds to wait for the graphs and their pods to be gone.",
@@ -179,9 +179,10 @@ def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
     Credential-looking literals are printed as ``<redacted>`` (with a warning): use secret references.
     """
     from autotune.k8s.render import render_dgd
-    from autotune.profile import load_profile
+    from autotune.profile import load_profile, profile_topology
     from autotune.redact import scrub
-    from autotune.topology import parse_topology
 
-    dgd = render_dgd(load_profile(profile), parse_topology(topology), study=study, trial_id=trial_id)
+    prof = load_profile(profile)
+    topo = profile_topology(prof, topology)
+    dgd = render_dgd(prof, topo, study=study, trial_id=trial_id)
     sys.stdout.write(yaml.safe_dump(scrub(dgd, "autotune dgd"), sort_keys=False))

@@ -5,24 +5,50 @@ Imports nothing from the command modules or ``main.py``: any command can use it 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
 
 from autotune.cli.output import FORMATS
 from autotune.errors import InputError
+from autotune.profile_schema import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TRIALS, SEED_MAX
+from autotune.topology import shorten
 
 DEFAULT_PROFILE = "paper-70b-1p5d"
+_ASCII_INT = re.compile(r"[0-9]{1,12}", re.ASCII)  # str.isdigit() also takes '²' and other non-ASCII digits
 
 
-def parse_int_list(text: str, flag: str) -> list[int]:
-    out = []
+def parse_int_list(text: str, flag: str, maximum: int = MAX_CONCURRENCY) -> list[int]:
+    """``16,32,64``: positive ASCII integers up to ``maximum``, strictly increasing; errors name ``flag``."""
+    out: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) <= 0:
-            raise InputError(f"{flag}: {part!r} is not a positive integer (expected e.g. 16,32,64)")
+        if not _ASCII_INT.fullmatch(part) or int(part) <= 0:
+            raise InputError(f"{flag}: {shorten(part)} is not a positive integer (expected e.g. 16,32,64)")
+        if int(part) > maximum:
+            raise InputError(f"{flag}: {part} exceeds the maximum {maximum}")
+        if out and int(part) <= out[-1]:
+            raise InputError(f"{flag}: {shorten(text)} must be strictly increasing without repeats")
         out.append(int(part))
     return out
+
+
+def check_point_size(profile: Any, requests: int | None, concurrency: list[int]) -> None:
+    """Refuse ``-n`` too small for the largest ``-c`` (a closed-loop point that never reaches steady state
+    reports nonsense throughput); ``requests`` None means the profile's ``workload.requests_per_point``."""
+    w = profile.workload
+    n = requests or w.requests_per_point
+    why = w.too_few_requests(n, max(concurrency))
+    if why:
+        where = "-n/--requests" if requests else f"{profile.source}: workload.requests_per_point"
+        raise InputError(f"{where}: {why}; raise -n or lower -c/--concurrency")
+
+
+# every --seed flag: numpy seeds are 0 <= seed < 2**32, as the profile's ``seed`` field
+SEED = click.IntRange(0, SEED_MAX)
+REQUESTS = click.IntRange(10, MAX_REQUESTS)
+SPEEDUP = click.FloatRange(min=0, max=1000, min_open=True)  # also refuses inf and nan
 
 
 output_option = click.option(
@@ -52,7 +78,11 @@ def study_options(f: Any) -> Any:
                 "-b", "--backend", default="sim", show_default=True, help="Trial backend: sim, dynamo-local, k8s."
             ),
             click.option(
-                "-n", "--trials", type=click.IntRange(min=1), default=None, help="Trials (default: the profile's)."
+                "-n",
+                "--trials",
+                type=click.IntRange(1, MAX_TRIALS),
+                default=None,
+                help="Trials (default: the profile's).",
             ),
             click.option(
                 "-r",
@@ -67,12 +97,12 @@ def study_options(f: Any) -> Any:
             ),
             click.option("--resume", is_flag=True, help="Continue the study in the results directory."),
             click.option(
-                "--seed", type=int, default=None, help="Seed for the sampler and the simulator (default: profile)."
+                "--seed", type=SEED, default=None, help="Seed for the sampler and the simulator (default: profile)."
             ),
             click.option(
                 "-j",
                 "--jobs",
-                type=click.IntRange(min=1),
+                type=click.IntRange(1, 1024),
                 default=None,
                 help="Parallel trials (default: CPU count on sim, 1 on live backends).",
             ),
@@ -86,7 +116,7 @@ def study_options(f: Any) -> Any:
             ),
             click.option(
                 "--speedup",
-                type=click.FloatRange(min=0, min_open=True),
+                type=SPEEDUP,
                 default=1.0,
                 show_default=True,
                 help="dynamo-local: mocker speed-up ratio (compressed time).",

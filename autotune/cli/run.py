@@ -120,6 +120,12 @@ def _execute(
 
         secret_env(prof)
     out = Path(results) if results else Path("results") / prof.name
+    if resume and storage is None and not (out / "study.journal").exists():
+        raise InputError(f"--resume: {out} holds no study to continue; run without --resume to start one")
+    if backend == "k8s":  # a bad kubeconfig would fail every trial and burn the budget: check it first
+        from autotune.cli.k8s import _connect
+
+        _connect(kw["kubeconfig"], kw["context"]).close()
     from autotune.search.study import study_name
 
     graphs = os.environ.get("AUTOTUNE_STUDY") or study_name(prof)  # label of this study's trial graphs

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from autotune.cli.options import output_option, parse_int_list, profile_option
+from autotune.cli.options import REQUESTS, SEED, check_point_size, output_option, parse_int_list, profile_option
 from autotune.cli.output import emit
 from autotune.errors import InputError
 
@@ -24,10 +24,8 @@ log = logging.getLogger("autotune")
 @click.option(
     "-c", "--concurrency", default=None, help="Comma-separated concurrency points (default: the profile grid)."
 )
-@click.option(
-    "-n", "--requests", type=click.IntRange(min=10), default=None, help="Requests per point (default: profile)."
-)
-@click.option("--seed", type=int, default=None, help="Random seed (default: the profile's).")
+@click.option("-n", "--requests", type=REQUESTS, default=None, help="Requests per point (default: profile).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default: the profile's).")
 @click.option("--perf-model", default="roofline", show_default=True, help="Step-time model: roofline or mocker.")
 @output_option
 def simulate(
@@ -42,16 +40,18 @@ def simulate(
     """Simulate one topology over a concurrency sweep and print one row per point."""
     from autotune.backends.sim import SimBackend
     from autotune.metrics import summarize
-    from autotune.profile import load_profile
-    from autotune.topology import parse_topology
+    from autotune.profile import load_profile, profile_topology
 
     prof = load_profile(profile)
     if topology is None:
         if not prof.baselines:
             raise InputError("--topology: required because the profile lists no baselines")
         topology = prof.baselines[0]
-    topo = parse_topology(topology)
-    points = parse_int_list(concurrency, "--concurrency") if concurrency else list(prof.workload.concurrency)
+    topo = profile_topology(prof, topology)
+    points = (
+        parse_int_list(concurrency, "--concurrency") if concurrency is not None else list(prof.workload.concurrency)
+    )
+    check_point_size(prof, requests, points)
     seed = prof.seed if seed is None else seed
     dep = SimBackend(perf_model).deploy(prof, topo, trial_id="simulate")
     rows = []

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import click
 
+from autotune.cli.options import REQUESTS, SEED, SPEEDUP, check_point_size
 from autotune.cli.output import FORMATS, emit
 from autotune.errors import InputError
+from autotune.profile_schema import MAX_CONCURRENCY
 
 
 @click.command("validate")
@@ -17,12 +19,12 @@ from autotune.errors import InputError
 @click.option(
     "-c",
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_CONCURRENCY),
     default=None,
     help="Closed-loop concurrency (default: the profile's target or first point).",
 )
-@click.option("-n", "--requests", type=click.IntRange(min=10), default=None, help="Requests (default: profile).")
-@click.option("--seed", type=int, default=None, help="Random seed (default: the profile's).")
+@click.option("-n", "--requests", type=REQUESTS, default=None, help="Requests (default: profile).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default: the profile's).")
 @click.option(
     "--timing",
     default="roofline",
@@ -31,7 +33,7 @@ from autotune.errors import InputError
 )
 @click.option(
     "--speedup",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SPEEDUP,
     default=0.5,
     show_default=True,
     help="Mocker speed-up ratio (both sides run at the same compressed time).",
@@ -51,13 +53,13 @@ def validate_cmd(
 ) -> None:
     """Run one load point on the simulator and on a real local Dynamo; print both with relative errors."""
     from autotune.dynamo.stack import secret_env
-    from autotune.profile import load_profile
-    from autotune.topology import parse_topology
+    from autotune.profile import load_profile, profile_topology
     from autotune.validate import validate
 
     prof = load_profile(profile_ref)
     secret_env(prof)  # a missing secret variable: one line, before anything starts
-    topo = parse_topology(topology)
+    topo = profile_topology(prof, topology)
+    check_point_size(prof, requests, [concurrency or prof.search.target_concurrency or prof.workload.concurrency[0]])
     if timing == "mocker-npz":
         raise InputError("--timing: mocker-npz is the simulator's reading of the tables, not a source for them")
     report = validate(prof, topo, concurrency=concurrency, requests=requests, seed=seed, timing=timing, speedup=speedup)

@@ -109,6 +109,9 @@ def load_study(
         )
     if name not in existing and not create:
         raise InputError(f"no study {name!r} in {redact_text(cfg.storage) if cfg.storage else cfg.results_dir}")
+    if name not in existing and cfg.resume:
+        where = redact_text(cfg.storage) if cfg.storage else cfg.results_dir
+        raise InputError(f"--resume: no study {name!r} in {where} to continue")
     n_before = 0
     if name in existing:
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)

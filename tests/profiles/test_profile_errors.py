@@ -171,6 +171,36 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("bad-baseline-router", _set("baselines", ["1P4-1D4@tau=-1"]), "baselines[0]", "temperature must be"),
     ("extends-not-a-name", _set("extends", 3), "extends", "expected a profile name or path"),
     ("extends-missing", _set("extends", "no-such-profile"), "extends", "'no-such-profile' not found"),
+    ("seed-negative", _set("seed", -5), "seed", "greater than or equal to 0 (got -5)"),
+    ("seed-over-2-to-32", _set("seed", 2**32), "seed", "less than or equal to 4294967295"),
+    ("nodes-huge", _set("cluster.nodes", 10**11), "cluster.nodes", "less than or equal to 4096"),
+    ("temperature-huge", _set("search", {"temperature": [0, 1e308]}), "search.temperature", "less than or equal"),
+    (
+        "output-beyond-context",
+        _set("workload.output_tokens", {"dist": "fixed", "value": 200000}),
+        "workload",
+        "exceeds model.max_context_tokens (131072)",
+    ),
+    (
+        "requests-below-concurrency",
+        _set("workload.concurrency", [4, 8, 64]),
+        "workload.requests_per_point",
+        "60 requests per point cannot measure concurrency 64",
+    ),
+    ("search-concurrency-empty", _set("search", {"concurrency": []}), "search.concurrency", "at least 1 item"),
+    (
+        "credit-range-on-old-dynamo",
+        lambda d: d.update(dynamo={"version": "1.2.0"}, search={"operating_point": "grid", "overlap_credit": [0, 2]}),
+        "search.overlap_credit",
+        "needs Dynamo 1.3",
+    ),
+    (
+        "baseline-credit-on-old-dynamo",
+        lambda d: d.update(dynamo={"version": "0.9.0"}, baselines=["1P4-1D4@credit=2"]),
+        "baselines[0]",
+        "needs Dynamo 1.3",
+    ),
+    ("duplicate-key", "name: t\nname: u\n", "line 2", "duplicate key 'name'"),
 ]
 
 

@@ -37,7 +37,8 @@ def test_profile_simulates(name: str, capsys: pytest.CaptureFixture[str]) -> Non
     grid = prof.workload.concurrency
     points = f"{grid[0]},{grid[-1]}"
     with pytest.raises(SystemExit) as info:
-        main(["simulate", "--profile", name, "--concurrency", points, "--requests", "300", "-o", "json"])
+        # 400 requests: enough for C=256 plus the warm-up and cool-down edges (fewer is refused)
+        main(["simulate", "--profile", name, "--concurrency", points, "--requests", "400", "-o", "json"])
     out, _ = capsys.readouterr()
     assert info.value.code == 0
     data = json.loads(out)

@@ -36,6 +36,7 @@ BASE: dict[str, Any] = {
         "warmup_requests": 40,
         "cooldown_requests": 40,
     },
+    "measurement": {"adaptive": False},  # these tests check the simulator's mechanics on a fixed count
 }
 
 # A small-memory cluster: Llama-3.1-8B BF16 (16.1 GB) on H100s cut to 26 GB, leaving ~25.5k KV tokens
