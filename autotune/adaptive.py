@@ -57,14 +57,21 @@ def heatmap(
             sc = score_point(
                 dep.run_point(concurrency, seed=seed, requests=requests), timers, profile.engine.block_size
             )
+            m = sc.metrics
             rows.append(
                 {
                     "concurrency": concurrency,
                     "temperature": tau,
                     "overlap_weight": omega,
                     "poa_hat": sc.poa_hat,
-                    "ttft_p99_ms": sc.metrics.ttft_p99_ms,
-                    "output_tok_s": sc.metrics.output_tok_s,
+                    "poa_hat_lo": sc.poa_hat_lo,
+                    "poa_hat_hi": sc.poa_hat_hi,
+                    "ttft_p99_ms": m.ttft_p99_ms,
+                    "ttft_p99_ms_lo": m.ttft_p99_ms_lo,
+                    "ttft_p99_ms_hi": m.ttft_p99_ms_hi,
+                    "output_tok_s": m.output_tok_s,
+                    "output_tok_s_lo": m.output_tok_s_lo,
+                    "output_tok_s_hi": m.output_tok_s_hi,
                 }
             )
     return pd.DataFrame(rows)
