@@ -3,8 +3,8 @@
 1. Baseline TTFT P99 at the lowest grid point; θ1/θ2 as multiples of it, read off the topology's
    own sweep (the TTFT P99 where it enters transition and saturation).
 2. Presets: a 4 × 4 (τ, ω) grid simulated at a concurrency in each regime (the paper's Figure 6
-   heatmaps, below and at saturation); each regime takes the preset with the lowest PoA-hat
-   (TTFT P99 breaks ties within 2 %); Dynamo's default stays when nothing beats it by 2 %.
+   heatmaps, below and at saturation), every cell with its intervals; Dynamo's default stays unless
+   a cell is significantly better (intervals apart), and the best such cell is the preset.
 3. A load ramp and a spike (open loop) with the controller in the loop versus static default
    routing: PoA-hat, TTFT P99 and throughput per phase, like the paper's Exp. 3.
 """
@@ -20,6 +20,7 @@ import pandas as pd
 
 from autotune.backends.sim import SimBackend
 from autotune.controller import AdaptiveController, ControllerSettings
+from autotune.intervals import Interval, differ
 from autotune.poa import poa_hat
 from autotune.profile import Profile
 from autotune.regimes import BELOW, SATURATED, TRANSITION
@@ -77,19 +78,36 @@ def heatmap(
     return pd.DataFrame(rows)
 
 
+def _cell(r: pd.Series, name: str) -> Interval:
+    return Interval(float(r[name]), float(r[f"{name}_lo"]), float(r[f"{name}_hi"]))
+
+
+def _beats_default(r: pd.Series, d: pd.Series) -> bool:
+    """Significantly better than Dynamo's default cell: lower PoA-hat beyond the noise with TTFT P99 not
+    worse beyond it, or TTFT P99 lower beyond the noise with PoA-hat indistinguishable."""
+    poa, poa_d = _cell(r, "poa_hat"), _cell(d, "poa_hat")
+    ttft, ttft_d = _cell(r, "ttft_p99_ms"), _cell(d, "ttft_p99_ms")
+    poa_better = differ(poa, poa_d) and poa.value < poa_d.value
+    poa_worse = differ(poa, poa_d) and poa.value > poa_d.value
+    ttft_better = differ(ttft, ttft_d) and ttft.value < ttft_d.value
+    ttft_worse = differ(ttft, ttft_d) and ttft.value > ttft_d.value
+    return (poa_better and not ttft_worse) or (ttft_better and not poa_better and not poa_worse)
+
+
 def _best_preset(grid: pd.DataFrame) -> RouterSettings:
+    """Dynamo's default stays unless a (τ, ω) cell is significantly better in this regime (its intervals
+    do not overlap the default's); among the cells that are, the lowest PoA-hat, then TTFT P99."""
     g = grid.dropna(subset=["poa_hat"])
-    if g.empty:
+    is_default = (g["temperature"] == DEFAULT_ROUTER.temperature) & (
+        g["overlap_weight"] == DEFAULT_ROUTER.overlap_weight
+    )
+    if g.empty or not is_default.any():
         return DEFAULT_ROUTER
-    best = g["poa_hat"].min()
-    near = g[g["poa_hat"] <= best * 1.02]
-    fastest = near["ttft_p99_ms"].min()
-    default = near[
-        (near["temperature"] == DEFAULT_ROUTER.temperature) & (near["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)
-    ]
-    if len(default) and default["ttft_p99_ms"].iloc[0] <= fastest * 1.02:
-        return DEFAULT_ROUTER  # no measurable gain from moving off Dynamo's default: keep it
-    r = near.sort_values(["ttft_p99_ms", "temperature", "overlap_weight"]).iloc[0]
+    d = g[is_default].iloc[0]
+    better = g[[(not dflt) and _beats_default(r, d) for (_, r), dflt in zip(g.iterrows(), is_default, strict=True)]]
+    if better.empty:
+        return DEFAULT_ROUTER  # no significant gain from moving off Dynamo's default: keep it
+    r = better.sort_values(["poa_hat", "ttft_p99_ms", "temperature", "overlap_weight"]).iloc[0]
     return RouterSettings(temperature=float(r["temperature"]), overlap_weight=float(r["overlap_weight"]))
 
 

@@ -46,13 +46,18 @@ def detect_regimes(
     poa_hat: Sequence[float],
     tol: float = 0.5,
     poa_slack: float = 0.05,
+    ttft_intervals: Sequence[tuple[float, float]] | None = None,
 ) -> RegimeResult:
+    """Label the sweep; with ``ttft_intervals`` ((lo, hi) per point) a knee also needs the TTFT P99 rise
+    into it to be larger than the noise (the intervals of the two points do not overlap)."""
     n = len(concurrency)
     e = _elasticity(concurrency, ttft_p99_ms)
     knee = None
     for i in range(1, n):
         if e[i] <= 1 + tol:
             continue
+        if ttft_intervals is not None and not ttft_intervals[i][0] > ttft_intervals[i - 1][1]:
+            continue  # the rise is inside the noise (or has no interval): no knee on it
         persists = i == n - 1 or ttft_p99_ms[i + 1] > ttft_p99_ms[i]
         p0, p1 = poa_hat[i - 1], poa_hat[i]
         poa_ok = not (math.isfinite(p0) and math.isfinite(p1)) or p1 >= p0 * (1 - poa_slack)

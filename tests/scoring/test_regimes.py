@@ -44,3 +44,14 @@ def test_poa_drop_vetoes_knee() -> None:
     poa = [2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0]  # routing got much better: not routing saturation
     r = detect_regimes(C, ttft, poa)
     assert r.knee_concurrency != 128
+
+
+def test_no_knee_on_a_rise_inside_the_noise() -> None:
+    """A steep TTFT rise whose intervals overlap the previous point's is noise: no knee on it."""
+    c = [16, 32, 64, 128]
+    ttft = [10.0, 10.5, 11.0, 40.0]
+    wide = [(5.0, 15.0), (5.0, 16.0), (5.0, 20.0), (15.0, 60.0)]
+    assert detect_regimes(c, ttft, [1.0] * 4).knee_concurrency == 128
+    assert detect_regimes(c, ttft, [1.0] * 4, ttft_intervals=wide).knee_concurrency is None
+    tight = [(9.9, 10.1), (10.4, 10.6), (10.9, 11.1), (39.0, 41.0)]
+    assert detect_regimes(c, ttft, [1.0] * 4, ttft_intervals=tight).knee_concurrency == 128

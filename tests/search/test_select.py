@@ -1,9 +1,9 @@
 """The recommendation rule (``search/select.py``) on small in-memory studies.
 
-Among the trials that meet the SLOs, the Pareto front is normalised to [0, 1] on both objectives and
-the trial closest to the utopia point wins; ties go to fewer GPUs, then to router settings closest to
-Dynamo's defaults (τ 0, ω 1), then the earlier trial. With no trial meeting the SLOs, the least total
-violation wins and the selection says ``slo_met`` False.
+Among the trials that meet the SLOs, the front holds those no other trial significantly dominates;
+the highest tok/s per GPU wins, a tie inside the noise goes to the lower PoA-hat, then to fewer GPUs,
+then to router settings closest to Dynamo's defaults (τ 0, ω 1), then the earlier trial. With no trial
+meeting the SLOs, the least total violation wins and the selection says ``slo_met`` False.
 """
 
 from __future__ import annotations
@@ -34,31 +34,72 @@ def _add(
     cons: dict[str, float] | None = None,
     tau: float = 0.0,
     omega: float = 1.0,
+    rel: float = 0.02,
+    shape: str = "",
 ) -> int:
-    """One completed trial; returns its number."""
+    """One completed trial whose objectives carry ±``rel`` intervals; returns its number."""
+    ci = {
+        "poa_objective_lo": poa * (1 - rel),
+        "poa_objective_hi": poa * (1 + rel),
+        "tok_s_per_gpu_lo": tput * (1 - rel),
+        "tok_s_per_gpu_hi": tput * (1 + rel),
+    }
     study.add_trial(
         optuna.trial.create_trial(
             values=[poa, tput],
             params={"temperature": tau, "overlap_weight": omega},
             distributions=dict(ROUTER),
-            user_attrs={trials.GPUS: gpus, trials.TOPOLOGY: f"{gpus} GPUs"},
+            user_attrs={trials.GPUS: gpus, trials.TOPOLOGY: f"{shape or gpus}@tau={tau},omega={omega}", **ci},
             constraints=cons if cons is not None else {"ttft_p99": -0.1, "itl_p99": -0.2},
         )
     )
     return study.trials[-1].number
 
 
-def test_closest_to_utopia_wins_among_feasible_front() -> None:
+def test_highest_throughput_wins_beyond_the_noise() -> None:
     s = _study()
-    a = _add(s, 1.0, 100.0)  # best PoA-hat, poor throughput: distance 1
-    b = _add(s, 1.2, 300.0)  # near both bests: distance hypot(0.2, 20/220) ≈ 0.22
-    c = _add(s, 2.0, 320.0)  # best throughput, worst PoA-hat: distance 1
+    a = _add(s, 1.0, 100.0)  # best PoA-hat, poor throughput
+    b = _add(s, 1.2, 300.0)
+    c = _add(s, 2.0, 320.0)  # 320 ± 2 % does not overlap 300 ± 2 %: more throughput, significantly
     _add(s, 1.5, 200.0)  # dominated by b
     _add(s, 0.5, 1000.0, cons={"ttft_p99": 0.5, "itl_p99": -0.2})  # dominates all, but misses the TTFT SLO
     sel = select(s)
     assert sel.slo_met is True
-    assert sel.trial.number == b
+    assert sel.trial.number == c
     assert [t.number for t in sel.front] == [a, b, c]  # sorted by PoA-hat, the infeasible one left out
+
+
+def test_a_throughput_lead_inside_the_noise_goes_to_the_lower_poa_hat() -> None:
+    s = _study()
+    b = _add(s, 1.2, 300.0)
+    _add(s, 2.0, 305.0)  # 305 ± 2 % overlaps 300 ± 2 %: no real lead
+    assert select(s).trial.number == b
+
+
+def test_router_variants_with_no_real_effect_are_one_row() -> None:
+    """Same shape, indistinguishable outcomes: one row, the router settings closest to the defaults."""
+    s = _study()
+    default = _add(s, 1.0, 300.0, shape="1P4-2D4")
+    _add(s, 1.001, 300.3, shape="1P4-2D4", tau=0.05, omega=0.95)
+    _add(s, 0.999, 299.8, shape="1P4-2D4", tau=0.7, omega=0.0)
+    sel = select(s)
+    assert [t.number for t in sel.front] == [default] and sel.trial.number == default
+
+
+def test_no_significant_dominance_without_intervals() -> None:
+    """Trials that carry no intervals (noise unknown) never dominate each other: no decision on noise."""
+    s = _study()
+    for poa, tput in ((1.0, 100.0), (1.2, 300.0)):
+        s.add_trial(
+            optuna.trial.create_trial(
+                values=[poa, tput],
+                params={"temperature": 0.0, "overlap_weight": 1.0},
+                distributions=dict(ROUTER),
+                user_attrs={trials.GPUS: 8, trials.TOPOLOGY: f"{tput}"},
+                constraints={"ttft_p99": -0.1},
+            )
+        )
+    assert len(select(s).front) == 2
 
 
 def test_equal_scores_go_to_fewer_gpus_before_router_defaults() -> None:
