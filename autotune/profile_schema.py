@@ -369,8 +369,14 @@ class SearchSpace(_Strict):
     router_step: Annotated[float, Field(ge=1e-4, le=ROUTER_MAX)] | None = None
     concurrency: list[Concurrency] | None = Field(default=None, min_length=1)  # per-trial sweep; default: workload's
     requests_per_point: Requests | None = None  # burst per point during the search; default: workload's
-    operating_point: Literal["target", "saturated", "grid"] = "target"
+    # which question a study answers: "target" = fixed load (at target_concurrency, which topology
+    # gives the most tok/s per GPU within the SLO); "capacity" = fixed cluster (which split sustains the
+    # highest load that still meets the SLO: goodput, found by bisection between grid points)
+    operating_point: Literal["target", "saturated", "grid", "capacity"] = "target"
     target_concurrency: Concurrency | None = None
+    capacity_steps: Annotated[int, Field(ge=0, le=8)] = (
+        3  # bisection points between the grid's last pass and first miss
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
@@ -380,6 +386,8 @@ class SearchSpace(_Strict):
                 raise ValueError(f"{name}: lower bound {lo_hi[0]} exceeds upper bound {lo_hi[1]}")
         if self.operating_point == "target" and self.target_concurrency is None:
             raise ValueError("operating_point 'target' needs target_concurrency")
+        if self.operating_point == "capacity" and self.concurrency is not None and len(self.concurrency) < 2:
+            raise ValueError("operating_point 'capacity' needs at least two concurrency points to search between")
         if self.concurrency is not None and sorted(set(self.concurrency)) != list(self.concurrency):
             raise ValueError("concurrency must be strictly increasing without repeats")
         return self

@@ -70,6 +70,8 @@ class TrialResult:
     poa_objective_hi: float = float("nan")
     tok_s_per_gpu_lo: float = float("nan")
     tok_s_per_gpu_hi: float = float("nan")
+    # the load the objectives are read at (capacity: the highest that meets the SLO)
+    operating_concurrency: int | None = None
 
     @property
     def poa_interval(self) -> Interval:
@@ -102,8 +104,30 @@ def score_point(run: PointRun, timers: Sequence[StepTimer], block_size: int) -> 
     return PointScore(m, p.poa_hat, p.by_stage, p.window_median, p.window_p90, "", p.lo, p.hi)
 
 
-def _operating_indices(profile: Profile, concurrency: list[int], labels: tuple[str, ...]) -> list[int]:
+def meets_slo(profile: Profile, m: PointMetrics) -> bool:
+    """Steady-state TTFT P99 and ITL P99 within the profile's SLOs (point estimates; the intervals are reported)."""
+    slo = profile.slo
+    ok = m.requests > 0
+    if slo.ttft_p99_ms is not None:
+        ok = ok and math.isfinite(m.ttft_p99_ms) and m.ttft_p99_ms <= slo.ttft_p99_ms
+    if slo.itl_p99_ms is not None:
+        ok = ok and math.isfinite(m.itl_p99_ms) and m.itl_p99_ms <= slo.itl_p99_ms
+    return ok
+
+
+def capacity_index(profile: Profile, points: Sequence[PointScore]) -> int | None:
+    """The highest load of the sweep that meets the SLO (None: not even the lightest does)."""
+    ok = [i for i, p in enumerate(points) if meets_slo(profile, p.metrics)]
+    return max(ok, key=lambda i: points[i].metrics.concurrency) if ok else None
+
+
+def _operating_indices(
+    profile: Profile, concurrency: list[int], labels: tuple[str, ...], points: Sequence[PointScore]
+) -> list[int]:
     s = profile.search
+    if s.operating_point == "capacity":
+        cap = capacity_index(profile, points)
+        return [cap if cap is not None else 0]
     if s.operating_point == "target" and s.target_concurrency in concurrency:
         return [concurrency.index(s.target_concurrency)]
     if s.operating_point == "saturated":
@@ -127,7 +151,7 @@ def score_sweep(
         ttft_intervals=[(p.metrics.ttft_p99_ms_lo, p.metrics.ttft_p99_ms_hi) for p in points],
     )
     labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
-    op = _operating_indices(profile, concurrency, reg.labels)
+    op = _operating_indices(profile, concurrency, reg.labels, labelled)
     poa_pts = [labelled[i] for i in op if math.isfinite(labelled[i].poa_hat)]
     poa_obj = float(np.mean([p.poa_hat for p in poa_pts])) if poa_pts else float("nan")
     # mean of independent points: half-widths add in quadrature, over the count
@@ -159,4 +183,5 @@ def score_sweep(
         poa_obj + poa_h,
         tput_iv.lo,
         tput_iv.hi,
+        labelled[best].metrics.concurrency if len(op) == 1 else None,
     )

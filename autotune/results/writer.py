@@ -51,9 +51,12 @@ def recommendation(o: Outcome) -> dict[str, Any]:
     p, t = o.profile, o.chosen
     topo = parse_topology(t.user_attrs["topology"])
     s = p.search
-    op = {"target": f"C={s.target_concurrency}", "saturated": "saturated region", "grid": "whole grid"}[
-        s.operating_point
-    ]
+    op = {
+        "target": f"fixed load: C={s.target_concurrency}",
+        "saturated": "saturated region",
+        "grid": "whole grid",
+        "capacity": "fixed cluster: the highest load that meets the SLO",
+    }[s.operating_point]
     rec: dict[str, Any] = {
         "kind": "autotune/Recommendation",
         "prediction": o.prediction,

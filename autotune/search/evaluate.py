@@ -6,12 +6,13 @@ function is picklable (plain arguments) so the study can run simulated trials in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from autotune import backends
 from autotune.perf import get_perf_model
 from autotune.profile import Profile
-from autotune.scoring import PointScore, TrialResult, score_point, score_sweep, step_timers
+from autotune.scoring import PointScore, TrialResult, meets_slo, score_point, score_sweep, step_timers
 from autotune.topology import Topology
 
 
@@ -33,8 +34,37 @@ def evaluate_topology(
     points: list[PointScore] = []
     meta: dict[str, Any] = {}
     with be.deploy(profile, topology, trial_id=trial_id) as dep:
-        for c in concurrency:
+
+        def measure(c: int) -> PointScore:
+            nonlocal meta
             run = dep.run_point(c, seed=seed, requests=requests)
-            points.append(score_point(run, timers, profile.engine.block_size))
             meta = {k: v for k, v in run.meta.items() if isinstance(v, (str, int, float, bool))}
+            return score_point(run, timers, profile.engine.block_size)
+
+        points = [measure(c) for c in concurrency]
+        if profile.search.operating_point == "capacity":
+            concurrency, points = _bisect_capacity(profile, concurrency, points, measure)
     return score_sweep(profile, topology, concurrency, points, meta)
+
+
+def _bisect_capacity(
+    profile: Profile, concurrency: list[int], points: list[PointScore], measure: Callable[[int], PointScore]
+) -> tuple[list[int], list[PointScore]]:
+    """Refine the highest SLO-meeting load between the grid's last pass and its first miss (bisection).
+
+    Every point measured joins the sweep, so the regimes and the report see them all.
+    """
+    by_c = dict(zip(concurrency, points, strict=True))
+    for _ in range(profile.search.capacity_steps):
+        ok = [c for c, p in by_c.items() if meets_slo(profile, p.metrics)]
+        lo = max(ok, default=None)
+        misses = [c for c in by_c if lo is not None and c > lo and not meets_slo(profile, by_c[c].metrics)]
+        if lo is None or not misses:
+            break  # nothing passes, or the whole grid passes: capacity is at an end of the grid
+        hi = min(misses)
+        mid = (lo + hi) // 2
+        if mid in by_c:
+            break  # adjacent loads: resolved to one client
+        by_c[mid] = measure(mid)
+    order = sorted(by_c)
+    return order, [by_c[c] for c in order]

@@ -34,6 +34,7 @@ SCALARS = (
     "poa_objective_hi",
     "tok_s_per_gpu_lo",
     "tok_s_per_gpu_hi",
+    "operating_concurrency",
 )
 OBJECTIVES = ("poa_hat", "tok_s_per_gpu")  # Optuna values, in this order
 DIRECTIONS: Final = ("minimize", "maximize")  # Final keeps the literal types optuna wants
@@ -100,7 +101,11 @@ def read_result(t: FrozenTrial) -> TrialResult:
         a["itl_p99_ms"],
         dict(constraints(t)),
         json.loads(a.get(META, "{}")),
-        *(a.get(k, math.nan) for k in SCALARS[5:]),
+        poa_objective_lo=a.get("poa_objective_lo", math.nan),
+        poa_objective_hi=a.get("poa_objective_hi", math.nan),
+        tok_s_per_gpu_lo=a.get("tok_s_per_gpu_lo", math.nan),
+        tok_s_per_gpu_hi=a.get("tok_s_per_gpu_hi", math.nan),
+        operating_concurrency=a.get("operating_concurrency"),
     )
 
 
@@ -168,6 +173,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "ttft_p99_ms": a.get("ttft_p99_ms"),
                 "itl_p99_ms": a.get("itl_p99_ms"),
                 "knee_concurrency": a.get("knee_concurrency"),
+                "operating_concurrency": a.get("operating_concurrency"),
                 "slo_ok": bool(a.get("slo_ok", False)),
                 "reason": reason(t),
                 "duration_s": a.get(DURATION_S),
