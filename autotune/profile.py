@@ -114,7 +114,12 @@ class Profile(_Strict):
         if why:
             raise ValueError(f"workload.requests_per_point: {why}")
         s = self.search
-        why = w.too_few_requests(s.requests_per_point or w.requests_per_point, max(s.concurrency or w.concurrency))
+        # unset: each search point starts at measurement.start_requests (>= 4 per client) and grows
+        why = (
+            w.too_few_requests(s.requests_per_point, max(s.concurrency or w.concurrency))
+            if s.requests_per_point
+            else ""
+        )
         if why:
             raise ValueError(f"search.requests_per_point: {why}")
         if s.overlap_credit is not None and self.dynamo.version_tuple < CREDIT_MIN_VERSION:

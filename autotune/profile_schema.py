@@ -338,6 +338,13 @@ class MeasurementSpec(_Strict):
     rel_half_width_tail: Annotated[float, Field(gt=0, le=1)] = 0.10
     adaptive: bool = True
     max_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 16_000
+    # where a search point starts when search.requests_per_point is not set: a few requests per client
+    # (the first wave drains, then ~20 batches); low-variance points finish there, the rest grow
+    min_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 200
+    requests_per_client: Annotated[int, Field(ge=1, le=1000)] = 4
+
+    def start_requests(self, concurrency: int) -> int:
+        return min(self.max_requests, max(self.min_requests, self.requests_per_client * concurrency))
 
     @property
     def targets(self) -> dict[str, float]:

@@ -98,7 +98,7 @@ def step_timers(perf: PerfModel, topology: Topology) -> list[StepTimer]:
 
 def score_point(run: PointRun, timers: Sequence[StepTimer], block_size: int) -> PointScore:
     """Metrics and PoA-hat of one load point, over its measured window."""
-    m = summarize(run)
+    m = run.summary if isinstance(run.summary, PointMetrics) else summarize(run)
     window = (m.steady_start_s, m.steady_end_s)
     p = poa_hat(run.decisions, timers, block_size, time_range=window, batches=m.batches, level=m.ci_level)
     return PointScore(m, p.poa_hat, p.by_stage, p.window_median, p.window_p90, "", p.lo, p.hi)

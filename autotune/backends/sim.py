@@ -49,7 +49,7 @@ class SimDeployment(Deployment):
             run = self._run_once(concurrency, seed, n, controller, schedule)
             if not adaptive:
                 return run
-            m = summarize(run, level=meas.ci_level)
+            m = run.summary = summarize(run, level=meas.ci_level)
             name, ratio = m.worst_precision(meas.targets)
             done = ratio <= 1.0 and m.steady
             if done or n >= meas.max_requests:

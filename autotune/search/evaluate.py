@@ -37,7 +37,7 @@ def evaluate_topology(
 
         def measure(c: int) -> PointScore:
             nonlocal meta
-            run = dep.run_point(c, seed=seed, requests=requests)
+            run = dep.run_point(c, seed=seed, requests=requests or profile.measurement.start_requests(c))
             meta = {k: v for k, v in run.meta.items() if isinstance(v, (str, int, float, bool))}
             return score_point(run, timers, profile.engine.block_size)
 
