@@ -56,7 +56,11 @@ def heatmap(
         for omega in OMEGA_GRID:
             dep.set_router(RouterSettings(temperature=tau, overlap_weight=omega))
             sc = score_point(
-                dep.run_point(concurrency, seed=seed, requests=requests), timers, profile.engine.block_size
+                dep.run_point(
+                    concurrency, seed=seed, requests=requests or profile.measurement.start_requests(concurrency)
+                ),
+                timers,
+                profile.engine.block_size,
             )
             m = sc.metrics
             rows.append(
