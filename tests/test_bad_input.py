@@ -250,7 +250,7 @@ def test_real_entry_point(env: dict[str, Path], case: str) -> None:
         [sys.executable, "-m", "autotune", *argv],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     _check(proc.returncode, proc.stdout, proc.stderr, code, fragment)

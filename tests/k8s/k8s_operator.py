@@ -367,7 +367,7 @@ def signal_on_event(
     sig: int,
     *,
     settle_s: float = 0.0,
-    timeout_s: float = 60,
+    timeout_s: float = 300,  # generous: a busy 2-core machine slows the cleanup the child does after a signal
 ) -> tuple[str, str]:
     """Wait until the operator records ``kind``, then send ``sig`` to ``child``; its (stdout, stderr).
 

@@ -314,7 +314,7 @@ def test_cli_subprocess_no_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "autotune.cli", "simulate", "--profile", str(path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert proc.stdout == ""

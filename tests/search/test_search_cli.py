@@ -197,7 +197,7 @@ def test_sigint_fails_inflight_trial_and_exits_130(tmp_path: Path) -> None:
         time.sleep(0.2)
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
