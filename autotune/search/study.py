@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from autotune.scoring import TrialResult
 from autotune.search import trials
 from autotune.search.evaluate import evaluate_topology
 from autotune.search.journal import check_journal
+from autotune.search.signals import signals_deferred, sigterm_as_interrupt, worker_init
 from autotune.search.space import outside_space, suggest_topology, topology_params
 from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 
@@ -184,39 +183,6 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     return stale
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A CronJob's SIGTERM behaves like Ctrl-C: in-flight trials are failed with a reason, then exit."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while storage is mid-update, so no trial is created or told half-way."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    except (AttributeError, ValueError):  # not POSIX, or not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-
-
 def _finished(study: optuna.Study) -> int:
     """Trials that count towards the budget: evaluated ones (pruned infeasible points cost nothing)."""
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL))
@@ -238,13 +204,6 @@ class _InFlight:
     started: float = field(default_factory=time.monotonic)
 
 
-def _worker_init() -> None:
-    """Pool workers leave Ctrl-C and SIGTERM to the parent, which fails their trials and stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # forked while the parent held it
-
-
 class _Loop:
     """One study run: ask, prune what cannot run, evaluate (in a pool on ``-j N``), record, tell.
 
@@ -260,7 +219,7 @@ class _Loop:
             "requests": s.requests_per_point,
             "backend_options": dict(cfg.backend_options),
         }
-        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=_worker_init) if cfg.jobs > 1 else None
+        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}
         self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
 
@@ -277,13 +236,13 @@ class _Loop:
         while len(self.inflight) < cfg.jobs and _finished(study) + len(self.inflight) < cfg.trials:
             if _pruned(study) >= PRUNE_CAP_FACTOR * cfg.trials:
                 return
-            with _signals_deferred():
+            with signals_deferred():
                 trial = self.pending = study.ask()
                 topo = suggest_topology(trial, self.profile)
                 trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
             reason = self._infeasible(topo)
             if reason:
-                with _signals_deferred():
+                with signals_deferred():
                     trial.set_user_attr(trials.PRUNE_REASON, reason)
                     study.tell(trial, state=TrialState.PRUNED)
                     self.pending = None
@@ -291,7 +250,7 @@ class _Loop:
                 continue
             fut = None
             if self.pool is not None:
-                with _signals_deferred():  # the pool's threads start here and inherit the blocked signals
+                with signals_deferred():  # the pool's threads start here and inherit the blocked signals
                     fut = self.pool.submit(
                         evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw, trial_id=f"t{trial.number}"
                     )
@@ -320,7 +279,7 @@ class _Loop:
             error = str(exc)
         if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
             error = "no routing decisions were measured"
-        with _signals_deferred():
+        with signals_deferred():
             if res is not None:
                 job.trial.set_user_attr(trials.DURATION_S, time.monotonic() - job.started)
                 trials.record(job.trial, res)
@@ -373,17 +332,17 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = Non
     stale = fail_stale_trials(study, storage)
     if stale:
         log.warning("failed %d trial(s) left RUNNING by an interrupted run: %s", len(stale), stale)
-    with _signals_deferred():
+    with signals_deferred():
         again = requeue_interrupted_baselines(study, profile)
     if again:
         log.info("resume: the interrupted baseline(s) %s run again", ", ".join(again))
     loop = _Loop(profile, cfg, study, on_trial)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             loop.run()
         _raise_if_nothing_ran(study)
     except KeyboardInterrupt:
-        with _signals_deferred():
+        with signals_deferred():
             loop.fail_unfinished(INTERRUPTED)
         raise Interrupted(
             f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume"
