@@ -20,7 +20,7 @@ def _finite(*xs: Any) -> bool:
 
 def decimals(v: float) -> int:
     """Decimals that show ``v`` to about three significant figures (none at 1,000 and above, one from 10)."""
-    a = abs(v)
+    a = abs(float(f"{v:.3g}"))  # as rounded: 0.99996 is written 1.00, like 1.0
     if a == 0:
         return 1
     if a >= 1000:
@@ -36,7 +36,7 @@ def fmt_num(v: Any, nd: int | None = None) -> str:
         return "-"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return str(v)
-    if isinstance(v, int):
+    if isinstance(v, int) and nd is None:
         return f"{v:,}"
     d = decimals(v) if nd is None else nd
     return f"{v:,.{d}f}"
