@@ -135,7 +135,8 @@ def heatmap_plot(grids: dict[str, pd.DataFrame], path: Path, level: float = 0.95
 
     A cell whose PoA-hat interval overlaps the default cell's (τ = 0, ω = 1, outlined) is hatched grey:
     its difference from Dynamo's default is inside the noise, so its colour would show structure that
-    is not there. A grid without intervals is drawn in colour throughout.
+    is not there. A cell or default without an interval is hatched too (no difference can be claimed);
+    a grid without interval columns at all is drawn in colour throughout.
     """
     keys = list(grids)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8), squeeze=False)
