@@ -37,6 +37,7 @@ def emit(
     rows: Sequence[dict[str, Any]] | None = None,
     title: str | None = None,
     columns: Sequence[tuple[str, str]] | None = None,
+    caption: str | None = None,
 ) -> None:
     """Write ``data`` as JSON/YAML, or ``rows`` as a table with ``(key, header)`` columns."""
     if fmt == "json":
@@ -46,7 +47,7 @@ def emit(
     else:
         rows = rows if rows is not None else [data]
         cols = columns or [(k, k) for k in rows[0]] if rows else []
-        table = Table(title=title, title_justify="left")
+        table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
         for _, header in cols:
             table.add_column(header, justify="right")
         for r in rows:

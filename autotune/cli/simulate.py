@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -41,6 +42,7 @@ def simulate(
     from autotune.backends.sim import SimBackend
     from autotune.metrics import summarize
     from autotune.profile import load_profile, profile_topology
+    from autotune.results.ci import fmt_interval, level_text
 
     prof = load_profile(profile)
     if topology is None:
@@ -53,30 +55,80 @@ def simulate(
     )
     check_point_size(prof, requests, points)
     seed = prof.seed if seed is None else seed
+    level = prof.measurement.ci_level
     dep = SimBackend(perf_model).deploy(prof, topo, trial_id="simulate")
-    rows = []
+    rows, table = [], []
     for c in points:
-        m = summarize(dep.run_point(c, seed=seed, requests=requests))
-        log.info("C=%d: %.0f tok/s, TTFT p99 %.1f ms", c, m.output_tok_s, m.ttft_p99_ms)
-        rows.append(m.as_dict())
+        run = dep.run_point(c, seed=seed, requests=requests)
+        m = summarize(run, level=level)
+        note = _imprecision(m.steady, run.meta)
+        log.log(
+            logging.WARNING if note else logging.INFO,
+            "C=%d: %s tok/s, TTFT p99 %s ms (%s CI, %d measured requests)%s",
+            c,
+            fmt_interval(m.output_tok_s, m.output_tok_s_lo, m.output_tok_s_hi),
+            fmt_interval(m.ttft_p99_ms, m.ttft_p99_ms_lo, m.ttft_p99_ms_hi),
+            level_text(level),
+            m.requests,
+            f"; {note}" if note else "",
+        )
+        row: dict[str, Any] = m.as_dict()
+        row.update({k: run.meta[k] for k in RUN_META if k in run.meta})
+        rows.append(row)
+        table.append(
+            {
+                "concurrency": c,
+                "steady": "yes" if m.steady else "no",
+                "requests": m.requests,
+                **{k: fmt_interval(row[k], row[f"{k}_lo"], row[f"{k}_hi"], sep="\n") for k, _ in FIGURES},
+            }
+        )
     data = {
         "profile": prof.name,
         "topology": topo.to_string(),
         "gpus": topo.gpus,
         "perf_model": perf_model,
         "seed": seed,
+        "ci_level": level,
         "points": rows,
     }
-    cols = [
-        ("concurrency", "C"),
-        ("output_tok_s", "tok/s"),
-        ("tok_s_per_gpu", "tok/s/GPU"),
-        ("req_s", "req/s"),
-        ("ttft_p50_ms", "TTFT p50 ms"),
-        ("ttft_p99_ms", "TTFT p99 ms"),
-        ("itl_p50_ms", "ITL p50 ms"),
-        ("itl_p99_ms", "ITL p99 ms"),
-        ("e2e_p99_ms", "E2E p99 ms"),
-        ("prefix_hit_rate", "hit rate"),
-    ]
-    emit(data, fmt, rows=rows, columns=cols, title=f"{prof.name} {topo.to_string()} ({topo.gpus} GPUs, simulated)")
+    cols = [("concurrency", "C"), ("steady", "steady"), ("requests", "requests"), *FIGURES]
+    emit(
+        data,
+        fmt,
+        rows=table,
+        columns=cols,
+        title=f"{prof.name} {topo.to_string()} ({topo.gpus} GPUs, simulated)",
+        caption=f"each figure: steady-state value [{level_text(level)} confidence interval]; "
+        "requests: measured (in the steady-state window); see docs/measurement.md",
+    )
+
+
+# the headline figures the table shows, each with its interval (autotune.metrics.HEADLINE)
+FIGURES = [
+    ("output_tok_s", "tok/s"),
+    ("tok_s_per_gpu", "tok/s/GPU"),
+    ("req_s", "req/s"),
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("ttft_p99_ms", "TTFT p99 ms"),
+    ("itl_mean_ms", "ITL mean ms"),
+    ("itl_p99_ms", "ITL p99 ms"),
+    ("e2e_p99_ms", "E2E p99 ms"),
+    ("prefix_hit_rate", "hit rate"),
+]
+# how the adaptive run length ended (autotune.backends.sim), kept in -o json|yaml rows
+RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio")
+
+
+def _imprecision(steady: bool, meta: dict[str, Any]) -> str:
+    """Why a point's figures are less precise than the profile's ``measurement`` section asks ("" when they are not)."""
+    if meta.get("converged") is False:
+        return (
+            f"NOT converged after {meta.get('requests_run', '?')} requests: the "
+            f"{meta.get('limiting_figure') or 'warm-up'} interval is still "
+            f"{float(meta.get('precision_ratio', float('nan'))):.1f}x its precision target "
+            "(raise measurement.max_requests for tighter figures)"
+        )
+    if not steady:
+        return "no steady state found (the warm-up may not have settled): run more requests"
+    return ""

@@ -1,4 +1,8 @@
-"""PNG plots of a study: PoA-hat and TTFT vs concurrency, the Pareto front, (τ, ω) heatmaps, the spike."""
+"""PNG plots of a study: PoA-hat and TTFT vs concurrency, the Pareto front, (τ, ω) heatmaps, the spike.
+
+Every measured figure is drawn with its confidence interval (error bars from ``<name>_lo``/``_hi``);
+heatmap cells indistinguishable from Dynamo's default router are hatched grey instead of coloured.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from autotune.intervals import Interval, differ  # noqa: E402
 from autotune.results.files import atomic_write  # noqa: E402
+from autotune.topology import DEFAULT_ROUTER  # noqa: E402
+
+
+def _err(df: pd.DataFrame, col: str) -> np.ndarray | None:
+    """``[below, above]`` error-bar lengths from ``<col>_lo``/``<col>_hi`` (0 where unknown), or None."""
+    if f"{col}_lo" not in df or f"{col}_hi" not in df:
+        return None
+    v = df[col].to_numpy(dtype=float)
+    below = np.nan_to_num(v - df[f"{col}_lo"].to_numpy(dtype=float), nan=0.0)
+    above = np.nan_to_num(df[f"{col}_hi"].to_numpy(dtype=float) - v, nan=0.0)
+    return np.clip(np.vstack([below, above]), 0.0, None)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -20,15 +37,17 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def sweep_plot(curves: dict[str, pd.DataFrame], path: Path) -> Path:
-    """PoA-hat and TTFT P99 against concurrency for the recommended and baseline topologies."""
+def sweep_plot(curves: dict[str, pd.DataFrame], path: Path, level: float = 0.95) -> Path:
+    """PoA-hat and TTFT P99 against concurrency for the recommended and baseline topologies, with intervals."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, df in curves.items():
-        a1.plot(df["concurrency"], df["poa_hat"], marker="o", label=label)
-        a2.plot(df["concurrency"], df["ttft_p99_ms"], marker="o", label=label)
+    for k, (label, df) in enumerate(curves.items()):
+        color = f"C{k}"
+        x = df["concurrency"]
+        a1.errorbar(x, df["poa_hat"], yerr=_err(df, "poa_hat"), marker="o", capsize=3, color=color, label=label)
+        a2.errorbar(x, df["ttft_p99_ms"], yerr=_err(df, "ttft_p99_ms"), marker="o", capsize=3, color=color)
         sat = df[df["regime"] == "saturated"]
         if len(sat):
-            a2.axvline(sat["concurrency"].iloc[0], ls=":", lw=1, color=a2.lines[-1].get_color())
+            a2.axvline(sat["concurrency"].iloc[0], ls=":", lw=1, color=color)
     for ax, name in ((a1, "PoA-hat"), (a2, "TTFT P99 (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
@@ -39,19 +58,50 @@ def sweep_plot(curves: dict[str, pd.DataFrame], path: Path) -> Path:
     a1.legend(fontsize=8)
     a1.set_title("PoA-hat vs concurrency")
     a2.set_title("TTFT P99 vs concurrency (dotted: knee)")
+    fig.text(0.01, -0.07, f"error bars: {level * 100:g} % confidence intervals (steady state, batch means)", fontsize=8)
     return _save(fig, path)
 
 
-def pareto_plot(trials: pd.DataFrame, front: pd.DataFrame, chosen: pd.Series | None, path: Path) -> Path:
+def pareto_plot(
+    trials: pd.DataFrame, front: pd.DataFrame, chosen: pd.Series | None, path: Path, level: float = 0.95
+) -> Path:
+    """The two objectives of every completed trial, each with its interval on both axes."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ok = trials[trials["slo_ok"].astype(bool)] if "slo_ok" in trials else trials
     bad = trials[~trials["slo_ok"].astype(bool)] if "slo_ok" in trials else trials.iloc[0:0]
-    ax.scatter(ok["tok_s_per_gpu"], ok["poa_hat"], s=12, alpha=0.5, label="trials (SLO met)")
-    ax.scatter(bad["tok_s_per_gpu"], bad["poa_hat"], s=12, alpha=0.4, marker="x", label="trials (SLO violated)")
+    for df, marker, ms, alpha, color, label in (
+        (ok, "o", 3.5, 0.5, "C0", "trials (SLO met)"),
+        (bad, "x", 4.0, 0.4, "C1", "trials (SLO violated)"),
+    ):
+        ax.errorbar(
+            df["tok_s_per_gpu"],
+            df["poa_hat"],
+            xerr=_err(df, "tok_s_per_gpu"),
+            yerr=_err(df, "poa_hat"),
+            marker=marker,
+            ms=ms,
+            alpha=alpha,
+            color=color,
+            label=label,
+            ls="none",
+            elinewidth=0.6,
+        )
     if len(front):
         f = front.sort_values("tok_s_per_gpu")
         ax.plot(f["tok_s_per_gpu"], f["poa_hat"], "-o", color="C3", ms=5, label="Pareto front")
     if chosen is not None:
+        c = chosen.to_frame().T
+        ax.errorbar(
+            c["tok_s_per_gpu"].astype(float),
+            c["poa_hat"].astype(float),
+            xerr=_err(c, "tok_s_per_gpu"),
+            yerr=_err(c, "poa_hat"),
+            ls="none",
+            color="k",
+            elinewidth=1,
+            capsize=3,
+            zorder=4,
+        )
         ax.scatter(
             [chosen["tok_s_per_gpu"]],
             [chosen["poa_hat"]],
@@ -64,30 +114,75 @@ def pareto_plot(trials: pd.DataFrame, front: pd.DataFrame, chosen: pd.Series | N
         )
     ax.set_xlabel("output tok/s per GPU (operating point)")
     ax.set_ylabel("PoA-hat (operating point)")
+    ax.set_title(f"bars: {level * 100:g} % confidence intervals", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def heatmap_plot(grids: dict[str, pd.DataFrame], path: Path) -> Path:
-    """(τ, ω) heatmaps of PoA-hat on one colour scale (the paper's Figure 6 layout)."""
+def _default_cell(grid: pd.DataFrame) -> Interval | None:
+    d = grid[
+        (grid["temperature"] == DEFAULT_ROUTER.temperature) & (grid["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)
+    ]
+    if d.empty:
+        return None
+    v, lo, hi = d[["poa_hat", "poa_hat_lo", "poa_hat_hi"]].to_numpy(dtype=float)[0]
+    return Interval(float(v), float(lo), float(hi))
+
+
+def heatmap_plot(grids: dict[str, pd.DataFrame], path: Path, level: float = 0.95) -> Path:
+    """(τ, ω) heatmaps of PoA-hat on one colour scale (the paper's Figure 6 layout).
+
+    A cell whose PoA-hat interval overlaps the default cell's (τ = 0, ω = 1, outlined) is hatched grey:
+    its difference from Dynamo's default is inside the noise, so its colour would show structure that
+    is not there. A cell or default without an interval is hatched too (no difference can be claimed);
+    a grid without interval columns at all is drawn in colour throughout.
+    """
     keys = list(grids)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8), squeeze=False)
     vals = np.concatenate([g["poa_hat"].to_numpy(dtype=float) for g in grids.values()])
     vmin, vmax = np.nanmin(vals), np.nanmax(vals)
     im = None
+    hatched = False
     for ax, key in zip(axes[0], keys, strict=True):
-        g = grids[key].pivot(index="temperature", columns="overlap_weight", values="poa_hat")
+        grid = grids[key]
+        g = grid.pivot(index="temperature", columns="overlap_weight", values="poa_hat")
         im = ax.imshow(g.to_numpy(dtype=float), origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_xticks(range(len(g.columns)), [f"{c:g}" for c in g.columns])
         ax.set_yticks(range(len(g.index)), [f"{i:g}" for i in g.index])
         ax.set_xlabel("ω (overlap weight)")
         ax.set_ylabel("τ (temperature)")
         ax.set_title(key)
+        base = _default_cell(grid) if {"poa_hat_lo", "poa_hat_hi"} <= set(grid.columns) else None
+        lo, hi = (
+            grid.pivot(index="temperature", columns="overlap_weight", values=c).to_numpy(dtype=float) if base else None
+            for c in ("poa_hat_lo", "poa_hat_hi")
+        )
         for (i, j), v in np.ndenumerate(g.to_numpy(dtype=float)):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w")
+            tau, omega = g.index[i], g.columns[j]
+            is_default = tau == DEFAULT_ROUTER.temperature and omega == DEFAULT_ROUTER.overlap_weight
+            grey = False
+            if base is not None and lo is not None and hi is not None and not is_default:
+                grey = not differ(Interval(v, float(lo[i, j]), float(hi[i, j])), base)
+            if grey:
+                hatched = True
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="0.55", hatch="///", lw=0))
+            if is_default:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="k" if grey else "w")
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), label="PoA-hat")
+    handles = [Patch(facecolor="none", edgecolor="red", lw=2, label="Dynamo default (τ=0, ω=1)")]
+    if hatched:
+        handles.append(
+            Patch(
+                facecolor="0.85",
+                edgecolor="0.55",
+                hatch="///",
+                label=f"not significantly different from the default ({level * 100:g} % intervals overlap)",
+            )
+        )
+    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.08), fontsize=8, ncol=2, frameon=False)
     return _save(fig, path)
 
 

@@ -8,7 +8,6 @@ heatmaps.csv  spike.csv  plots/*.png
 
 from __future__ import annotations
 
-import math
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
@@ -16,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autotune import __version__
 from autotune.dynamo.flags import router_args
 from autotune.k8s.render import render_dgd
-from autotune.results import plots
+from autotune.results import ci, plots
 from autotune.results.directory import staged
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
 from autotune.results.outcome import Outcome
-from autotune.results.report import render_report
+from autotune.results.report import render_report, trial_intervals
 from autotune.search.trials import headline, points_frame, trials_frame
 from autotune.topology import parse_topology
 
@@ -45,6 +44,33 @@ def environment(backend: dict[str, Any]) -> dict[str, Any]:
         "backend": backend,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def quoted(t: FrozenTrial) -> dict[str, Any]:
+    """A trial's headline figures, each interval figure followed by ``<name>_ci: [lo, hi]``."""
+    ivs = trial_intervals(t)
+    out: dict[str, Any] = {}
+    for k, v in headline(t).items():
+        out[k] = v
+        if k in ivs:
+            out[f"{k}_ci"] = ci.ci_pair(ivs[k])
+    return out
+
+
+def comparison(t: FrozenTrial, b: FrozenTrial) -> dict[str, Any]:
+    """Ratios of the chosen trial ``t`` over the baseline ``b``, each oriented so that > 1 favours ``t``,
+    with its delta-method interval and whether that interval excludes 1 (``<name>_ratio_significant``)."""
+    ti, bi = trial_intervals(t), trial_intervals(b)
+    out: dict[str, Any] = {}
+    for name, r in (
+        ("poa_hat", ci.ratio(bi["poa_hat"], ti["poa_hat"])),  # x lower PoA-hat
+        ("tok_s_per_gpu", ci.ratio(ti["tok_s_per_gpu"], bi["tok_s_per_gpu"])),  # x the throughput per GPU
+        ("ttft_p99", ci.ratio(bi["ttft_p99_ms"], ti["ttft_p99_ms"])),  # x lower TTFT P99
+    ):
+        out[f"{name}_ratio"] = r["ratio"]
+        out[f"{name}_ratio_ci"] = r["ci"]
+        out[f"{name}_ratio_significant"] = r["significant"]
+    return out
 
 
 def recommendation(o: Outcome) -> dict[str, Any]:
@@ -80,18 +106,16 @@ def recommendation(o: Outcome) -> dict[str, Any]:
         },
         "controller": o.controller.as_dict(),
         "operating_point": op,
-        "predicted" if o.prediction else "measured": headline(t),
+        "predicted" if o.prediction else "measured": quoted(t),
         "slo": {"ttft_p99_ms": p.slo.ttft_p99_ms, "itl_p99_ms": p.slo.itl_p99_ms, "met": o.slo_met},
     }
     if o.baseline is not None:
         b = o.baseline
-        bp = headline(b)
         rec["baseline_comparison"] = {
             "baseline": b.user_attrs.get("topology"),
-            **{f"baseline_{k}": v for k, v in bp.items()},
-            "poa_hat_ratio": b.values[0] / t.values[0] if t.values[0] else None,
-            "tok_s_per_gpu_ratio": t.values[1] / b.values[1] if b.values[1] else None,
-            "ttft_p99_ratio": (bp["ttft_p99_ms"] or math.nan) / (t.user_attrs.get("ttft_p99_ms") or math.nan),
+            **{f"baseline_{k}": v for k, v in quoted(b).items()},
+            "ci_level": p.measurement.ci_level,
+            **comparison(t, b),
         }
     ph = o.spike.phases
     rec["adaptive_vs_static"] = ph.to_dict(orient="records")
@@ -171,13 +195,16 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         for t in [o.chosen] + ([o.baseline] if o.baseline is not None else [])
     }
     chosen_row = trials[trials["number"] == o.chosen.number].iloc[0]
-    plots.sweep_plot(curves, out / "plots" / "poa_ttft_vs_concurrency.png")
-    plots.pareto_plot(trials[trials["state"] == "COMPLETE"], front, chosen_row, out / "plots" / "pareto.png")
-    plots.heatmap_plot(o.heatmaps, out / "plots" / "router_heatmaps.png")
+    level = p.measurement.ci_level
+    plots.sweep_plot(curves, out / "plots" / "poa_ttft_vs_concurrency.png", level)
+    done = trials[trials["state"] == "COMPLETE"]
+    plots.pareto_plot(done, front, chosen_row, out / "plots" / "pareto.png", level)
+    plots.heatmap_plot(o.heatmaps, out / "plots" / "router_heatmaps.png", level)
     plots.spike_plot(o.spike.phases, out / "plots" / "spike_static_vs_adaptive.png")
     if o.baseline_spike is not None:
         plots.spike_plot(o.baseline_spike.phases, out / "plots" / "spike_static_vs_adaptive_baseline.png")
     counts = trials["state"].value_counts().to_dict()
+    bc = rec.get("baseline_comparison", {})
     summary = {
         "profile": p.name,
         "prediction": o.prediction,
@@ -185,11 +212,13 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         "trials": {str(k).lower(): int(v) for k, v in counts.items()},
         "recommended": rec["topology"]["string"],
         "gpus": rec["topology"]["gpus"],
-        **{k: v for k, v in headline(o.chosen).items()},
+        **quoted(o.chosen),
+        "ci_level": p.measurement.ci_level,
         "slo_met": o.slo_met,
-        "baseline": rec.get("baseline_comparison", {}).get("baseline"),
-        "poa_hat_vs_baseline": rec.get("baseline_comparison", {}).get("poa_hat_ratio"),
-        "tok_s_per_gpu_vs_baseline": rec.get("baseline_comparison", {}).get("tok_s_per_gpu_ratio"),
+        "baseline": bc.get("baseline"),
+        "poa_hat_vs_baseline": bc.get("poa_hat_ratio"),
+        "tok_s_per_gpu_vs_baseline": bc.get("tok_s_per_gpu_ratio"),
+        **{k: v for k, v in bc.items() if k.endswith(("_ratio_ci", "_ratio_significant")) or k == "ttft_p99_ratio"},
         "controller": {"theta1_ms": o.controller.theta1_ms, "theta2_ms": o.controller.theta2_ms},
         "results_dir": str(final),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +110,25 @@ def test_every_result_file_parses(study_dir: Path) -> None:
     assert set(spike["policy"]) == {"static", "adaptive"} and "recommended" in set(spike["role"])
     for p in (study_dir / "plots").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_and_report_say_how_sure(study_dir: Path) -> None:
+    """The recommended figures and the baseline ratios carry intervals; report.md says how sure each claim is."""
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert summary["ci_level"] == 0.95
+    for name in ("poa_hat", "tok_s_per_gpu", "ttft_p99_ms"):
+        lo, hi = summary[f"{name}_ci"]
+        assert lo <= summary[name] <= hi, name
+    for name in ("poa_hat", "tok_s_per_gpu", "ttft_p99"):
+        lo, hi = summary[f"{name}_ratio_ci"]
+        assert lo < hi and summary[f"{name}_ratio_significant"] == (lo > 1 or hi < 1), name
+    rec = yaml.safe_load((study_dir / "recommended.yaml").read_text())
+    assert len(rec["predicted"]["poa_hat_ci"]) == 2 and len(rec["baseline_comparison"]["baseline_poa_hat_ci"]) == 2
+    assert rec["baseline_comparison"]["tok_s_per_gpu_ratio_ci"] == summary["tok_s_per_gpu_ratio_ci"]
+    report = (study_dir / "report.md").read_text()
+    assert "95 % CI" in report and "docs/measurement.md" in report
+    assert re.search(r"PoA-hat [\d.]+ \[[\d.]+, [\d.]+\]", report)
+    assert "tok_s_per_gpu [95 % CI]" in report  # the Pareto table shows intervals
 
 
 def test_report_rerenders_from_study(study_dir: Path) -> None:
