@@ -28,8 +28,19 @@ SUMMARY_COLUMNS = [
     ("slo_met", "SLO met"),
     ("baseline", "baseline"),
     ("poa_hat_vs_baseline", "PoA-hat gain"),
+    ("poa_hat_ratio_ci", "95 % CI"),
     ("tok_s_per_gpu_vs_baseline", "tok/s/GPU gain"),
+    ("tok_s_per_gpu_ratio_ci", "95 % CI"),
 ]
+
+
+def _table_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the table shows it: intervals as ``lo–hi`` (json/yaml keep the raw pairs)."""
+    row = dict(summary)
+    for key in ("poa_hat_ratio_ci", "tok_s_per_gpu_ratio_ci"):
+        ci = row.get(key)
+        row[key] = f"{ci[0]:.3g}–{ci[1]:.3g}" if isinstance(ci, list | tuple) and len(ci) == 2 else "-"
+    return row
 
 
 def _progress(total: int) -> Any:
@@ -155,7 +166,7 @@ def _execute(
     emit(
         summary,
         fmt,
-        rows=[summary],
+        rows=[_table_row(summary)],
         columns=SUMMARY_COLUMNS,
         title=f"{prof.name}: {'predicted' if prediction else 'measured'} recommendation → {out}",
     )
@@ -203,4 +214,4 @@ def report(results_dir: str, profile: str | None, storage: str | None, fmt: str)
         prof = load_profile(profile or str(out / "profile.resolved.yaml"))
         cfg = StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed, read_only=True)
         summary = pipeline.report(prof, cfg)
-    emit(summary, fmt, rows=[summary], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")
+    emit(summary, fmt, rows=[_table_row(summary)], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")
