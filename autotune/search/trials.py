@@ -17,6 +17,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.intervals import Interval
+from autotune.metrics import FIELDS as METRIC_FIELDS
 from autotune.metrics import PointMetrics
 from autotune.scoring import PointScore, TrialResult
 
@@ -70,6 +71,15 @@ def _point_doc(p: PointScore) -> dict[str, Any]:
 
 
 def _point(doc: dict[str, Any]) -> PointScore:
+    if "metrics" not in doc:  # a study written before the point document had sections: one flat row
+        fields = set(METRIC_FIELDS)
+        stages = {k[4:]: v for k, v in doc.items() if k.startswith("poa_") and k[4:] in ("prefill", "decode", "agg")}
+        doc = {
+            "metrics": {k: v for k, v in doc.items() if k in fields},
+            "poa_by_stage": stages,
+            **{k: doc.get(k, math.nan) for k in ("poa_hat", "poa_window_median", "poa_window_p90")},
+            "regime": doc.get("regime", ""),
+        }
     return PointScore(
         PointMetrics(**doc["metrics"]),
         doc["poa_hat"],

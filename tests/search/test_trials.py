@@ -126,3 +126,20 @@ def test_nan_fields_survive_as_nan(study: optuna.Study) -> None:
     )
     same = dict(ttft_p99_ms=0.0, itl_p99_ms=0.0, points=())
     assert dataclasses.replace(back, **same) == dataclasses.replace(res, **same)
+
+
+def test_a_point_stored_as_one_flat_row_reads_back() -> None:
+    """Studies written before the point document had sections (one flat row per point) still report."""
+    m = _metrics(16, 1.0)
+    flat = {
+        **m.as_dict(),
+        "poa_hat": 1.5,
+        "poa_window_median": 1.4,
+        "poa_window_p90": 1.9,
+        "regime": "below",
+        "poa_prefill": 1.25,
+        "poa_decode": 1.75,
+    }
+    p = trials._point(flat)
+    assert p.metrics == m and p.poa_hat == 1.5 and p.poa_by_stage == {"prefill": 1.25, "decode": 1.75}
+    assert p.regime == "below" and math.isnan(p.poa_hat_lo)
