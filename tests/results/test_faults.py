@@ -294,3 +294,13 @@ def test_a_signal_in_any_phase_loses_no_finished_trial(tmp_path: Path, sig: int,
     assert all(after[n] == p for n, p in before.items())
     assert outputs <= {p.name for p in out.iterdir()}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging leftovers
+
+
+@pytest.mark.parametrize("where", ["a-file", "under-a-file", "root"])
+def test_unusable_results_path_is_one_line_and_touches_nothing(tmp_path: Path, where: str) -> None:
+    f = tmp_path / "plain-file"
+    f.write_text("keep me")
+    target = {"a-file": f, "under-a-file": f / "out", "root": Path("/")}[where]
+    r = _autotune("plan", "-p", str(_profile(tmp_path)), "-r", str(target), "-n", "1", "-o", "json")
+    assert r.returncode == 2 and "--results" in _one_line(r.stderr)
+    assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["plain-file", "tiny.yaml"]
