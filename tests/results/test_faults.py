@@ -304,3 +304,46 @@ def test_unusable_results_path_is_one_line_and_touches_nothing(tmp_path: Path, w
     r = _autotune("plan", "-p", str(_profile(tmp_path)), "-r", str(target), "-n", "1", "-o", "json")
     assert r.returncode == 2 and "--results" in _one_line(r.stderr)
     assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["plain-file", "tiny.yaml"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_parallel_workers_prints_no_tracebacks(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group, pool workers included: one line, exit 130."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autotune",
+            "run",
+            "-p",
+            str(_profile(tmp_path)),
+            "-r",
+            str(tmp_path / "out"),
+            "-j",
+            "2",
+            "-n",
+            "6",
+            "-o",
+            "json",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    assert child.stderr is not None
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if line.startswith("trial 1/"):
+            break
+    else:
+        pytest.fail("the study ended before its first trial: " + "".join(seen))
+    os.killpg(child.pid, signal.SIGINT)
+    _, rest = child.communicate(timeout=300)
+    assert child.returncode == 130, "".join(seen) + rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert "finished trial(s) are saved" in rest
