@@ -41,7 +41,9 @@ def test_aggregated_burst_measures_and_attributes_every_request(small_profile) -
     assert set(df["decode_worker"]) == {0, 1} and (df["prefill_worker"] == df["decode_worker"]).all()
     assert (df["first_token_s"] > df["arrival_s"]).all() and (df["completion_s"] >= df["first_token_s"]).all()
     m = summarize(run)
-    assert m.requests == 64 and m.req_s > 1 and 0 < m.ttft_p50_ms < 1000 and 1 < m.itl_mean_ms < 200
+    steady = df["arrival_s"].between(m.steady_start_s, m.steady_end_s)
+    assert m.requests == int(steady.sum()) >= 32  # every steady-state arrival is measured
+    assert m.req_s > 1 and 0 < m.ttft_p50_ms < 1000 and 1 < m.itl_mean_ms < 200
     assert m.prefix_hit_rate > 0.2  # 64 of 128 tokens are a template prefix
     assert run.meta["timing"] == "npz:roofline" and run.meta["dynamo_version"] == "1.6.1"
     assert run.meta["frontend_metrics"]["requests_total"] == 80
@@ -64,7 +66,8 @@ def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_prof
     assert (df["prefill_end_s"] <= df["kv_transfer_end_s"] + 1e-3).all()
     assert set(run.decisions) == {"prefill", "decode"}
     assert len(run.decisions["prefill"]) == len(run.decisions["decode"]) == 80
-    assert summarize(run).requests == 64
+    m = summarize(run)
+    assert m.requests == int(df["arrival_s"].between(m.steady_start_s, m.steady_end_s).sum()) >= 32
 
 
 def template_stickiness(df) -> float:
