@@ -9,6 +9,11 @@ used and ``PointRun.meta["timing"]`` says so. Setup: ``scripts/setup_dynamo.sh``
 Teardown is by PID and always happens (``close``/context manager, ``atexit``, parent-death
 signal); a worker that dies during a burst aborts it and ``run_point`` raises ``BackendError``
 with the worker's last log lines, after which the deployment is closed.
+
+As root, each deployment gets a private network namespace (``autotune.dynamo.netns``): the stack's
+processes, readiness checks, scrapes and the load client all run in it, so Dynamo's 0.0.0.0 ZMQ
+publishers are unreachable from outside. Elsewhere the host's namespace is used (logged once);
+``PointRun.meta["network_namespace"]`` is ``private`` or ``host``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from autotune.backends.base import Backend, Deployment
 from autotune.dynamo import install, logparse, scrape
 from autotune.dynamo.mocker_timing import TimingPlan, plan_timing
 from autotune.dynamo.model_dir import load_words
+from autotune.dynamo.netns import NetNamespace, private_namespace
 from autotune.dynamo.point import build_point
 from autotune.dynamo.stack import DynamoStack, new_work_dir
 from autotune.errors import BackendError, InfeasibleError
@@ -42,6 +48,7 @@ class DynamoLocalDeployment(Deployment):
         self.work_dir = new_work_dir(f"autotune-{trial_id or 'trial'}-")
         self.stack: DynamoStack | None = None
         self.closed = False
+        self.net: NetNamespace = private_namespace()
         try:
             self.plan: TimingPlan = plan_timing(
                 profile, topology, self.work_dir / "timing", timing=backend.timing, speedup=backend.speedup
@@ -56,7 +63,8 @@ class DynamoLocalDeployment(Deployment):
                 ready_timeout_s=backend.ready_timeout_s,
             )
             t = time.monotonic()
-            self.stack.start()
+            with self.net.inside():
+                self.stack.start()
             self.startup_s = time.monotonic() - t
         except BaseException:
             self.close()
@@ -66,12 +74,17 @@ class DynamoLocalDeployment(Deployment):
     def set_router(self, router: RouterSettings) -> None:
         """Restart the frontend with new router flags (workers and their caches stay)."""
         assert self.stack is not None
-        self.stack.restart_frontend(router)
+        with self.net.inside():
+            self.stack.restart_frontend(router)
         self.topology = self.topology.with_router(router)
 
     def run_point(
         self, concurrency: int, *, seed: int, requests: int | None = None, controller: Any | None = None
     ) -> PointRun:
+        with self.net.inside():  # the stack is reachable only from its namespace
+            return self._run_point(concurrency, seed=seed, requests=requests, controller=controller)
+
+    def _run_point(self, concurrency: int, *, seed: int, requests: int | None, controller: Any | None) -> PointRun:
         if self.closed or self.stack is None:
             raise BackendError("dynamo-local: deployment already closed")
         if controller is not None:
@@ -116,6 +129,7 @@ class DynamoLocalDeployment(Deployment):
             "trial_id": self.trial_id,
             "dynamo_version": install.dynamo_version(str(self.python)),
             "api": api,
+            "network_namespace": self.net.mode,
             "startup_s": self.startup_s,
             "open_loop": arrivals is not None,
             "frontend_metrics": scrape.summarize_frontend(before["frontend"], after["frontend"]),
@@ -163,13 +177,16 @@ class DynamoLocalDeployment(Deployment):
         if self.closed:
             return
         self.closed = True
-        if self.stack is not None:
-            keep = self.backend.keep_logs
-            self.stack.stop(keep_logs=Path(keep) / (self.trial_id or "trial") if keep else None)
-        else:
-            import shutil
+        try:
+            if self.stack is not None:
+                keep = self.backend.keep_logs
+                self.stack.stop(keep_logs=Path(keep) / (self.trial_id or "trial") if keep else None)
+            else:
+                import shutil
 
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+        finally:
+            self.net.close()  # the namespace goes with its last process
 
 
 class DynamoLocalBackend(Backend):

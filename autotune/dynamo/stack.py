@@ -7,7 +7,9 @@ frontend caches model cards there), one ``DYN_SYSTEM_PORT`` per worker process (
 No etcd, no NATS. Logs are JSONL so ``autotune.dynamo.logparse`` can read routing decisions.
 
 Known leak: Dynamo's ZMQ PUB sockets bind 0.0.0.0 on OS-assigned ports whatever the host
-variables say (1.6.1 has no knob); all traffic still goes over 127.0.0.1.
+variables say (1.6.1 has no knob); all traffic still goes over 127.0.0.1. The stack knows nothing of
+namespaces: ``DynamoLocalDeployment`` calls it inside a private network namespace when it can
+(``autotune.dynamo.netns``), which closes the leak.
 
 Children get an allow-listed environment (``child_env``), not ours: a token in autotune's environment
 does not reach Dynamo unless a secret reference in ``dynamo.extra_frontend_args`` asks for it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -128,3 +129,32 @@ def test_set_router_restarts_only_the_frontend(small_profile) -> None:
         run = dep.run_point(4, seed=5)
     assert (run.requests["status"] == "ok").all()
     assert dep.topology.router.overlap_weight == 0
+
+
+def _listening_0000(pid: int) -> set[int]:
+    """TCP ports process ``pid``'s network namespace listens on at 0.0.0.0 (from its /proc/<pid>/net/tcp)."""
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, port = local.split(":")
+        if state == "0A" and addr == "00000000":
+            ports.add(int(port, 16))
+    return ports
+
+
+def test_as_root_the_stack_lives_in_a_private_network_namespace(small_profile) -> None:
+    prof = small_profile(requests_per_point=16, warmup_requests=0, cooldown_requests=0)
+    with DynamoLocalBackend().deploy(prof, parse_topology("2A4"), trial_id="live-netns") as dep:
+        if dep.net.mode == "host":
+            if os.environ.get("CI", "").lower() not in ("", "0", "false", "no") and os.geteuid() == 0:
+                pytest.fail(f"CI as root must run the stack in a private network namespace: {dep.net.reason}")
+            pytest.skip(f"stack in the host's network namespace: {dep.net.reason}")
+        worker = dep.stack.workers[0].child.pid
+        assert os.readlink(f"/proc/{worker}/ns/net") != os.readlink("/proc/self/ns/net")
+        leaked = _listening_0000(worker)  # Dynamo's ZMQ publishers
+        assert leaked, "expected Dynamo 1.6.1's ZMQ publishers on 0.0.0.0 inside the namespace"
+        for port in leaked:
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+        run = dep.run_point(4, seed=6)  # the load client reaches the frontend from inside
+    assert (run.requests["status"] == "ok").all() and run.meta["network_namespace"] == "private"
