@@ -21,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from autotune.errors import BackendError, InputError
+from autotune.errors import BackendError, InputError, Interrupted
 
 T = TypeVar("T")
 _SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -167,6 +167,8 @@ def call(
     while True:
         try:
             return fn()
+        except Interrupted:
+            raise  # a signal landed during the call: unwind, never report it as the cluster's failure
         except Exception as exc:
             code = status_of(exc)
             retriable = is_transient(exc) or (code == 409 and on_conflict is not None)
