@@ -52,10 +52,6 @@ def fmt_interval(value: Any, lo: Any, hi: Any, sep: str = " ") -> str:
     return f"{fmt_num(value, d)}{sep}[{fmt_num(lo, d)}, {fmt_num(hi, d)}]"
 
 
-def fmt_iv(iv: Interval, sep: str = " ") -> str:
-    return fmt_interval(iv.value, iv.lo, iv.hi, sep)
-
-
 def ci_pair(iv: Interval) -> list[float] | None:
     """``[lo, hi]`` for a file, or None when the figure has no interval."""
     return [iv.lo, iv.hi] if _finite(iv.lo, iv.hi) else None
