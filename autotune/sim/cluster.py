@@ -22,8 +22,9 @@ from autotune.perf import PerfModel
 from autotune.profile import Profile
 from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
 from autotune.sim.delivery import with_delivery_noise
-from autotune.sim.engine import Engine, Seq
+from autotune.sim.engine import Engine
 from autotune.sim.router import KvRouter, RouterState
+from autotune.sim.seq import Seq
 from autotune.topology import RouterSettings, Topology
 from autotune.workload import RequestStream
 
