@@ -2,8 +2,8 @@
 
 A profile's workload becomes, for a seed: each request's template (shared prompt prefix), input
 and output length, and (open loop) its arrival time; plus the warm-up and cool-down edges of the
-measured window. The simulator runs this stream; ``loadgen.prompts`` renders the same stream as
-real prompts. So ``autotune validate`` compares the same workload on both sides by construction.
+measured window (``WorkloadSpec.measurement_edges``). The simulator runs this stream;
+``loadgen.prompts`` renders the same stream as real prompts. So ``autotune validate`` compares the same workload on both sides by construction.
 
 Everything is drawn up front from one generator, so a run is reproducible and the event loop
 never touches the RNG for workload decisions.
@@ -82,11 +82,6 @@ class ArrivalSchedule:
                 t, seg_i = nxt, seg_i + 1
             out[i] = t
         return out
-
-
-def measurement_edges(w: WorkloadSpec, n: int) -> tuple[int, int]:
-    """Warm-up and cool-down requests for a point of ``n`` requests: the profile's counts, or their share of ``n``."""
-    return w.measurement_edges(n)
 
 
 @dataclass

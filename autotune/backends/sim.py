@@ -14,7 +14,7 @@ from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
-from autotune.workload import ArrivalSchedule, mean_length, measurement_edges, request_stream
+from autotune.workload import ArrivalSchedule, mean_length, request_stream
 
 log = logging.getLogger("autotune.sim")
 
@@ -71,7 +71,7 @@ class SimDeployment(Deployment):
         self, concurrency: int, seed: int, n: int, controller: Controller | None, schedule: ArrivalSchedule | None
     ) -> PointRun:
         w = self.profile.workload
-        warm, cool = measurement_edges(w, n)
+        warm, cool = w.measurement_edges(n)
         open_loop = schedule is not None or w.arrival == "open"
         if open_loop and schedule is None:
             schedule = ArrivalSchedule.from_workload(w)

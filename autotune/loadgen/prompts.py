@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autotune.profile import WorkloadSpec
-from autotune.workload import ArrivalSchedule, RequestStream, measurement_edges, request_stream
+from autotune.workload import ArrivalSchedule, RequestStream, request_stream
 
 Api = Literal["completions", "chat"]
 
@@ -118,7 +118,7 @@ def plan_burst(
     schedule = ArrivalSchedule.from_workload(workload) if workload.arrival == "open" else None
     stream = request_stream(workload, n, seed, schedule)
     specs = render_stream(stream, workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed)
-    return BurstPlan(specs, stream.arrival_s, *measurement_edges(workload, n))
+    return BurstPlan(specs, stream.arrival_s, *workload.measurement_edges(n))
 
 
 def render_body(spec: RequestSpec, *, api: Api, model: str, vocab: Vocabulary) -> bytes:
