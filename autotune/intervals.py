@@ -103,7 +103,11 @@ def quantile_interval(
     n_eff = float(w.sum() ** 2 / np.sum(w**2))
     se = max(se_bm, math.sqrt(q * (1 - q) / n_eff))
     h = t_quantile(level, b) * se
-    lo, hi = weighted_quantile(v, w, max(q - h, 0.0)), weighted_quantile(v, w, min(q + h, 1.0))
+    if q + h > 1 - 1 / n_eff or q - h < 1 / n_eff:
+        # the bound lies beyond the extreme sample: the data cannot bound this quantile on that side
+        # (a P99 needs ~400 samples before its upper bound exists), so the point must run longer
+        return Interval(est, NAN, NAN)
+    lo, hi = weighted_quantile(v, w, q - h), weighted_quantile(v, w, q + h)
     # never narrower than the resolution of the data: with repeated values (fixed lengths give
     # atoms) the quantile can only move to the next distinct value, and that move is not noise-free
     below, above = v[v < est], v[v > est]
@@ -111,6 +115,31 @@ def quantile_interval(
     hi = max(hi, float(above.min())) if len(above) else hi
     floor = MIN_REL_HALF_WIDTH * abs(est)
     return Interval(est, min(lo, est - floor), max(hi, est + floor))
+
+
+def independent_batches(times: np.ndarray, values: np.ndarray, start_s: float, end_s: float, batches: int) -> int:
+    """The largest batch count (halving from ``batches``, never below 4) whose batch means of
+    ``values`` show no significant lag-1 autocorrelation.
+
+    Batch means assume batches nearly independent. A closed loop with fixed request lengths can
+    settle into slow modes (clients clumped in step with the engines' batches) that last thousands
+    of requests; batches shorter than a mode are correlated and their spread understates the
+    uncertainty. Longer, fewer batches restore it (the batch-size rule of Law & Carson 1979: grow
+    the batch until lag-1 correlation of the batch means is insignificant, here at 2/sqrt(B)).
+    """
+    b = batches
+    while b >= 8:
+        idx = batch_index(times, start_s, end_s, b)
+        cnt = np.bincount(idx, minlength=b)
+        if (cnt == 0).any():
+            return b
+        means = np.bincount(idx, weights=values, minlength=b) / cnt
+        d = means - means.mean()
+        den = float(np.sum(d * d))
+        if den <= 0 or float(np.sum(d[1:] * d[:-1])) / den <= 2 / math.sqrt(b):
+            return b
+        b //= 2
+    return b
 
 
 def batch_index(times: np.ndarray, start_s: float, end_s: float, n_batches: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import pandas as pd
 
-from autotune.intervals import NAN, Interval, batch_index, quantile_interval, ratio_interval
+from autotune.intervals import NAN, Interval, batch_index, independent_batches, quantile_interval, ratio_interval
 from autotune.intervals import weighted_quantile as weighted_quantile
 from autotune.records import PointRun
 from autotune.steady import steady_window
@@ -117,6 +117,9 @@ def summarize(
     meas = df[inside]
     ok = meas[meas["status"] == "ok"]
     b = int(min(MAX_BATCHES, max(2, len(ok) // MIN_PER_BATCH)))
+    ok_arr = ok["arrival_s"].to_numpy(dtype=float)
+    ttft = (ok["first_token_s"].to_numpy(dtype=float) - ok_arr) * 1000
+    b = independent_batches(ok_arr, ttft, lo, hi, b)
 
     comp = df["completion_s"].to_numpy(dtype=float)
     done_mask = (df["status"] == "ok").to_numpy() & (comp > lo) & (comp <= hi)
@@ -125,9 +128,7 @@ def summarize(
     reqs = ratio_interval(np.bincount(done_b, minlength=b).astype(float), dur, level)
     out_tok = ratio_interval(_tokens_per_batch(run, df, done_mask, done_b, lo, hi, b), dur, level)
 
-    ok_arr = ok["arrival_s"].to_numpy(dtype=float)
     ok_b = batch_index(ok_arr, lo, hi, b)
-    ttft = (ok["first_token_s"].to_numpy(dtype=float) - ok_arr) * 1000
     e2e = (ok["completion_s"].to_numpy(dtype=float) - ok_arr) * 1000
     ttft50 = quantile_interval(ttft, ok_b, b, 0.50, level)
     ttft99 = quantile_interval(ttft, ok_b, b, 0.99, level)

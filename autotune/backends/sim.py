@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from autotune.backends.base import Backend, Deployment
@@ -56,15 +57,16 @@ class SimDeployment(Deployment):
                 run.meta.update(requests_run=n, converged=done, limiting_figure=name, precision_ratio=ratio)
                 if not done:
                     log.info(
-                        "C=%d: %s still %.1fx its precision target after %d requests (measurement.max_requests)",
+                        "C=%d: %s still %s its precision target after %d requests (measurement.max_requests)",
                         concurrency,
                         name or "the warm-up",
-                        ratio,
+                        f"{ratio:.1f}x" if math.isfinite(ratio) else "without a bound, let alone",
                         n,
                     )
                 return run
             # a half-width shrinks like 1/sqrt(n): aim past the target, at least double, at most x8
-            grow = max(2.0, min(8.0, 1.2 * ratio**2)) if m.steady else 2.0
+            # (an unbounded interval, e.g. a P99 from too few samples, has no ratio to aim by: double)
+            grow = max(2.0, min(8.0, 1.2 * ratio**2)) if m.steady and math.isfinite(ratio) else 2.0
             n = min(meas.max_requests, int(n * grow))
 
     def _run_once(

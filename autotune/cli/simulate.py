@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import click
@@ -123,10 +124,15 @@ RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio")
 def _imprecision(steady: bool, meta: dict[str, Any]) -> str:
     """Why a point's figures are less precise than the profile's ``measurement`` section asks ("" when they are not)."""
     if meta.get("converged") is False:
+        ratio = float(meta.get("precision_ratio", float("nan")))
+        how = (
+            f"is still {ratio:.1f}x its precision target"
+            if math.isfinite(ratio)
+            else "has no bound yet (too few samples beyond the percentile)"
+        )
         return (
             f"NOT converged after {meta.get('requests_run', '?')} requests: the "
-            f"{meta.get('limiting_figure') or 'warm-up'} interval is still "
-            f"{float(meta.get('precision_ratio', float('nan'))):.1f}x its precision target "
+            f"{meta.get('limiting_figure') or 'warm-up'} interval {how} "
             "(raise measurement.max_requests for tighter figures)"
         )
     if not steady:

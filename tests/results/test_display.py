@@ -33,7 +33,7 @@ measurement: {measurement}
 """
 
 
-def _tiny(tmp_path: Path, measurement: str = "{max_requests: 240}") -> Path:
+def _tiny(tmp_path: Path, measurement: str = "{max_requests: 960}") -> Path:
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY.format(base=ROOT / "profiles" / "paper-70b-1p5d.yaml", measurement=measurement))
     return p

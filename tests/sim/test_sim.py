@@ -137,6 +137,7 @@ def test_token_counts_add_up(topo: str, first_from_prefill: bool) -> None:
 
 def test_paper_profile_point() -> None:
     prof = load_profile("paper-70b-1p5d")
+    prof = prof.model_copy(update={"measurement": prof.measurement.model_copy(update={"adaptive": False})})
     r = run(prof, "1P4-5D4", 64, requests=600)
     check_conservation(r, 600, True)
     assert r.gpus == 24 and r.backend == "sim" and r.meta["perf_model"] == "roofline"
