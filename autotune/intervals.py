@@ -103,9 +103,9 @@ def quantile_interval(
     n_eff = float(w.sum() ** 2 / np.sum(w**2))
     se = max(se_bm, math.sqrt(q * (1 - q) / n_eff))
     h = t_quantile(level, b) * se
-    if q + h > 1 - 1 / n_eff or q - h < 1 / n_eff:
+    if q + h > 1 or q - h < 0:
         # the bound lies beyond the extreme sample: the data cannot bound this quantile on that side
-        # (a P99 needs ~400 samples before its upper bound exists), so the point must run longer
+        # (a P99 needs ~450 samples, see tail_samples_needed), so the point must run longer
         return Interval(est, NAN, NAN)
     lo, hi = weighted_quantile(v, w, q - h), weighted_quantile(v, w, q + h)
     # never narrower than the resolution of the data: with repeated values (fixed lengths give
@@ -140,6 +140,13 @@ def independent_batches(times: np.ndarray, values: np.ndarray, start_s: float, e
             return b
         b //= 2
     return b
+
+
+def tail_samples_needed(q: float, level: float, batches: int) -> int:
+    """Samples before a ``q``-quantile's interval has a bound on its far side at i.i.d. noise:
+    q + t·sqrt(q(1−q)/n) ≤ 1, i.e. n ≥ t²·q/(1−q) (436 for a P99 at 95 % with 20 batches)."""
+    q = max(q, 1 - q)
+    return math.ceil(t_quantile(level, batches) ** 2 * q / (1 - q))
 
 
 def batch_index(times: np.ndarray, start_s: float, end_s: float, n_batches: int) -> np.ndarray:
