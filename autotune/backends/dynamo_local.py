@@ -2,6 +2,9 @@
 on loopback and measures load bursts against it.
 
 What it is for: measuring the real router (and checking the simulator against it) without GPUs.
+A point's burst continues its request stream until its figures meet the profile's precision
+targets, ``measurement.max_requests`` or ``measurement.live_time_budget_s``
+(``autotune.loadgen.live_point``); ``PointRun.meta["stop_reason"]`` says which.
 Workers are Dynamo's mocker engines timed by our perf model (``autotune.dynamo.mocker_timing``),
 so TP and GPU differences show; if the model cannot be tabulated the mocker's default timing is
 used and ``PointRun.meta["timing"]`` says so. Setup: ``scripts/setup_dynamo.sh``.

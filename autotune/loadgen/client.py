@@ -70,7 +70,6 @@ class BurstConfig:
     request_timeout_s: float = 60.0
     max_wall_s: float = 600.0
     connect_timeout_s: float = 5.0
-    spread_s: float = 0.0  # closed loop: client k starts at k·spread/C (0: a synchronised first wave)
 
     @property
     def path(self) -> str:
@@ -340,8 +339,6 @@ async def _closed_loop(client: httpx.AsyncClient, cfg: BurstConfig, feed: _Feed,
     clients = min(cfg.concurrency, feed.size)
 
     async def user(c: int) -> None:
-        if cfg.spread_s > 0:
-            await asyncio.sleep(c * cfg.spread_s / clients)
         while (i := await feed.take()) is not None:  # each client takes the next unsent request
             feed.records[i].client = c
             await _one(client, cfg, feed.body(i), feed.records[i], t0)
