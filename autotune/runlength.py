@@ -85,7 +85,7 @@ def live_extension(
         return Extension(0, MAX_REQUESTS)
     want = int(seen * min(growth(p), 8.0)) - planned
     more = min(max(want, min_step), planned, meas.max_requests - planned)
-    rate = done / elapsed_s if elapsed_s > 0 else math.inf
+    rate = done / elapsed_s if done > 0 and elapsed_s > 0 else math.inf  # nothing done yet: no rate to judge by
     fits = rate * (budget_s - elapsed_s) - (planned - done)
     if fits < more:
         if fits < min_step:

@@ -42,6 +42,8 @@ def test_live_extension_stops_when_met_capped_or_out_of_time() -> None:
     # ... and with 0.5 s left not even a step fits
     out = extension(Precision("ttft_p99_ms", 1.5, True), budget_s=10.5)
     assert out.requests == 0 and out.stop_reason == TIME_BUDGET
+    # nothing complete yet (a check right at the start): no rate to judge the budget by, so one step
+    assert extension(Precision("", 0.0, False), seen=0, done=0, planned=20, elapsed_s=0.01, budget_s=1.0).requests == 20
 
 
 def test_live_extension_aims_like_the_simulator_but_at_most_doubles_per_step() -> None:
