@@ -239,26 +239,29 @@ class _Feed:
         self.next += 1
         return self.next - 1
 
+    def _extend(self, more: Growth) -> None:
+        if not more.bodies:
+            self.final = True
+            return
+        if self.arrivals is not None:
+            if more.arrivals_s is None or len(more.arrivals_s) != len(more.bodies):
+                raise ValueError("an open-loop continuation needs a send time per request")
+            self.arrivals.extend(float(a) for a in more.arrivals_s)
+        n = self.size
+        self.segments.append(more.bodies)
+        self.starts.append(n)
+        self.size += len(more.bodies)
+        self.records.extend(RequestRecord(n + i, -1) for i in range(len(more.bodies)))
+
     async def _grow(self) -> None:
         assert self.grow is not None
         # the thread gives the GIL back every 0.5 ms rather than 5 ms, so stream timestamps stay sharp
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, 0.0005))
         try:
-            more = await asyncio.to_thread(self.grow, list(self.records))
+            self._extend(await asyncio.to_thread(self.grow, list(self.records)))
         except Exception as exc:  # noqa: BLE001 - raised again once the burst is over
             self.error, self.final = exc, True
-        else:
-            if not more.bodies:
-                self.final = True
-            n = self.size
-            self.segments.append(more.bodies)
-            self.starts.append(n)
-            self.size += len(more.bodies)
-            self.records.extend(RequestRecord(n + i, -1) for i in range(len(more.bodies)))
-            if self.arrivals is not None:
-                assert more.arrivals_s is not None and len(more.arrivals_s) == len(more.bodies)
-                self.arrivals.extend(float(a) for a in more.arrivals_s)
         finally:
             sys.setswitchinterval(interval)
             self.task = None

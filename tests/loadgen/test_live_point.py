@@ -188,6 +188,9 @@ def test_feed_hands_out_continuations_in_order_and_records_the_wall_bound() -> N
         asked.append(len(records))
         return Growth([b"x%d" % (len(records) + i) for i in range(5)]) if len(asked) == 1 else Growth()
 
+    def grow_open(records: list[RequestRecord]) -> Growth:
+        return Growth([b"c0", b"c1"], np.array([0.3, 0.4])) if len(records) == 3 else Growth()
+
     async def drain(feed: _Feed) -> list[bytes]:
         out = []
         while (i := await feed.take()) is not None:
@@ -198,6 +201,11 @@ def test_feed_hands_out_continuations_in_order_and_records_the_wall_bound() -> N
     feed = _Feed([b"x0", b"x1", b"x2"], None, grow, lookahead=1, deadline=math.inf)
     assert asyncio.run(drain(feed)) == [b"x%d" % i for i in range(8)]
     assert asked == [3, 8] and len(feed.records) == 8 and feed.final and not feed.wall_bound
+
+    arrivals = [0.0, 0.1, 0.2]  # open loop: a continuation brings its send times; a stop brings none
+    grown = _Feed([b"x0", b"x1", b"x2"], np.array(arrivals), grow_open, lookahead=1, deadline=math.inf)
+    assert asyncio.run(drain(grown)) == [b"x0", b"x1", b"x2", b"c0", b"c1"]
+    assert grown.arrivals == [*arrivals, 0.3, 0.4] and grown.final and grown.error is None
 
     late = _Feed([b"a", b"b"], None, None, lookahead=0, deadline=0.0)
     assert asyncio.run(drain(late)) == [] and late.wall_bound
