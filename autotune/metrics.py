@@ -143,7 +143,7 @@ def summarize(
         sel = (t > lo) & (t <= hi)
         itl_v, itl_w, itl_b = itl_v[sel], itl_w[sel], batch_index(t[sel], lo, hi, b)
         itl_batches = b
-    else:  # no sample times (live points): an estimate without an interval
+    else:  # no sample times recorded: an estimate without an interval
         itl_b, itl_batches = np.zeros(len(itl_v), dtype=np.int64), 1
     itl50 = quantile_interval(itl_v, itl_b, itl_batches, 0.50, level, itl_w)
     itl99 = quantile_interval(itl_v, itl_b, itl_batches, 0.99, level, itl_w)

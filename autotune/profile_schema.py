@@ -339,9 +339,13 @@ class MeasurementSpec(_Strict):
     adaptive: bool = True
     max_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 16_000
     # where a search point starts when search.requests_per_point is not set: a few requests per client
-    # (the first wave drains, then ~20 batches); low-variance points finish there, the rest grow
-    min_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 200
-    requests_per_client: Annotated[int, Field(ge=1, le=1000)] = 4
+    # (the first wave drains, then ~20 batches), and never fewer than a P99's interval needs (~430
+    # steady samples, intervals.tail_samples_needed, plus the warm-up); low-variance points finish
+    # there, the rest grow
+    min_requests: Annotated[int, Field(ge=10, le=1_000_000)] = 600
+    requests_per_client: Annotated[int, Field(ge=1, le=1000)] = 6
+    # live points (dynamo-local, k8s) also stop growing at this burst length: Dynamo's planner judges throughput over 180 s (dynamo.md §3)
+    live_time_budget_s: Annotated[float, Field(gt=0, le=86_400)] = 180.0
 
     def start_requests(self, concurrency: int) -> int:
         return min(self.max_requests, max(self.min_requests, self.requests_per_client * concurrency))

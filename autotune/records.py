@@ -111,5 +111,5 @@ class PointRun:
     backend: str
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: timing source, versions, etc.
     router_changes: list[tuple[float, str]] = field(default_factory=list)  # (time, settings) when changed
-    itl_time_s: np.ndarray | None = None  # when each ITL sample was observed (None: not known, e.g. live)
+    itl_time_s: np.ndarray | None = None  # when each ITL sample was observed (None: not recorded)
     summary: Any = None  # its PointMetrics once computed (the run-length rule computes them; scoring reuses)

@@ -66,11 +66,12 @@ class ArrivalSchedule:
             )
         )
 
-    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` arrival times: exponential gaps at the rate in force (memoryless, so exact per segment)."""
+    def times(self, n: int, rng: np.random.Generator, start_s: float = 0.0) -> np.ndarray:
+        """``n`` arrival times after ``start_s``: exponential gaps at the rate in force (memoryless, so
+        exact per segment, and a stream continued from its last arrival is the same process)."""
         out = np.empty(n)
-        t, seg_i = 0.0, 0
         segs = self.segments
+        t, seg_i = start_s, max(i for i, s in enumerate(segs) if s.start_s <= start_s or i == 0)
         for i in range(n):
             while True:
                 rate = segs[seg_i].rate_rps
@@ -107,16 +108,28 @@ class RequestStream:
         )
 
 
-def request_stream(w: WorkloadSpec, n: int, seed: int, schedule: ArrivalSchedule | None = None) -> RequestStream:
+def request_stream(
+    w: WorkloadSpec,
+    n: int,
+    seed: int,
+    schedule: ArrivalSchedule | None = None,
+    *,
+    part: int = 0,
+    after_s: float = 0.0,
+) -> RequestStream:
     """The ``n`` requests of one point for ``seed``; arrival times when ``schedule`` is given (open loop).
 
     Inputs are at least one token longer than the shared prefix, so every request has a suffix of
     its own (a prompt that is all prefix would be a full cache hit on any worker).
+
+    A live point that runs longer continues its stream rather than starting a new one: ``part`` k > 0
+    is the k-th continuation, drawn from its own generator keyed by (seed, k) so that part 0 stays
+    exactly the stream the simulator runs, with arrivals continuing after ``after_s``.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if part == 0 else [seed, part])
     template = rng.integers(0, w.templates, size=n)
     isl = draw_lengths(w.input_tokens, n, rng)
     isl = np.maximum(isl, w.prefix_tokens + 1) if w.prefix_tokens else isl
     osl = np.maximum(draw_lengths(w.output_tokens, n, rng), 1)
-    arrivals = schedule.times(n, rng) if schedule is not None else None
+    arrivals = schedule.times(n, rng, after_s) if schedule is not None else None
     return RequestStream(template, isl, osl, arrivals, w.prefix_tokens)

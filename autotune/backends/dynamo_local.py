@@ -2,6 +2,9 @@
 on loopback and measures load bursts against it.
 
 What it is for: measuring the real router (and checking the simulator against it) without GPUs.
+A point's burst continues its request stream until its figures meet the profile's precision
+targets, ``measurement.max_requests`` or ``measurement.live_time_budget_s``
+(``autotune.loadgen.live_point``); ``PointRun.meta["stop_reason"]`` says which.
 Workers are Dynamo's mocker engines timed by our perf model (``autotune.dynamo.mocker_timing``),
 so TP and GPU differences show; if the model cannot be tabulated the mocker's default timing is
 used and ``PointRun.meta["timing"]`` says so. Setup: ``scripts/setup_dynamo.sh``.
@@ -33,7 +36,8 @@ from autotune.errors import BackendError, InfeasibleError
 from autotune.feasibility import check_feasibility
 from autotune.loadgen.aiperf_export import aiperf_record, write_jsonl
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.prompts import Api, Vocabulary, plan_burst, render_bodies
+from autotune.loadgen.live_point import LivePoint
+from autotune.loadgen.prompts import Api, Vocabulary
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
@@ -92,11 +96,18 @@ class DynamoLocalDeployment(Deployment):
                 "dynamo-local: router settings cannot change during a live point (use set_router between points)"
             )
         stack, w = self.stack, self.profile.workload
-        n = requests or w.requests_per_point
         api = self.backend.api
-        plan = plan_burst(w, n, vocab=self.vocab, api=api, seed=seed, profile_seed=self.profile.seed)
-        specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
-        bodies = render_bodies(specs, api=api, model=stack.model_name, vocab=self.vocab)
+        point = LivePoint(
+            self.profile,
+            concurrency,
+            seed=seed,
+            requests=requests or w.requests_per_point,
+            vocab=self.vocab,
+            api=api,
+            model=stack.model_name,
+            gpus=self.topology.gpus,
+        )
+        arrivals = point.arrivals_s
         cfg = BurstConfig(
             stack.base_url,
             api=api,
@@ -113,7 +124,9 @@ class DynamoLocalDeployment(Deployment):
         assert stack.frontend is not None
         log_path = stack.frontend.log_path
         offset = logparse.file_size(log_path)
-        burst = run_burst(cfg, bodies, watchdog=stack.dead_reason)
+        burst = run_burst(
+            cfg, point.bodies, watchdog=stack.dead_reason, grow=point.grow_callback(), lookahead=point.lookahead
+        )
         if burst.aborted:
             reason = burst.aborted
             self.close()
@@ -140,6 +153,7 @@ class DynamoLocalDeployment(Deployment):
             "worker_instance_ids": {w_.index: w_.instance_id for w_ in stack.workers},
             "log_lines_unparsed": log.unparsed,
         }
+        specs = point.sent_specs(burst)
         run = build_point(
             topology=self.topology,
             concurrency=concurrency if arrivals is None else -1,
@@ -147,10 +161,10 @@ class DynamoLocalDeployment(Deployment):
             burst=burst,
             log=log,
             worker_index=stack.worker_by_instance(),
-            warmup=warm,
-            cooldown=cool,
+            edges=point.edges(burst),
             meta=meta,
         )
+        point.finish(run, burst)
         if self.backend.export_aiperf:
             out = Path(self.backend.export_aiperf) / (self.trial_id or "trial") / f"c{concurrency}-seed{seed}"
             df = run.requests

@@ -30,7 +30,8 @@ from autotune.k8s.diagnose import PodWatcher
 from autotune.k8s.lifecycle import TrialFailed, apply, delete, wait_gone, wait_ready
 from autotune.k8s.render import render_dgd, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
-from autotune.loadgen.prompts import Api, Vocabulary, plan_burst, render_bodies
+from autotune.loadgen.live_point import LivePoint
+from autotune.loadgen.prompts import Api, Vocabulary
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
@@ -165,10 +166,17 @@ class K8sDeployment(Deployment):
             raise BackendError("k8s: router settings cannot change during a live point (use set_router between points)")
         w = self.profile.workload
         api: Api = "completions"
-        n = requests or w.requests_per_point
-        plan = plan_burst(w, n, vocab=_VOCAB, api=api, seed=seed, profile_seed=self.profile.seed)
-        specs, arrivals, warm, cool = plan.specs, plan.arrivals_s, plan.warmup, plan.cooldown
-        bodies = render_bodies(specs, api=api, model=self.model, vocab=_VOCAB)
+        live = LivePoint(
+            self.profile,
+            concurrency,
+            seed=seed,
+            requests=requests or w.requests_per_point,
+            vocab=_VOCAB,
+            api=api,
+            model=self.model,
+            gpus=self.topology.gpus,
+        )
+        arrivals = live.arrivals_s
         cfg = BurstConfig(
             self.access.url,
             api=api,
@@ -181,7 +189,13 @@ class K8sDeployment(Deployment):
         before = scrape.scrape(metrics_url)
         watcher = self._start_pod_watchdog()
         try:
-            burst = run_burst(cfg, bodies, watchdog=lambda: self._pod_failure)
+            burst = run_burst(
+                cfg,
+                live.bodies,
+                watchdog=lambda: self._pod_failure,
+                grow=live.grow_callback(),
+                lookahead=live.lookahead,
+            )
         finally:
             self._stop_watchdog.set()
             watcher.join(5)
@@ -200,16 +214,15 @@ class K8sDeployment(Deployment):
         point = build_point(
             topology=self.topology,
             concurrency=concurrency if arrivals is None else -1,
-            specs=specs,
+            specs=live.sent_specs(burst),
             burst=burst,
             log=log,
             worker_index=_worker_index(log, self.topology),
-            warmup=warm,
-            cooldown=cool,
+            edges=live.edges(burst),
             meta=meta,
         )
         point.backend = "k8s"
-        return point
+        return live.finish(point, burst)
 
     def describe(self) -> dict[str, Any]:
         """Provenance of this trial: where the graph ran and how it was reached."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from autotune.backends.base import Backend, Deployment
@@ -13,6 +12,7 @@ from autotune.metrics import summarize
 from autotune.perf import PerfModel, get_perf_model, prefill_attn_work
 from autotune.profile import Profile
 from autotune.records import PointRun
+from autotune.runlength import MAX_REQUESTS, TARGETS_MET, precision, run_meta, sim_next_requests
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
 from autotune.workload import ArrivalSchedule, mean_length, request_stream
@@ -50,24 +50,20 @@ class SimDeployment(Deployment):
             run = self._run_once(concurrency, seed, n, controller, schedule)
             if not adaptive:
                 return run
-            m = run.summary = summarize(run, level=meas.ci_level)
-            name, ratio = m.worst_precision(meas.targets)
-            done = ratio <= 1.0 and m.steady
-            if done or n >= meas.max_requests:
-                run.meta.update(requests_run=n, converged=done, limiting_figure=name, precision_ratio=ratio)
-                if not done:
+            run.summary = summarize(run, level=meas.ci_level)
+            p = precision(run.summary, meas)
+            if p.met or n >= meas.max_requests:
+                run.meta.update(run_meta(p, n, TARGETS_MET if p.met else MAX_REQUESTS))
+                if not p.met:
                     log.info(
-                        "C=%d: %s still %s its precision target after %d requests (measurement.max_requests)",
+                        "C=%d: %s still %.1fx its precision target after %d requests (measurement.max_requests)",
                         concurrency,
-                        name or "the warm-up",
-                        f"{ratio:.1f}x" if math.isfinite(ratio) else "without a bound, let alone",
+                        p.figure or "the warm-up",
+                        p.ratio,
                         n,
                     )
                 return run
-            # a half-width shrinks like 1/sqrt(n): aim past the target, at least double, at most x8
-            # (an unbounded interval, e.g. a P99 from too few samples, has no ratio to aim by: double)
-            grow = max(2.0, min(8.0, 1.2 * ratio**2)) if m.steady and math.isfinite(ratio) else 2.0
-            n = min(meas.max_requests, int(n * grow))
+            n = sim_next_requests(p, n, meas)
 
     def _run_once(
         self, concurrency: int, seed: int, n: int, controller: Controller | None, schedule: ArrivalSchedule | None

@@ -118,7 +118,7 @@ FIGURES = [
     ("prefix_hit_rate", "hit rate"),
 ]
 # how the adaptive run length ended (autotune.backends.sim), kept in -o json|yaml rows
-RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio")
+RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio", "stop_reason")
 
 
 def _imprecision(steady: bool, meta: dict[str, Any]) -> str:

@@ -12,13 +12,13 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from autotune.dynamo.logparse import FrontendLog
 from autotune.dynamo.reconstruct import replay
 from autotune.loadgen.client import BurstResult
+from autotune.loadgen.frame import client_frame, itl_samples
 from autotune.loadgen.prompts import RequestSpec
-from autotune.records import REQUEST_COLUMNS, PointRun
+from autotune.records import PointRun
 from autotune.topology import Topology
 
 NAN = float("nan")
@@ -49,16 +49,16 @@ def build_point(
     burst: BurstResult,
     log: FrontendLog,
     worker_index: dict[int, int],
-    warmup: int,
-    cooldown: int,
+    edges: tuple[int, int],
     meta: dict[str, Any],
 ) -> PointRun:
+    """``edges``: warm-up and cool-down requests, by send order (not measured)."""
     recs = burst.records
     n = len(recs)
     # Send order defines warm-up/cool-down (closed loop sends in index order; open loop too).
     order = np.argsort([r.send_s if r.send_s == r.send_s else np.inf for r in recs], kind="stable")
     measured = np.zeros(n, dtype=bool)
-    measured[order] = measured_mask(n, warmup, cooldown)
+    measured[order] = measured_mask(n, *edges)
     rid_to_idx = {r.response_id: r.index for r in recs if r.response_id}
     t0 = burst.t0_wall
 
@@ -70,9 +70,11 @@ def build_point(
             sel_time[key], sel_worker[key] = s.t, s.worker_id
     prefill_done = {s.request_id: s.t for s in log.stages if s.phase == "Prefill"}
 
-    cols: dict[str, list[Any]] = {c: [] for c in REQUEST_COLUMNS}
-    itl_samples: list[np.ndarray] = []
-    for r, spec, meas in zip(recs, specs, measured, strict=True):
+    if len(specs) != n:
+        raise ValueError(f"{n} request records but {len(specs)} request specs")
+    routing: dict[str, list[float]] = {c: [] for c in ("prefill_worker", "decode_worker", "routed_s")}
+    routing.update(prefill_end_s=[], kv_transfer_end_s=[])
+    for r in recs:
         rid = r.response_id
         p_key, d_key = (rid, "prefill"), (rid, "decode")
         if topology.disaggregated:
@@ -84,32 +86,17 @@ def build_point(
         else:
             pw = dw = worker_index.get(sel_worker.get(d_key, -1), -1)
             routed, pend, kv_end = sel_time.get(d_key, NAN), NAN, NAN
-        itl_mean, itl_max = r.itl_ms()
-        cols["request_id"].append(r.index)
-        cols["client"].append(r.client)
-        cols["template"].append(spec.template)
-        cols["arrival_s"].append(r.send_s)
-        cols["routed_s"].append(routed - t0)
-        cols["prefill_worker"].append(pw)
-        cols["decode_worker"].append(dw)
-        cols["input_tokens"].append(r.prompt_tokens if r.prompt_tokens >= 0 else spec.input_tokens)
-        cols["output_tokens"].append(r.output_tokens if r.status == "ok" else 0)
-        cols["cached_tokens"].append(max(r.cached_tokens, 0))
-        cols["prefill_start_s"].append(NAN)
-        cols["prefill_end_s"].append(pend - t0)
-        cols["kv_transfer_end_s"].append(kv_end - t0)
-        cols["first_token_s"].append(r.first_token_s)
-        cols["itl_mean_ms"].append(itl_mean)
-        cols["itl_max_ms"].append(itl_max)
-        cols["completion_s"].append(r.end_s)
-        cols["preemptions"].append(NAN)
-        cols["status"].append(r.status if r.status != "cancelled" else "error")
-        cols["error"].append(r.error)
-        cols["measured"].append(bool(meas))
-        if meas and r.status == "ok" and len(r.chunk_times) > 1:
-            itl_samples.append(np.diff(np.asarray(r.chunk_times)) * 1e3)
-    df = pd.DataFrame(cols)
-    df["preemptions"] = df["preemptions"].astype(float)
+        for col, v in (
+            ("prefill_worker", pw),
+            ("decode_worker", dw),
+            ("routed_s", routed - t0),
+            ("prefill_end_s", pend - t0),
+            ("kv_transfer_end_s", kv_end - t0),
+        ):
+            routing[col].append(v)
+    df = client_frame(recs, specs, measured)
+    for col, values in routing.items():
+        df[col] = values
 
     m_ok = df[df["measured"] & (df["status"] == "ok")]
     window = (
@@ -117,7 +104,7 @@ def build_point(
         if len(m_ok)
         else (0.0, 0.0)
     )
-    itl = np.concatenate(itl_samples) if itl_samples else np.zeros(0)
+    itl, itl_time_s = itl_samples(recs)  # every request's, as the simulator's: summarize keeps the window's
 
     first_token = {
         r.response_id: t0 + r.first_token_s for r in recs if r.response_id and r.first_token_s == r.first_token_s
@@ -151,6 +138,7 @@ def build_point(
         decisions=decisions,
         itl_ms=itl,
         itl_weight=np.ones_like(itl),
+        itl_time_s=itl_time_s,
         window_s=window,
         gpus=topology.gpus,
         backend="dynamo-local",

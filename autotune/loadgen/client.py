@@ -13,9 +13,11 @@ clock so server log timestamps can be placed on the same axis.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +84,19 @@ class BurstResult:
     duration_s: float
     cpu_s: float  # this process's CPU time spent during the burst
     aborted: str = ""  # reason the burst was stopped early ("" = ran to completion)
+    wall_bound: bool = False  # True: sending stopped at ``BurstConfig.max_wall_s`` with requests left
+    stalled_s: float = 0.0  # client time spent waiting for ``grow`` to answer (0: it answered in time)
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What ``grow`` answers a running burst: more requests (and, open loop, their send times), or none."""
+
+    bodies: Sequence[bytes] = ()
+    arrivals_s: np.ndarray | None = None
+
+
+Grow = Callable[[list["RequestRecord"]], Growth]
 
 
 class BurstAborted(Exception):
@@ -170,20 +185,105 @@ async def _one(client: httpx.AsyncClient, cfg: BurstConfig, body: bytes, rec: Re
         raise
 
 
+class _Feed:
+    """The burst's requests, handed out in send order; ``grow`` may add more while the burst runs.
+
+    When no more than ``lookahead`` requests are left unsent, ``grow`` is called with the records so
+    far, in a thread (off the event loop that times the streams), so the clients keep sending while
+    it decides; a client that runs out before it answers waits (``stalled_s``). Past ``deadline``
+    nothing more is handed out.
+    """
+
+    def __init__(
+        self,
+        bodies: Sequence[bytes],
+        arrivals_s: np.ndarray | None,
+        grow: Grow | None,
+        lookahead: int,
+        deadline: float,
+    ) -> None:
+        self.segments: list[Sequence[bytes]] = [bodies]  # a continuation's bodies may render lazily
+        self.starts = [0]
+        self.size = len(bodies)
+        self.arrivals = [float(a) for a in arrivals_s] if arrivals_s is not None else None
+        self.records = [RequestRecord(i, -1) for i in range(self.size)]
+        self.grow, self.lookahead, self.deadline = grow, lookahead, deadline
+        self.next = 0
+        self.final = grow is None
+        self.wall_bound = False
+        self.stalled_s = 0.0
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def body(self, i: int) -> bytes:
+        k = bisect.bisect_right(self.starts, i) - 1
+        return self.segments[k][i - self.starts[k]]
+
+    async def take(self) -> int | None:
+        """The next request to send, or None when the burst is over."""
+        if not self.final and self.task is None and self.size - self.next <= self.lookahead:
+            self.task = asyncio.create_task(self._grow())
+        waited_from = 0.0
+        while self.next >= self.size and not self.final:
+            self.changed.clear()
+            waited_from = waited_from or time.perf_counter()
+            await self.changed.wait()
+        if waited_from:
+            self.stalled_s += time.perf_counter() - waited_from
+        if self.next >= self.size:
+            return None
+        if time.perf_counter() > self.deadline:
+            self.final = self.wall_bound = True
+            return None
+        self.next += 1
+        return self.next - 1
+
+    def _extend(self, more: Growth) -> None:
+        if not more.bodies:
+            self.final = True
+            return
+        if self.arrivals is not None:
+            if more.arrivals_s is None or len(more.arrivals_s) != len(more.bodies):
+                raise ValueError("an open-loop continuation needs a send time per request")
+            self.arrivals.extend(float(a) for a in more.arrivals_s)
+        n = self.size
+        self.segments.append(more.bodies)
+        self.starts.append(n)
+        self.size += len(more.bodies)
+        self.records.extend(RequestRecord(n + i, -1) for i in range(len(more.bodies)))
+
+    async def _grow(self) -> None:
+        assert self.grow is not None
+        # the thread gives the GIL back every 0.5 ms rather than 5 ms, so stream timestamps stay sharp
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.0005))
+        try:
+            self._extend(await asyncio.to_thread(self.grow, list(self.records)))
+        except Exception as exc:  # noqa: BLE001 - raised again once the burst is over
+            self.error, self.final = exc, True
+        finally:
+            sys.setswitchinterval(interval)
+            self.task = None
+            self.changed.set()
+
+
 async def run_burst_async(
     cfg: BurstConfig,
     bodies: Sequence[bytes],
     watchdog: Callable[[], str | None] | None = None,
     watchdog_period_s: float = 0.25,
+    *,
+    grow: Grow | None = None,
+    lookahead: int = 0,
 ) -> BurstResult:
     """Send every body once (closed loop, or at ``cfg.arrivals_s``) and record what comes back.
 
-    Stops sending at ``cfg.max_wall_s`` and cancels what is still in flight (status
-    ``cancelled``). ``watchdog`` is polled periodically; a non-empty string it returns aborts
-    the burst with that reason (recorded in ``BurstResult.aborted``).
+    ``grow`` (with ``lookahead``) may extend the burst while it runs (``_Feed``). Stops sending at
+    ``cfg.max_wall_s`` and cancels what is still in flight (status ``cancelled``). ``watchdog`` is
+    polled periodically; a non-empty string it returns aborts the burst with that reason (recorded
+    in ``BurstResult.aborted``). Only requests handed out are recorded.
     """
-    n = len(bodies)
-    records = [RequestRecord(i, -1) for i in range(n)]
     # A fresh connection per request: on a kept-alive loopback connection the server's first SSE
     # chunk sits behind Nagle until our delayed ACK (~40 ms), which would inflate every TTFT.
     # A new connection starts in quick-ACK mode; connecting costs ~0.1 ms on loopback.
@@ -193,13 +293,14 @@ async def run_burst_async(
     cpu0 = time.process_time()
     t0_wall, t0 = time.time(), time.perf_counter()
     deadline = t0 + cfg.max_wall_s
+    feed = _Feed(bodies, cfg.arrivals_s, grow, lookahead, deadline)
     # TCP_NODELAY: h11 writes headers and body separately; do not let the body wait for an ACK.
     transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     async with httpx.AsyncClient(base_url=cfg.base_url, timeout=timeout, transport=transport) as client:
         if cfg.arrivals_s is None:
-            work = asyncio.ensure_future(_closed_loop(client, cfg, bodies, records, t0, deadline))
+            work = asyncio.ensure_future(_closed_loop(client, cfg, feed, t0))
         else:
-            work = asyncio.ensure_future(_open_loop(client, cfg, bodies, records, t0, deadline))
+            work = asyncio.ensure_future(_open_loop(client, cfg, feed, t0))
         try:
             while not work.done():
                 await asyncio.wait({work}, timeout=watchdog_period_s)
@@ -211,60 +312,59 @@ async def run_burst_async(
                     aborted = f"burst exceeded its wall-time bound ({cfg.max_wall_s:g}s)"
                     break
         finally:
+            feed.final = True
             if not work.done():
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
+            if feed.task is not None:  # a thread cannot be cancelled: let it answer, ignore the answer
+                await asyncio.gather(feed.task, return_exceptions=True)
         if work.done() and not work.cancelled() and (exc := work.exception()) is not None:
             raise exc
+    if feed.error is not None and not aborted:
+        raise feed.error
+    records = feed.records[: feed.next]
     for rec in records:
         if rec.status == "pending" and rec.send_s == rec.send_s:
             rec.status, rec.error = "cancelled", aborted or "burst stopped"
-    return BurstResult(records, t0_wall, t0, time.perf_counter() - t0, time.process_time() - cpu0, aborted)
+    return BurstResult(
+        records,
+        t0_wall,
+        t0,
+        time.perf_counter() - t0,
+        time.process_time() - cpu0,
+        aborted,
+        wall_bound=feed.wall_bound,
+        stalled_s=feed.stalled_s,
+    )
 
 
-async def _closed_loop(
-    client: httpx.AsyncClient,
-    cfg: BurstConfig,
-    bodies: Sequence[bytes],
-    records: list[RequestRecord],
-    t0: float,
-    deadline: float,
-) -> None:
-    it = iter(range(len(bodies)))
+async def _closed_loop(client: httpx.AsyncClient, cfg: BurstConfig, feed: _Feed, t0: float) -> None:
+    clients = min(cfg.concurrency, feed.size)
 
     async def user(c: int) -> None:
-        for i in it:  # shared iterator: each client takes the next unsent request
-            if time.perf_counter() > deadline:
-                return
-            records[i].client = c
-            await _one(client, cfg, bodies[i], records[i], t0)
+        while (i := await feed.take()) is not None:  # each client takes the next unsent request
+            feed.records[i].client = c
+            await _one(client, cfg, feed.body(i), feed.records[i], t0)
 
-    await asyncio.gather(*(user(c) for c in range(min(cfg.concurrency, len(bodies)))))
+    await asyncio.gather(*(user(c) for c in range(clients)))
 
 
-async def _open_loop(
-    client: httpx.AsyncClient,
-    cfg: BurstConfig,
-    bodies: Sequence[bytes],
-    records: list[RequestRecord],
-    t0: float,
-    deadline: float,
-) -> None:
-    arrivals = cfg.arrivals_s
-    assert arrivals is not None
+async def _open_loop(client: httpx.AsyncClient, cfg: BurstConfig, feed: _Feed, t0: float) -> None:
+    assert feed.arrivals is not None
     gate = asyncio.Semaphore(cfg.concurrency)
     tasks: list[asyncio.Task[None]] = []
 
     async def send(i: int) -> None:
         async with gate:
-            await _one(client, cfg, bodies[i], records[i], t0)
+            await _one(client, cfg, feed.body(i), feed.records[i], t0)
 
     try:
-        for i in range(len(bodies)):
-            delay = t0 + float(arrivals[i]) - time.perf_counter()
+        while (i := await feed.take()) is not None:
+            delay = t0 + feed.arrivals[i] - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > feed.deadline:  # due after the wall-time bound: not sent
+                feed.next, feed.final, feed.wall_bound = i, True, True
                 break
             tasks.append(asyncio.create_task(send(i)))
         await asyncio.gather(*tasks)
@@ -275,7 +375,12 @@ async def _open_loop(
 
 
 def run_burst(
-    cfg: BurstConfig, bodies: Sequence[bytes], watchdog: Callable[[], str | None] | None = None
+    cfg: BurstConfig,
+    bodies: Sequence[bytes],
+    watchdog: Callable[[], str | None] | None = None,
+    *,
+    grow: Grow | None = None,
+    lookahead: int = 0,
 ) -> BurstResult:
     """Blocking wrapper around ``run_burst_async`` (its own event loop)."""
-    return asyncio.run(run_burst_async(cfg, bodies, watchdog))
+    return asyncio.run(run_burst_async(cfg, bodies, watchdog, grow=grow, lookahead=lookahead))

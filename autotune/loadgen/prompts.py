@@ -70,13 +70,17 @@ def render_stream(
     api: Api,
     seed: int,
     profile_seed: int = 0,
+    part: int = 0,
+    first_index: int = 0,
 ) -> list[RequestSpec]:
     """The stream's requests as prompts: the template's shared prefix, then a unique random suffix.
 
     ``input_tokens`` is what the server's tokenizer counts. In chat mode the template overhead
-    eats into the word budget, so the shared prefix is clipped to what fits.
+    eats into the word budget, so the shared prefix is clipped to what fits. A continuation
+    (``part`` > 0, ``autotune.workload.request_stream``) draws its suffixes from its own generator
+    and numbers its requests from ``first_index``.
     """
-    rng = np.random.default_rng([seed, 104729])
+    rng = np.random.default_rng([seed, 104729] if part == 0 else [seed, 104729, part])
     v = len(vocab.words)
     prefixes = template_prefixes(workload, v, profile_seed)
     overhead = vocab.chat_overhead_tokens if api == "chat" else 0
@@ -87,7 +91,13 @@ def render_stream(
         prefix = prefixes[template][:words]
         suffix = rng.integers(0, v, size=words - len(prefix), dtype=np.int32)
         out.append(
-            RequestSpec(i, template, words + overhead, int(stream.output_tokens[i]), np.concatenate([prefix, suffix]))
+            RequestSpec(
+                first_index + i,
+                template,
+                words + overhead,
+                int(stream.output_tokens[i]),
+                np.concatenate([prefix, suffix]),
+            )
         )
     return out
 
@@ -112,13 +122,26 @@ class BurstPlan:
 
 
 def plan_burst(
-    workload: WorkloadSpec, n: int, *, vocab: Vocabulary, api: Api, seed: int, profile_seed: int = 0
+    workload: WorkloadSpec,
+    n: int,
+    *,
+    vocab: Vocabulary,
+    api: Api,
+    seed: int,
+    profile_seed: int = 0,
+    part: int = 0,
+    first_index: int = 0,
+    after_s: float = 0.0,
 ) -> BurstPlan:
-    """The same stream the simulator runs for ``seed`` (lengths, templates, arrivals), rendered as prompts."""
+    """The same stream the simulator runs for ``seed`` (lengths, templates, arrivals), rendered as prompts;
+    ``part`` > 0: its continuation past request ``first_index`` (and arrival ``after_s``), as a live point
+    that runs longer extends it."""
     schedule = ArrivalSchedule.from_workload(workload) if workload.arrival == "open" else None
-    stream = request_stream(workload, n, seed, schedule)
-    specs = render_stream(stream, workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed)
-    return BurstPlan(specs, stream.arrival_s, *workload.measurement_edges(n))
+    stream = request_stream(workload, n, seed, schedule, part=part, after_s=after_s)
+    specs = render_stream(
+        stream, workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed, part=part, first_index=first_index
+    )
+    return BurstPlan(specs, stream.arrival_s, *workload.measurement_edges(first_index + n))
 
 
 def render_body(spec: RequestSpec, *, api: Api, model: str, vocab: Vocabulary) -> bytes:

@@ -46,6 +46,7 @@ def live_profile(namespace: str) -> Profile:
                 "warmup_requests": 4,
                 "cooldown_requests": 4,
             },
+            "measurement": {"live_time_budget_s": 15.0},  # points continue their stream, briefly
         }
     )
 
@@ -110,7 +111,8 @@ def test_trial_end_to_end_with_real_dynamo(kube, namespace, operator) -> None:
         assert _left(kube, namespace) == [dep.name]
         point = dep.run_point(4, seed=3, requests=40)
         assert point.backend == "k8s" and point.gpus == 2
-        assert (point.requests["status"] == "ok").all() and len(point.requests) == 40
+        assert (point.requests["status"] == "ok").all() and len(point.requests) == point.meta["requests_run"] >= 40
+        assert point.meta["stop_reason"] in ("targets_met", "time_budget") and point.summary is not None
         assert point.meta["frontend_access"] == "load-balancer"  # recorded: not a port-forward, not in-cluster
         assert point.meta["routing_log"].startswith("unavailable")  # no kubelet here, so no pod logs
         assert point.meta["frontend_metrics"]

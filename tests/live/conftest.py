@@ -48,8 +48,9 @@ LIVE_PROFILE: dict[str, Any] = {
 }
 
 
-def make_small_profile(**workload: Any) -> Profile:
-    """Llama-3.1-70B FP8 on H100s with a workload small enough for a 2-core machine."""
+def make_small_profile(measurement: dict[str, Any] | None = None, **workload: Any) -> Profile:
+    """Llama-3.1-70B FP8 on H100s with a workload small enough for a 2-core machine; points have the
+    length they are given unless ``measurement`` says otherwise (the adaptive length has its own test)."""
     wl = {
         "templates": 4,
         "prefix_tokens": 64,
@@ -61,4 +62,5 @@ def make_small_profile(**workload: Any) -> Profile:
         "cooldown_requests": 8,
         **workload,
     }
-    return profile_from_dict({**LIVE_PROFILE, "workload": wl}, "live-h100-70b")
+    meas = measurement if measurement is not None else {"adaptive": False}
+    return profile_from_dict({**LIVE_PROFILE, "workload": wl, "measurement": meas}, "live-h100-70b")

@@ -51,7 +51,8 @@ def test_aggregated_burst_measures_and_attributes_every_request(small_profile) -
     dl = run.decisions["agg"]
     assert len(dl) == 80 and dl.workers == [0, 1]
     assert run.meta["replay"]["overlap_agreement"] > 0.9 and run.meta["replay"]["argmin_agreement"] > 0.8
-    assert len(run.itl_ms) == 64 * 15
+    assert len(run.itl_ms) == len(run.itl_time_s) == 80 * 15  # every request's gaps, timed, as the simulator's
+    assert run.meta["stop_reason"] == "fixed_length" and run.meta["requests_run"] == 80
 
 
 def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_profile, tmp_path) -> None:
@@ -69,6 +70,36 @@ def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_prof
     assert len(run.decisions["prefill"]) == len(run.decisions["decode"]) == 80
     m = summarize(run)
     assert m.requests == int(df["arrival_s"].between(m.steady_start_s, m.steady_end_s).sum()) >= 32
+
+
+def test_adaptive_point_continues_its_stream_and_reports_intervals_and_why_it_stopped(small_profile) -> None:
+    # 40 requests cannot meet the targets; the burst continues the same stream (no restart) until they
+    # are met or the budget says stop. Variable lengths, so figures are not atoms of a fixed schedule.
+    prof = small_profile(
+        measurement={"live_time_budget_s": 40.0},
+        input_tokens={"dist": "uniform", "min": 96, "max": 160},
+        output_tokens={"dist": "uniform", "min": 8, "max": 24},
+        requests_per_point=40,
+        warmup_requests=0,
+        cooldown_requests=0,
+    )
+    with DynamoLocalBackend().deploy(prof, parse_topology("2A4"), trial_id="live-adaptive") as dep:
+        run = dep.run_point(8, seed=7)
+    df, meta, m = run.requests, run.meta, run.summary
+    print({k: meta[k] for k in ("requests_run", "stop_reason", "converged", "limiting_figure", "precision_ratio")})
+    print(meta["run_length_checks"], "stalled", meta["client_stalled_s"], "burst", meta["burst_s"])
+    print(
+        f"TTFT P99 {m.ttft_p99_ms:.1f} [{m.ttft_p99_ms_lo:.1f}, {m.ttft_p99_ms_hi:.1f}] ms, ITL P99 "
+        f"{m.itl_p99_ms:.2f} [{m.itl_p99_ms_lo:.2f}, {m.itl_p99_ms_hi:.2f}] ms, steady {m.steady}, {m.requests} measured"
+    )
+    assert meta["stop_reason"] in ("targets_met", "time_budget", "max_requests")
+    assert meta["requests_run"] == len(df) > 40 and meta["stream_parts"] >= 2  # it continued
+    assert (df["status"] == "ok").all() and df["request_id"].tolist() == list(range(len(df)))
+    assert meta["frontend_metrics"]["requests_total"] == len(df)  # every continuation request reached Dynamo
+    assert meta["converged"] == (meta["precision_ratio"] <= 1 and m.steady)
+    for name in ("itl_mean_ms", "itl_p99_ms", "ttft_p99_ms", "e2e_p99_ms"):
+        iv = m.interval(name)
+        assert iv.lo < iv.value < iv.hi, (name, iv)  # live ITL has an interval now, from timed samples
 
 
 def template_stickiness(df) -> float:

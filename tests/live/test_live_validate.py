@@ -49,7 +49,7 @@ def test_validate_command_prints_the_table(tmp_path) -> None:
         "model: {name: Llama-3.1-70B, weight_dtype: fp8, kv_dtype: fp8}\nsearch: {operating_point: grid}\n"
         "workload: {templates: 2, prefix_tokens: 64, input_tokens: {dist: fixed, value: 128}, "
         "output_tokens: {dist: fixed, value: 8}, concurrency: [4], requests_per_point: 40, "
-        "warmup_requests: 4, cooldown_requests: 4}\n"
+        "warmup_requests: 4, cooldown_requests: 4}\nmeasurement: {adaptive: false}\n"
     )
     res = CliRunner().invoke(validate_cmd, ["-p", str(prof), "-t", "1A4", "-o", "json"])
     assert res.exit_code == 0, res.output
