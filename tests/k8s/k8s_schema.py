@@ -64,7 +64,7 @@ class Rule:
     path: str
     message: str
     check: Callable[[Any, Any], bool]
-    transition: bool = False  # uses oldSelf: evaluated on update only (or, with optionalOldSelf, always)
+    old_self: str = ""  # "": no oldSelf; "required": update of an existing value only; "optional": always
 
 
 def _has(d: Any, key: str) -> bool:
@@ -99,7 +99,7 @@ RULES = [
         ".spec",
         "spec.restart must be unset on create; set spec.restart.id after creation to request a restart",
         lambda s, old: old is not None or not _has(s, "restart"),
-        transition=True,
+        old_self="optional",
     ),
     Rule(
         ".spec.components",
@@ -115,7 +115,9 @@ RULES = [
     Rule(
         ".spec.components[]", "minAvailable must be less than or equal to replicas unless replicas is 0", _min_available
     ),
-    Rule(".spec.components[]", "minAvailable is immutable after creation", _min_available_immutable, transition=True),
+    Rule(
+        ".spec.components[]", "minAvailable is immutable after creation", _min_available_immutable, old_self="required"
+    ),
     Rule(
         ".spec.components[].eppConfig",
         "exactly one of configMapRef or config must be specified",
@@ -200,10 +202,8 @@ def cel_violations(obj: dict[str, Any], old: dict[str, Any] | None = None) -> li
     out = []
     for rule in RULES:
         for value, before in _walk(obj, old, _segments(rule.path)):
-            if rule.transition and old is None and rule.path != ".spec":
-                continue  # oldSelf rules without optionalOldSelf run on update only
-            if rule.transition and old is not None and before is None and rule.path != ".spec":
-                continue  # a new list item has no oldSelf
+            if rule.old_self == "required" and before is None:
+                continue  # on create, or a new list item: a transition rule does not run
             if not rule.check(value, before):
                 out.append(f"{rule.path}: {rule.message}")
     return out
