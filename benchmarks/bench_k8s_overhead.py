@@ -34,6 +34,7 @@ from k8s_profiles import make_profile  # noqa: E402
 
 from autotune.backends.k8s import K8sBackend  # noqa: E402
 from autotune.k8s.client import KubeOptions, connect  # noqa: E402
+from autotune.k8s.render import api_version_for  # noqa: E402
 from autotune.topology import parse_topology  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
@@ -95,13 +96,15 @@ def main() -> int:
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="bench-k8s-")), binary).start()
     try:
         kube = connect(KubeOptions(kubeconfig=str(cluster.kubeconfig)))
-        install_crd(kube.api, dgd_crd(shared))
-        kube.core.create_namespace({"metadata": {"name": "bench"}})
         prof = make_profile("vllm", namespace="bench")
+        version = api_version_for(prof)
+        install_crd(kube.api, dgd_crd(shared, version))
+        kube.core.create_namespace({"metadata": {"name": "bench"}})
         model = prof.model.served_name or prof.model.name
         op = TestOperator(
             kube.api,
             "bench",
+            version=version,
             launch=lambda obj: StandInFrontend(model, topo.prefill_workers + topo.decode_workers + topo.agg_workers),
         ).start()
         backend = K8sBackend(kube=kube, study="bench", ready_timeout_s=60, delete_timeout_s=60)

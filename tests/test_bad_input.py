@@ -143,6 +143,7 @@ FLAG_CASES: list[tuple[str, list[str], int, str]] = [
     ("unknown-command", ["bogus"], 2, "'bogus'"),
     ("report-missing-argument", ["report"], 2, "'RESULTS_DIR'"),
     ("dgd-missing-topology", ["dgd", "-p", "{p}"], 2, "'-t' / '--topology'"),
+    ("dgd-bad-api-version", ["dgd", "-p", "{p}", "-t", "1A4", "--api-version", "v1"], 2, "'--api-version'"),
     ("run-jobs-zero", ["run", "-p", "{p}", "-r", "{r}", "-j", "0"], 2, "'-j' / '--jobs'"),
     ("run-trials-zero", ["run", "-p", "{p}", "-r", "{r}", "-n", "0"], 2, "'-n' / '--trials'"),
     ("run-trials-huge", ["run", "-p", "{p}", "-r", "{r}", "-n", "10000000000"], 2, "'-n' / '--trials'"),

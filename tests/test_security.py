@@ -124,20 +124,30 @@ def test_storage_url_password_not_echoed(tmp_path: Path) -> None:
 # ---- secret references -------------------------------------------------------------------------
 
 
-def test_dgd_uses_secret_key_ref_and_hides_literals(tmp_path: Path) -> None:
+def _env_and_args(dgd: dict, name: str) -> tuple[list[dict], list[str]]:
+    """A service's (v1alpha1) or component's main container (v1beta1) env and args."""
+    if dgd["apiVersion"] == "nvidia.com/v1alpha1":
+        s = dgd["spec"]["services"][name]
+        return s["envs"], s["extraPodSpec"]["mainContainer"]["args"]
+    main = next(c for c in dgd["spec"]["components"] if c["name"] == name)["podTemplate"]["spec"]["containers"][0]
+    return main["env"], main["args"]
+
+
+@pytest.mark.parametrize("api_version", ["v1alpha1", "v1beta1"])
+def test_dgd_uses_secret_key_ref_and_hides_literals(tmp_path: Path, api_version: str) -> None:
     from autotune.k8s.render import render_dgd
     from autotune.topology import parse_topology
 
     prof = load_profile(_secret_profile(tmp_path))
-    dgd = render_dgd(prof, parse_topology("1P4-1D4"), study="s", trial_id="t")
-    fe = dgd["spec"]["services"]["Frontend"]
-    assert {"name": "AUTOTUNE_SECRET_ROUTER_AUTH_API_KEY", "valueFrom": {"secretKeyRef": {"name": "router-auth", "key": "api-key"}}} in fe["envs"]  # fmt: skip
-    assert "$(AUTOTUNE_SECRET_ROUTER_AUTH_API_KEY)" in fe["extraPodSpec"]["mainContainer"]["args"]
+    dgd = render_dgd(prof, parse_topology("1P4-1D4"), study="s", trial_id="t", api_version=api_version)
+    env, args = _env_and_args(dgd, "Frontend")
+    assert {"name": "AUTOTUNE_SECRET_ROUTER_AUTH_API_KEY", "valueFrom": {"secretKeyRef": {"name": "router-auth", "key": "api-key"}}} in env  # fmt: skip
+    assert "$(AUTOTUNE_SECRET_ROUTER_AUTH_API_KEY)" in args
     for svc in ("prefill", "decode"):
-        s = dgd["spec"]["services"][svc]
-        assert s["envs"][0]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
-        assert "$(AUTOTUNE_SECRET_HF_TOKEN_TOKEN)" in s["extraPodSpec"]["mainContainer"]["args"]
-    r = _autotune("dgd", "-p", str(_secret_profile(tmp_path)), "-t", "1P4-1D4")
+        env, args = _env_and_args(dgd, svc)
+        assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+        assert "$(AUTOTUNE_SECRET_HF_TOKEN_TOKEN)" in args
+    r = _autotune("dgd", "-p", str(_secret_profile(tmp_path)), "-t", "1P4-1D4", "--api-version", api_version)
     assert r.returncode == 0, r.stderr
     assert not any(s in r.stdout + r.stderr for s in LITERALS)
     assert "secretKeyRef" in r.stdout and "secret reference" in r.stderr  # the warning says what to do
@@ -162,7 +172,7 @@ def test_results_hold_no_literal_credential(tmp_path: Path) -> None:
             data = f.read_bytes()
             assert not any(s.encode() in data for s in LITERALS), f.name
     dgd = yaml.safe_load((out / "dgd.yaml").read_text())
-    assert dgd["spec"]["services"]["prefill"]["envs"][0]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+    assert _env_and_args(dgd, "prefill")[0][0]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
     resolved = yaml.safe_load((out / "profile.resolved.yaml").read_text())
     assert {"secret": "router-auth", "key": "api-key"} in resolved["dynamo"]["extra_frontend_args"]
     # ---- permissions: directories 0700, files 0600 (also the Optuna journal and plots/)

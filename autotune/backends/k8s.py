@@ -28,7 +28,7 @@ from autotune.k8s.access import FrontendAccess, open_frontend, probe_frontend
 from autotune.k8s.client import Kube, KubeOptions, connect
 from autotune.k8s.diagnose import PodWatcher
 from autotune.k8s.lifecycle import TrialFailed, apply, delete, wait_gone, wait_ready
-from autotune.k8s.render import render_dgd, worker_services
+from autotune.k8s.render import render_dgd, version_of, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.live_point import LivePoint
 from autotune.loadgen.prompts import Api, Vocabulary
@@ -91,6 +91,7 @@ class K8sDeployment(Deployment):
         self.timings: dict[str, float] = {}
         self.dgd = render_dgd(profile, topology, study=backend.study, trial_id=trial_id)
         self.name = self.dgd["metadata"]["name"]
+        self.api_version = version_of(self.dgd)  # the profile's Dynamo version decides (render.py)
         self._pod_failure: str | None = None
         self._stop_watchdog = threading.Event()
         _track(self, True)
@@ -109,7 +110,14 @@ class K8sDeployment(Deployment):
         apply(self.kube, self.dgd)
         t1 = time.monotonic()
         pods = PodWatcher(grace_s=self.backend.unschedulable_grace_s)
-        wait_ready(self.kube, self.namespace, self.name, timeout_s=self.backend.ready_timeout_s, pods=pods)
+        wait_ready(
+            self.kube,
+            self.namespace,
+            self.name,
+            version=self.api_version,
+            timeout_s=self.backend.ready_timeout_s,
+            pods=pods,
+        )
         t2 = time.monotonic()
         left = max(1.0, self.backend.ready_timeout_s - (t2 - t0))
         self.access = open_frontend(
@@ -229,6 +237,7 @@ class K8sDeployment(Deployment):
         return {
             "trial_id": self.trial_id,
             "dgd": self.name,
+            "dgd_api_version": self.api_version,
             "namespace": self.namespace,
             "frontend_access": self.access.mode if self.access else None,
             "frontend_url": self.access.url if self.access else None,
@@ -286,9 +295,15 @@ class K8sDeployment(Deployment):
                 self.access.close()
             t0 = time.monotonic()
             try:
-                delete(self.kube, self.namespace, self.name)
+                delete(self.kube, self.namespace, self.name, version=self.api_version)
                 t1 = time.monotonic()
-                wait_gone(self.kube, self.namespace, self.name, timeout_s=self.backend.delete_timeout_s)
+                wait_gone(
+                    self.kube,
+                    self.namespace,
+                    self.name,
+                    version=self.api_version,
+                    timeout_s=self.backend.delete_timeout_s,
+                )
             except BackendError as exc:
                 raise BackendError(
                     f"{exc}; graph {self.name} may be left in namespace {self.namespace}: remove it "

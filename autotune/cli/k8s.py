@@ -17,6 +17,7 @@ import yaml
 from autotune.cli.options import output_option, profile_option
 from autotune.cli.output import emit
 from autotune.errors import BackendError
+from autotune.k8s import API_VERSIONS
 
 kube_options = [
     click.option(
@@ -104,10 +105,11 @@ def reconcile_on_resume(
     but no recorded result and should be marked failed ("interrupted; leftover removed on resume").
     """
     from autotune.k8s.housekeeping import reconcile
+    from autotune.k8s.render import api_version_for
 
     kube = _connect(kubeconfig, context)
     try:
-        return reconcile(kube, profile.dynamo.namespace, study, finished_trials)
+        return reconcile(kube, profile.dynamo.namespace, study, finished_trials, version=api_version_for(profile))
     finally:
         kube.close()
 
@@ -138,7 +140,7 @@ def cleanup_cmd(
     fmt: str,
 ) -> None:
     """Delete DynamoGraphDeployments autotune left behind (selected by label) and wait until gone."""
-    from autotune.k8s.housekeeping import cleanup, list_leftovers
+    from autotune.k8s.housekeeping import cleanup, list_leftovers, served_version
 
     kube = _connect(kubeconfig, context)
     try:
@@ -149,8 +151,11 @@ def cleanup_cmd(
                 namespace = load_profile(profile).dynamo.namespace
             else:
                 namespace = kube.default_namespace or "default"
+        version = served_version(kube)  # the operator converts between served versions: any one lists all
         found = (
-            list_leftovers(kube, namespace, study) if dry_run else cleanup(kube, namespace, study, timeout_s=timeout_s)
+            list_leftovers(kube, namespace, study, version=version)
+            if dry_run
+            else cleanup(kube, namespace, study, version=version, timeout_s=timeout_s)
         )
     finally:
         kube.close()
@@ -173,7 +178,14 @@ def cleanup_cmd(
 @click.option("-t", "--topology", required=True, help="Topology, e.g. 1P4-5D4@tau=0.7,omega=1 or 6A4.")
 @click.option("--study", default="manual", show_default=True, help="Study name for the graph's name and labels.")
 @click.option("--trial", "trial_id", default="0", show_default=True, help="Trial id for the graph's name and labels.")
-def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
+@click.option(
+    "--api-version",
+    "api_version",
+    type=click.Choice(API_VERSIONS),
+    default=None,
+    help="DGD apiVersion (nvidia.com/...); default: v1beta1 for Dynamo >= 1.5, v1alpha1 before (profile's dynamo.version).",
+)
+def dgd_cmd(profile: str, topology: str, study: str, trial_id: str, api_version: str | None) -> None:
     """Print the DynamoGraphDeployment a k8s trial would apply (YAML; nothing is contacted).
 
     Credential-looking literals are printed as ``<redacted>`` (with a warning): use secret references.
@@ -184,5 +196,5 @@ def dgd_cmd(profile: str, topology: str, study: str, trial_id: str) -> None:
 
     prof = load_profile(profile)
     topo = profile_topology(prof, topology)
-    dgd = render_dgd(prof, topo, study=study, trial_id=trial_id)
+    dgd = render_dgd(prof, topo, study=study, trial_id=trial_id, api_version=api_version)
     sys.stdout.write(yaml.safe_dump(scrub(dgd, "autotune dgd"), sort_keys=False))

@@ -7,7 +7,11 @@ coordinates are spelled exactly once.
 from __future__ import annotations
 
 GROUP = "nvidia.com"
-VERSION = "v1alpha1"
+# Dynamo's CRD serves both; v1alpha1 is deprecated from Dynamo 1.5, where v1beta1 becomes the storage
+# version (../dynamo/crd-v1beta1/README.md, "Version skew"). The profile's dynamo.version picks one.
+V1ALPHA1, V1BETA1 = "v1alpha1", "v1beta1"
+API_VERSIONS = (V1ALPHA1, V1BETA1)
+V1BETA1_SINCE = (1, 5)  # Dynamo version from which graphs are rendered as v1beta1
 PLURAL = "dynamographdeployments"
 KIND = "DynamoGraphDeployment"
 FIELD_MANAGER = "autotune"

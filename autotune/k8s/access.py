@@ -20,7 +20,7 @@ import httpx
 
 from autotune.errors import BackendError, InputError
 from autotune.k8s.client import Kube, call
-from autotune.k8s.render import frontend_service_name
+from autotune.k8s.names import frontend_service_name
 
 Mode = Literal["auto", "service-dns", "load-balancer", "port-forward"]
 MODES: tuple[str, ...] = ("auto", "service-dns", "load-balancer", "port-forward")

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from autotune.errors import BackendError
-from autotune.k8s import ANN_STUDY, ANN_TRIAL, GROUP, PLURAL, VERSION, study_selector
+from autotune.k8s import ANN_STUDY, ANN_TRIAL, API_VERSIONS, GROUP, PLURAL, study_selector
 from autotune.k8s.client import Kube, call
 from autotune.k8s.lifecycle import apply, delete, wait_gone
-from autotune.k8s.render import label_value
+from autotune.k8s.names import label_value
+from autotune.k8s.render import version_of
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,32 @@ class Leftover:
     state: str  # status.state, or "" when the operator never wrote one
 
 
-def list_leftovers(kube: Kube, namespace: str, study: str | None = None) -> list[Leftover]:
-    """Graphs autotune made in ``namespace`` (one study, or all)."""
+def served_version(kube: Kube) -> str:
+    """The newest DGD apiVersion the cluster serves, by discovery (any authenticated user may ask).
+
+    For chores without a profile: the operator converts between served versions, so any one lists
+    every graph.
+    """
+    for version in reversed(API_VERSIONS):
+        try:
+            found: Any = call(
+                lambda v=version: kube.custom.get_api_resources(GROUP, v),  # type: ignore[misc]
+                what=f"discover {GROUP}/{version}",
+            )
+        except BackendError as exc:
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
+                continue  # the group/version is not served at all
+            raise
+        if any(r.name == PLURAL for r in found.resources or []):
+            return version
+    raise BackendError(f"kubernetes: the cluster serves no {PLURAL}.{GROUP} (is Dynamo's operator installed?)")
+
+
+def list_leftovers(kube: Kube, namespace: str, study: str | None = None, *, version: str) -> list[Leftover]:
+    """Graphs autotune made in ``namespace`` (one study, or all), listed as ``version``."""
     sel = study_selector(label_value(study) if study else None)
     lst: Any = call(  # a JSON dict (the generated client types custom objects as object)
-        lambda: kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=sel),
+        lambda: kube.custom.list_namespaced_custom_object(GROUP, version, namespace, PLURAL, label_selector=sel),
         what=f"list autotune graphs in {namespace}",
     )
     out = []
@@ -51,15 +75,21 @@ def list_leftovers(kube: Kube, namespace: str, study: str | None = None) -> list
 
 
 def cleanup(
-    kube: Kube, namespace: str, study: str | None = None, *, wait: bool = True, timeout_s: float = 300.0
+    kube: Kube,
+    namespace: str,
+    study: str | None = None,
+    *,
+    version: str,
+    wait: bool = True,
+    timeout_s: float = 300.0,
 ) -> list[Leftover]:
     """Delete every autotune graph (of one study) in ``namespace`` and wait until gone; returns what went."""
-    found = list_leftovers(kube, namespace, study)
+    found = list_leftovers(kube, namespace, study, version=version)
     for lo in found:  # request all deletions first so the operator tears them down in parallel
-        delete(kube, namespace, lo.name)
+        delete(kube, namespace, lo.name, version=version)
     if wait:
         for lo in found:
-            wait_gone(kube, namespace, lo.name, timeout_s=timeout_s)
+            wait_gone(kube, namespace, lo.name, version=version, timeout_s=timeout_s)
     return found
 
 
@@ -72,14 +102,14 @@ class Reconciliation:
 
 
 def reconcile(
-    kube: Kube, namespace: str, study: str, finished_trials: set[str], *, timeout_s: float = 300.0
+    kube: Kube, namespace: str, study: str, finished_trials: set[str], *, version: str, timeout_s: float = 300.0
 ) -> Reconciliation:
     """Before a resumed study starts, nothing of it may still run: every graph of the study is removed.
 
     Trials whose graphs were still there but that have no recorded result were interrupted
     mid-flight (SIGKILL, lost node); the caller records them as failed with that reason.
     """
-    rec = Reconciliation(removed=cleanup(kube, namespace, study, timeout_s=timeout_s))
+    rec = Reconciliation(removed=cleanup(kube, namespace, study, version=version, timeout_s=timeout_s))
     rec.interrupted_trials = sorted({lo.trial_id for lo in rec.removed if lo.trial_id not in finished_trials})
     return rec
 
@@ -111,12 +141,12 @@ def plan(kube: Kube, dgds: list[dict[str, Any]]) -> list[PlanCheck]:
     """Validate rendered graphs against the cluster's CRD by server-side dry-run apply; creates nothing."""
     checks = []
     for dgd in dgds:
-        md = dgd["metadata"]
+        md, version = dgd["metadata"], version_of(dgd)
         try:
-            # A JSON dict, as above. The ignore: mypy cannot infer a lambda with a default argument (md=md, for B023).
+            # A JSON dict, as above. The ignore: mypy cannot infer a lambda with default arguments (for B023).
             found: Any = call(
-                lambda md=md: kube.custom.list_namespaced_custom_object(  # type: ignore[misc]
-                    GROUP, VERSION, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"
+                lambda md=md, v=version: kube.custom.list_namespaced_custom_object(  # type: ignore[misc]
+                    GROUP, v, md["namespace"], PLURAL, field_selector=f"metadata.name={md['name']}"
                 ),
                 what=f"look up {md['name']}",
             )

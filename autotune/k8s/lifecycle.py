@@ -3,7 +3,8 @@
 Readiness is the operator's word plus counts (dynamo.md §1): generation observed, Ready=True and
 state successful, every worker service at its replicas, no rolling update in flight. The watch
 runs in short slices so pod symptoms are checked between them, and a lost or expired watch is
-re-established from the last resourceVersion (or relisted after 410 Gone).
+re-established from the last resourceVersion (or relisted after 410 Gone). Every call names the graph's
+apiVersion (``v1alpha1`` or ``v1beta1``): the one it was rendered in, which the cluster must serve.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from autotune.errors import BackendError
-from autotune.k8s import FIELD_MANAGER, GROUP, PLURAL, POD_LABEL_DGD, VERSION
+from autotune.k8s import FIELD_MANAGER, GROUP, PLURAL, POD_LABEL_DGD
 from autotune.k8s.client import DEFAULT_BACKOFF, Backoff, Kube, call, describe, is_transient
 from autotune.k8s.diagnose import PodWatcher, recent_warnings
-from autotune.k8s.render import worker_services
+from autotune.k8s.render import version_of, worker_services, worker_status
 
 
 class TrialFailed(BackendError):
@@ -45,11 +46,12 @@ class Readiness:
 def apply(kube: Kube, dgd: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     """Server-side apply as field manager "autotune"; returns the object the server stored (or would)."""
     md = dgd["metadata"]
+    version = version_of(dgd)
     kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
     resp = call(
         lambda: kube.custom.patch_namespaced_custom_object(
             GROUP,
-            VERSION,
+            version,
             md["namespace"],
             PLURAL,
             md["name"],
@@ -71,7 +73,8 @@ def readiness(obj: dict[str, Any]) -> Readiness:
     md, st = obj.get("metadata", {}), obj.get("status") or {}
     if st.get("observedGeneration") != md.get("generation"):
         return Readiness(False, None, f"operator to observe generation {md.get('generation')}")
-    cond: dict[str, Any] = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    conds = {c.get("type"): c for c in st.get("conditions") or []}
+    cond: dict[str, Any] = conds.get("Ready") or conds.get("Available") or {}  # v1beta1 may say Available
     state = st.get("state", "")
     if state == "failed":
         return Readiness(False, cond.get("message") or cond.get("reason") or "state failed", "")
@@ -80,7 +83,7 @@ def readiness(obj: dict[str, Any]) -> Readiness:
         return Readiness(False, None, f"Ready (state {state or 'unset'}{': ' + detail if detail else ''})")
     if (st.get("rollingUpdate") or {}).get("phase") in ("Pending", "InProgress"):
         return Readiness(False, None, "rolling update to finish")
-    have = {k.lower(): v for k, v in (st.get("services") or {}).items()}
+    have = {k.lower(): v for k, v in worker_status(obj).items()}
     for svc, want in worker_services(obj).items():
         s = have.get(svc.lower())
         if s is None:
@@ -91,11 +94,11 @@ def readiness(obj: dict[str, Any]) -> Readiness:
     return Readiness(True, None, "")
 
 
-def _get(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any] | None, str]:
+def _get(kube: Kube, ns: str, name: str, version: str) -> tuple[dict[str, Any] | None, str]:
     """The object (or None) and a resourceVersion to watch from."""
     lst: Any = call(  # a JSON dict (the generated client types custom objects as object)
         lambda: kube.custom.list_namespaced_custom_object(
-            GROUP, VERSION, ns, PLURAL, field_selector=f"metadata.name={name}"
+            GROUP, version, ns, PLURAL, field_selector=f"metadata.name={name}"
         ),
         what=f"list {name}",
     )
@@ -109,6 +112,7 @@ def watch_until(
     name: str,
     done: Callable[[dict[str, Any] | None], bool],
     *,
+    version: str,
     deadline: float,
     slice_s: float = 2.0,
     between: Callable[[], None] | None = None,
@@ -124,7 +128,7 @@ def watch_until(
     delays = backoff.delays()
     while True:
         if rv is None:
-            obj, rv = _get(kube, ns, name)
+            obj, rv = _get(kube, ns, name, version)
             if done(obj):
                 return obj
         remaining = deadline - time.monotonic()
@@ -136,7 +140,7 @@ def watch_until(
             for ev in w.stream(
                 kube.custom.list_namespaced_custom_object,
                 GROUP,
-                VERSION,
+                version,
                 ns,
                 PLURAL,
                 field_selector=f"metadata.name={name}",
@@ -176,6 +180,7 @@ def wait_ready(
     ns: str,
     name: str,
     *,
+    version: str,
     timeout_s: float,
     pods: PodWatcher | None = None,
     slice_s: float = 2.0,
@@ -199,7 +204,7 @@ def wait_ready(
             raise TrialFailed(failure.kind, failure.reason)
 
     try:
-        obj = watch_until(kube, ns, name, done, deadline=deadline, slice_s=slice_s, between=between)
+        obj = watch_until(kube, ns, name, done, version=version, deadline=deadline, slice_s=slice_s, between=between)
     except TimeoutError:
         waiting = last["r"].waiting_for if "r" in last else "the object to appear"
         raise TrialFailed(
@@ -209,13 +214,13 @@ def wait_ready(
     return obj
 
 
-def delete(kube: Kube, ns: str, name: str) -> bool:
+def delete(kube: Kube, ns: str, name: str, *, version: str) -> bool:
     """Request deletion; False if it was already gone. Background propagation: the DGD goes at once and
     its children are garbage-collected, which ``wait_gone`` then waits for through the pods."""
     try:
         call(
             lambda: kube.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, ns, PLURAL, name, propagation_policy="Background"
+                GROUP, version, ns, PLURAL, name, propagation_policy="Background"
             ),
             what=f"delete {name}",
         )
@@ -226,11 +231,11 @@ def delete(kube: Kube, ns: str, name: str) -> bool:
     return True
 
 
-def wait_gone(kube: Kube, ns: str, name: str, *, timeout_s: float = 300.0, pods: bool = True) -> None:
+def wait_gone(kube: Kube, ns: str, name: str, *, version: str, timeout_s: float = 300.0, pods: bool = True) -> None:
     """Until the DGD (finalizers included) and, when ``pods``, its pods no longer exist."""
     deadline = time.monotonic() + timeout_s
     try:
-        watch_until(kube, ns, name, lambda o: o is None, deadline=deadline)
+        watch_until(kube, ns, name, lambda o: o is None, version=version, deadline=deadline)
     except TimeoutError:
         raise BackendError(
             f"kubernetes: {name} still exists {timeout_s:g} s after deletion (a finalizer the operator did not remove?)"
@@ -251,7 +256,7 @@ def wait_gone(kube: Kube, ns: str, name: str, *, timeout_s: float = 300.0, pods:
         pause = min(pause * 2, 1.0)
 
 
-def delete_and_wait(kube: Kube, ns: str, name: str, *, timeout_s: float = 300.0) -> None:
+def delete_and_wait(kube: Kube, ns: str, name: str, *, version: str, timeout_s: float = 300.0) -> None:
     """Delete and block until gone; idempotent (already gone is fine)."""
-    delete(kube, ns, name)
-    wait_gone(kube, ns, name, timeout_s=timeout_s)
+    delete(kube, ns, name, version=version)
+    wait_gone(kube, ns, name, version=version, timeout_s=timeout_s)

@@ -1,179 +1,72 @@
-"""Render one DynamoGraphDeployment (nvidia.com/v1alpha1) per trial from a topology and a profile.
+"""Render one DynamoGraphDeployment per trial from a topology and a profile: the single entry for both apiVersions.
 
 Rendering is pure (no API calls) so ``plan`` and tests can check every manifest against the
-real CRD with a server-side dry run before anything is created. Flag names follow the
-profile's Dynamo version and backend framework (dynamo.md §1-2).
+real CRD with a server-side dry run before anything is created. The profile's Dynamo version
+picks the CRD shape (``nvidia.com/v1alpha1`` before 1.5, ``v1beta1`` from 1.5; ``render_v1alpha1``
+and ``render_v1beta1`` hold the shapes); metadata, labels and the pods' contents are the same in both.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+from types import ModuleType
 from typing import Any
 
-from autotune.dynamo.flags import FRONTEND_LOG, router_args
 from autotune.errors import InputError
 from autotune.k8s import (
     ANN_PROFILE,
     ANN_STUDY,
     ANN_TOPOLOGY,
     ANN_TRIAL,
+    API_VERSIONS,
     GROUP,
     KIND,
     LABEL_MANAGED_BY,
     LABEL_STUDY,
     LABEL_TRIAL,
     MANAGED_BY,
-    VERSION,
+    V1ALPHA1,
+    V1BETA1,
+    V1BETA1_SINCE,
+    render_v1alpha1,
+    render_v1beta1,
 )
-from autotune.profile import Profile, SecretRef
+from autotune.k8s.names import dgd_name, label_value
+from autotune.profile import Profile
 from autotune.topology import Topology
 
-# Grove-backed resources break above ~45 characters (dynamo #8480, #8566); children append
-# "-<service>-<hash>" to the graph name, so the graph name itself stays well below that.
-MAX_NAME = 40
-FRONTEND = "Frontend"
-SERVICE_PREFILL, SERVICE_DECODE, SERVICE_AGG = "prefill", "decode", "worker"
-
-_MODULES = {"vllm": "dynamo.vllm", "sglang": "dynamo.sglang", "trtllm": "dynamo.trtllm"}
-_NIXL = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
-_SGLANG_BOOTSTRAP_PORT = "12345"
+_SHAPES: dict[str, ModuleType] = {V1ALPHA1: render_v1alpha1, V1BETA1: render_v1beta1}
 
 
-def slug(text: str, limit: int) -> str:
-    """Lower-case DNS-1123 label fragment of at most ``limit`` characters (may be empty)."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:limit].rstrip("-")
+def api_version_for(profile: Profile) -> str:
+    """The DGD apiVersion a profile's Dynamo version expects."""
+    return V1BETA1 if profile.dynamo.version_tuple >= V1BETA1_SINCE else V1ALPHA1
 
 
-def label_value(text: str) -> str:
-    """A valid label value (<= 63 chars, alnum ends); long values get a hash suffix."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
-    if len(s) <= 63:
-        return s
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{s[:54].rstrip('-._')}-{digest}"
+def version_of(dgd: dict[str, Any]) -> str:
+    """The version part of a DGD's ``apiVersion`` (``nvidia.com/v1beta1`` -> ``v1beta1``)."""
+    group, _, version = str(dgd.get("apiVersion", "")).partition("/")
+    if group != GROUP or version not in _SHAPES:
+        raise InputError(
+            f"apiVersion {dgd.get('apiVersion')!r} is not one of {', '.join(_api(v) for v in API_VERSIONS)}"
+        )
+    return version
 
 
-def dgd_name(study: str, trial_id: str) -> str:
-    """Unique, stable, short graph name: ``at-<study>-<hash>-<trial>``.
+def _api(version: str) -> str:
+    return f"{GROUP}/{version}"
 
-    Stable so a resumed study finds its own leftovers; the hash keeps two studies whose names
-    share a prefix (or two trial ids that slug alike) apart.
+
+def render_dgd(
+    profile: Profile, topology: Topology, *, study: str, trial_id: str, api_version: str | None = None
+) -> dict[str, Any]:
+    """The DGD for one trial, as ``api_version`` (default: what the profile's Dynamo version expects).
+
+    Raises ``InputError`` for settings the CRD cannot express.
     """
-    digest = hashlib.sha256(f"{study}\0{trial_id}".encode()).hexdigest()[:6]
-    trial = slug(trial_id, 10) or "t"
-    study_part = slug(study, MAX_NAME - len("at--") - len(digest) - len(trial) - 2) or "s"
-    name = f"at-{study_part}-{digest}-{trial}"
-    assert len(name) <= MAX_NAME, name
-    return name
-
-
-def frontend_service_name(name: str) -> str:
-    """The Service Dynamo's operator creates for the Frontend (dynamo.md §1)."""
-    return f"{name}-{FRONTEND.lower()}"
-
-
-def _engine_args(profile: Profile) -> list[str]:
-    """Engine limits the simulator assumed, so the live run measures the same engine."""
-    e, fw = profile.engine, profile.dynamo.framework
-    if fw == "vllm":
-        return [
-            "--block-size",
-            str(e.block_size),
-            "--max-num-seqs",
-            str(e.max_num_seqs),
-            "--max-num-batched-tokens",
-            str(e.max_num_batched_tokens),
-            "--gpu-memory-utilization",
-            f"{e.gpu_memory_fraction:g}",
-        ]
-    if fw == "sglang":
-        return [
-            "--page-size",
-            str(e.block_size),
-            "--max-running-requests",
-            str(e.max_num_seqs),
-            "--chunked-prefill-size",
-            str(e.max_num_batched_tokens),
-            "--mem-fraction-static",
-            f"{e.gpu_memory_fraction:g}",
-        ]
-    return []  # TRT-LLM takes engine limits from --extra-engine-args YAML (profile extra_worker_args)
-
-
-def _arg(a: str | SecretRef) -> str:
-    """A literal argument, or ``$(VAR)`` for a secret reference (Kubernetes expands it in ``args``)."""
-    return str(a)
-
-
-def secret_envs(args: list[str | SecretRef]) -> list[dict[str, Any]]:
-    """Container env entries, from ``secretKeyRef``, for the secret references among ``args``."""
-    refs = list(dict.fromkeys(a for a in args if isinstance(a, SecretRef)))
-    return [{"name": r.env_name, "valueFrom": {"secretKeyRef": {"name": r.secret, "key": r.key}}} for r in refs]
-
-
-def worker_args(profile: Profile, role: str, tp: int) -> list[str]:
-    """Worker command-line arguments: model, TP, engine limits, disaggregation flags, extras."""
-    d, fw = profile.dynamo, profile.dynamo.framework
-    path = d.model_path or profile.model.name
-    served = profile.model.served_name or profile.model.name
-    if fw == "vllm":
-        args = ["--model", path, "--served-model-name", served, "--tensor-parallel-size", str(tp)]
-    elif fw == "sglang":
-        args = ["--model-path", path, "--served-model-name", served, "--tp", str(tp)]
-    else:
-        args = ["--model-path", path, "--served-model-name", served, "--tensor-parallel-size", str(tp)]
-    args += _engine_args(profile)
-    if role in ("prefill", "decode"):
-        args += ["--disaggregation-mode", role]
-        if fw == "vllm" and role == "prefill":
-            args += ["--kv-transfer-config", _NIXL]
-        elif fw == "sglang":
-            args += [
-                "--disaggregation-transfer-backend",
-                "nixl",
-                "--disaggregation-bootstrap-port",
-                _SGLANG_BOOTSTRAP_PORT,
-            ]
-    if fw == "trtllm" and role in ("prefill", "agg"):
-        args.append("--publish-events-and-metrics")  # the KV router needs the events of the workers it routes to
-    return args + [_arg(a) for a in d.extra_worker_args]
-
-
-def _worker_service(profile: Profile, role: str, workers: int, tp: int) -> dict[str, Any]:
-    d, per_node = profile.dynamo, profile.cluster.gpus_per_node
-    container: dict[str, Any] = {
-        "image": d.image,
-        "command": ["python3", "-m", _MODULES[d.framework]],
-        "args": worker_args(profile, role, tp),
-    }
-    svc: dict[str, Any] = {
-        "componentType": "worker",
-        "subComponentType": "decode" if role == "agg" else role,  # planner/profiler find P/D by it
-        "replicas": workers,
-        "resources": {"limits": {"gpu": str(min(tp, per_node))}},
-        "extraPodSpec": {"mainContainer": container},
-    }
-    if envs := secret_envs(d.extra_worker_args):
-        svc["envs"] = envs
-    if tp > per_node:
-        if tp % per_node:
-            raise InputError(f"{role} TP{tp} is not a whole number of {per_node}-GPU nodes")
-        svc["multinode"] = {"nodeCount": tp // per_node}  # gpu limit is per node, TP spans the nodes
-    if d.secrets:
-        svc["envFromSecret"] = d.secrets[0]
-        if len(d.secrets) > 1:
-            container["envFrom"] = [{"secretRef": {"name": s}} for s in d.secrets[1:]]
-    return svc
-
-
-def render_dgd(profile: Profile, topology: Topology, *, study: str, trial_id: str) -> dict[str, Any]:
-    """The DGD for one trial. Raises ``InputError`` for settings the Dynamo version cannot express."""
-    if topology.gpus == 0:
-        raise InputError(f"topology {topology} has no workers")
+    version = api_version or api_version_for(profile)
+    if version not in _SHAPES:
+        raise InputError(f"DGD api version {version!r} is not one of {', '.join(API_VERSIONS)}")
     d = profile.dynamo
-    name = dgd_name(study, trial_id)
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_STUDY: label_value(study), LABEL_TRIAL: label_value(trial_id)}
     annotations = {
         ANN_STUDY: study,
@@ -181,46 +74,27 @@ def render_dgd(profile: Profile, topology: Topology, *, study: str, trial_id: st
         ANN_TOPOLOGY: topology.to_string(),
         ANN_PROFILE: profile.digest(),
     }
-    frontend: dict[str, Any] = {
-        "componentType": "frontend",
-        "replicas": 1,
-        # JSONL logs with the router's selections: the trial reads its routing decisions from the pod log
-        "envs": [
-            {"name": "DYN_LOGGING_JSONL", "value": "1"},
-            {"name": "DYN_LOG", "value": FRONTEND_LOG},
-            *secret_envs(d.extra_frontend_args),
-        ],
-        "extraPodSpec": {
-            "mainContainer": {
-                "image": d.image,
-                "command": ["python3", "-m", "dynamo.frontend"],
-                "args": router_args(d.version_tuple, topology.router) + [_arg(a) for a in d.extra_frontend_args],
-            }
-        },
-    }
-    services: dict[str, Any] = {FRONTEND: frontend}
-    if topology.disaggregated:
-        services[SERVICE_PREFILL] = _worker_service(profile, "prefill", topology.prefill_workers, topology.prefill_tp)
-        services[SERVICE_DECODE] = _worker_service(profile, "decode", topology.decode_workers, topology.decode_tp)
-    else:
-        services[SERVICE_AGG] = _worker_service(profile, "agg", topology.agg_workers, topology.agg_tp)
+    name = dgd_name(study, trial_id)
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": _api(version),
         "kind": KIND,
         "metadata": {"name": name, "namespace": d.namespace, "labels": labels, "annotations": annotations},
         "spec": {
             "backendFramework": d.framework,
             "labels": dict(labels),  # propagated to every child resource and pod, so cleanup finds them
             "annotations": {ANN_STUDY: study, ANN_TRIAL: trial_id},
-            "services": services,
+            **_SHAPES[version].graph_spec(profile, topology),
         },
     }
 
 
 def worker_services(dgd: dict[str, Any]) -> dict[str, int]:
-    """Desired replicas of each worker service of a rendered or fetched DGD."""
-    return {
-        k: int(v.get("replicas", 1))
-        for k, v in dgd.get("spec", {}).get("services", {}).items()
-        if v.get("componentType") != "frontend"
-    }
+    """Desired replicas of each worker service (v1alpha1) or component (v1beta1) of a rendered or fetched DGD."""
+    replicas: dict[str, int] = _SHAPES[version_of(dgd)].worker_replicas(dgd)
+    return replicas
+
+
+def worker_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """The operator's per-worker replica counts of a fetched DGD, keyed by service/component name."""
+    status: dict[str, Any] = _SHAPES[version_of(obj)].replica_status(obj)
+    return status

@@ -2,13 +2,18 @@
 
 The apiserver is built by scripts/setup_kube.sh (scripts/build-kube-apiserver.sh). Own PKI, token auth,
 RBAC, free ports, and processes stopped by PID. The DGD CRD is the real one from the third-party reference
-data (``dynamo/crd`` in ``../shared``, found by tests/conftest.py ``shared_dir()``) with the test-only
-rewrite 1.20 needs (it misreads ``default: ""`` as null).
+data (``../shared``, found by tests/conftest.py ``shared_dir()``): ``dynamo/crd`` serves ``v1alpha1``,
+``dynamo/crd-v1beta1`` serves ``v1beta1``; one cluster per version, since one CRD name cannot carry two
+storage shapes without the operator's conversion webhook. Both get the test-only rewrite 1.20 needs (it
+misreads ``default: ""`` as null; it cannot run CEL, so the v1beta1 rules are dropped and checked by
+``crd_v1beta1.cel_violations`` instead).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import os
 import shutil
 import signal
@@ -23,9 +28,15 @@ from typing import Any
 
 import yaml
 
+from autotune.k8s import V1ALPHA1, V1BETA1
+
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = Path("dynamo", "crd", "nvidia.com_dynamographdeployments.yaml")  # inside the reference data
-EXAMPLES_DIR = Path("dynamo", "examples")
+# inside the reference data, per DGD apiVersion
+CRD_FILES = {
+    V1ALPHA1: Path("dynamo", "crd", "nvidia.com_dynamographdeployments.yaml"),
+    V1BETA1: Path("dynamo", "crd-v1beta1", "nvidia.com_dynamographdeployments.v1beta1.yaml"),
+}
+EXAMPLES_DIRS = {V1ALPHA1: Path("dynamo", "examples"), V1BETA1: Path("dynamo", "crd-v1beta1", "examples")}
 TOKEN = "t0k"
 
 
@@ -230,10 +241,12 @@ class LocalCluster:
 
 
 def crd_for_k120(crd: dict[str, Any]) -> dict[str, Any]:
-    """Test-only rewrite: drop ``default: ""`` (1.20 reads it as null); list-map keys become required."""
+    """Test-only rewrite: drop ``default: ""`` (1.20 reads it as null); list-map keys become required;
+    drop CEL ``x-kubernetes-validations`` (alpha in 1.23, GA in 1.29)."""
 
     def walk(x: Any) -> None:
         if isinstance(x, dict):
+            x.pop("x-kubernetes-validations", None)
             keys = x.get("x-kubernetes-list-map-keys") if x.get("type") == "array" else None
             if keys and isinstance(x.get("items"), dict):
                 it = x["items"]
@@ -256,9 +269,20 @@ def crd_for_k120(crd: dict[str, Any]) -> dict[str, Any]:
     return crd
 
 
-def dgd_crd(shared: Path) -> dict[str, Any]:
-    """The real DGD CRD from the reference data directory, rewritten for 1.20."""
-    return crd_for_k120(yaml.safe_load((shared / CRD_FILE).read_text()))
+@functools.cache
+def _read_crd(path: Path) -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return crd
+
+
+def load_crd(shared: Path, version: str) -> dict[str, Any]:
+    """The real DGD CRD serving ``version``, unmodified (a fresh copy), from the reference data directory."""
+    return copy.deepcopy(_read_crd(shared / CRD_FILES[version]))
+
+
+def dgd_crd(shared: Path, version: str) -> dict[str, Any]:
+    """The real DGD CRD serving ``version``, rewritten for 1.20."""
+    return crd_for_k120(load_crd(shared, version))
 
 
 def install_crd(api: Any, crd: dict[str, Any], timeout_s: float = 60) -> None:

@@ -3,7 +3,7 @@
 The test apiserver has no controllers, kubelet or scheduler, so this thread plays the operator
 for DGDs in one namespace: it adds a finalizer, (optionally) starts real dynamo-local processes
 through ``launch``, publishes the frontend as a LoadBalancer Service at 127.0.0.1, writes
-``.status`` (state, Ready condition, per-service replicas), and on deletion stops the processes,
+``.status`` (state, Ready condition, per-service or per-component replicas, by apiVersion), and on deletion stops the processes,
 removes its pods and Service and drops the finalizer. ``behavior`` selects faults per graph.
 """
 
@@ -22,8 +22,9 @@ from typing import Any, Protocol
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from autotune.k8s import GROUP, PLURAL, POD_LABEL_DGD, VERSION
-from autotune.k8s.render import frontend_service_name
+from autotune.k8s import GROUP, PLURAL, POD_LABEL_DGD, V1ALPHA1
+from autotune.k8s.names import FRONTEND, frontend_service_name
+from autotune.k8s.render import worker_services
 
 FINALIZER = "test.autotune.dev/operator"
 
@@ -85,6 +86,7 @@ def _now() -> str:
 class TestOperator:
     api: client.ApiClient
     namespace: str
+    version: str  # the DGD apiVersion the cluster serves; reads, patches and status use it
     behavior: Callable[[dict[str, Any]], str] = lambda obj: (
         "ready"
     )  # ready|never|failed|crashloop|imagepull|unschedulable
@@ -131,7 +133,7 @@ class TestOperator:
         while not self._stop.is_set():
             try:
                 if rv is None:
-                    lst = self.co.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                    lst = self.co.list_namespaced_custom_object(GROUP, self.version, self.namespace, PLURAL)
                     rv = lst["metadata"]["resourceVersion"]
                     for obj in lst.get("items") or []:
                         self._handle("ADDED", obj)
@@ -139,7 +141,7 @@ class TestOperator:
                 for ev in w.stream(
                     self.co.list_namespaced_custom_object,
                     GROUP,
-                    VERSION,
+                    self.version,
                     self.namespace,
                     PLURAL,
                     resource_version=rv,
@@ -176,7 +178,7 @@ class TestOperator:
                 self.stamps[("finalize", name)] = time.monotonic()
                 self.co.patch_namespaced_custom_object(
                     GROUP,
-                    VERSION,
+                    self.version,
                     self.namespace,
                     PLURAL,
                     name,
@@ -187,7 +189,7 @@ class TestOperator:
         if FINALIZER not in (md.get("finalizers") or []):
             self.co.patch_namespaced_custom_object(
                 GROUP,
-                VERSION,
+                self.version,
                 self.namespace,
                 PLURAL,
                 name,
@@ -255,22 +257,24 @@ class TestOperator:
     def _set_status(
         self, name: str, gen: int, obj: dict[str, Any], state: str, *, ready: bool, reason: str, message: str
     ) -> None:
-        services = {}
-        for svc, spec in obj["spec"]["services"].items():
-            want = int(spec.get("replicas", 1))
+        replicas = {}
+        for svc, want in {**worker_services(obj), FRONTEND: 1}.items():
             have = want if ready else 0
-            services[svc] = {
+            replicas[svc] = {
                 "componentKind": "Deployment",
-                "componentName": f"{name}-{svc.lower()}",
                 "replicas": want,
                 "updatedReplicas": want,
                 "readyReplicas": have,
                 "availableReplicas": have,
             }
+            if self.version == V1ALPHA1:
+                replicas[svc]["componentName"] = f"{name}-{svc.lower()}"
+            else:
+                replicas[svc]["componentNames"] = [f"{name}-{svc.lower()}"]
         status = {
             "observedGeneration": gen,
             "state": state,
-            "services": services,
+            "services" if self.version == V1ALPHA1 else "components": replicas,
             "conditions": [
                 {
                     "type": "Ready",
@@ -282,7 +286,9 @@ class TestOperator:
                 }
             ],
         }
-        self.co.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, name, {"status": status})
+        self.co.patch_namespaced_custom_object_status(
+            GROUP, self.version, self.namespace, PLURAL, name, {"status": status}
+        )
 
     def _fault_pod(self, dgd: str, status: dict[str, Any]) -> None:
         pod_name = f"{dgd}-decode-0"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotune.k8s import V1ALPHA1, V1BETA1
 from autotune.profile import Profile, profile_from_dict
+
+# A Dynamo version whose profile renders each DGD apiVersion (the switch is at 1.5)
+DYNAMO_RENDERING = {V1ALPHA1: "1.4.0", V1BETA1: "1.6.1"}
 
 
 def make_profile(framework: str = "vllm", version: str = "1.6.1", namespace: str = "default", **dynamo: Any) -> Profile:

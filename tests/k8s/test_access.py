@@ -9,7 +9,7 @@ import pytest
 
 from autotune.errors import BackendError, InputError
 from autotune.k8s.access import count_generate_endpoints, open_frontend
-from autotune.k8s.render import frontend_service_name
+from autotune.k8s.names import frontend_service_name
 
 pytestmark = pytest.mark.slow
 

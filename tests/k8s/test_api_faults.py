@@ -14,6 +14,7 @@ from k8s_faultproxy import FaultProxy
 from k8s_profiles import make_profile
 
 from autotune.errors import BackendError
+from autotune.k8s import V1BETA1
 from autotune.k8s.client import Backoff, Kube, KubeOptions, call, connect
 from autotune.k8s.lifecycle import apply, delete_and_wait, wait_ready
 from autotune.k8s.render import render_dgd
@@ -39,6 +40,7 @@ def flaky(proxy, tmp_path) -> Iterator[Kube]:
 
 
 def _dgd(ns: str, trial: str) -> dict:
+    """A graph of the default test cluster's apiVersion (V1BETA1, the ``api_version`` fixture's default)."""
     return render_dgd(make_profile("vllm", namespace=ns), parse_topology("1P1-1D1"), study="faults", trial_id=trial)
 
 
@@ -70,15 +72,13 @@ def test_whole_trial_survives_an_api_brownout(flaky, kube, proxy, namespace, ope
     apply(flaky, dgd)
     proxy.inject(500, 3, methods={"GET"})  # the list and the watches behind wait_ready
     proxy.inject(429, 2, methods={"GET"}, retry_after=0)
-    wait_ready(flaky, namespace, name, timeout_s=30, slice_s=1)
+    wait_ready(flaky, namespace, name, version=V1BETA1, timeout_s=30, slice_s=1)
     proxy.inject(503, 2, methods={"DELETE"})
     proxy.inject(500, 2, methods={"GET"})
-    delete_and_wait(flaky, namespace, name, timeout_s=30)
+    delete_and_wait(flaky, namespace, name, version=V1BETA1, timeout_s=30)
     assert all(f.hit == f.count for f in proxy.faults)
     assert (
-        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
-            "items"
-        ]
+        kube.custom.list_namespaced_custom_object("nvidia.com", V1BETA1, namespace, "dynamographdeployments")["items"]
         == []
     )
 
@@ -90,7 +90,7 @@ def test_retries_give_up_after_budget(flaky, proxy, namespace) -> None:
         call(
             lambda: flaky.custom.patch_namespaced_custom_object(
                 "nvidia.com",
-                "v1alpha1",
+                V1BETA1,
                 namespace,
                 "dynamographdeployments",
                 dgd["metadata"]["name"],
@@ -111,12 +111,12 @@ def test_lost_watches_are_reestablished(flaky, proxy, namespace, operator) -> No
     dgd = _dgd(namespace, "cut")
     apply(flaky, dgd)
     proxy.cut_watches_after_s = 0.4
-    obj = wait_ready(flaky, namespace, dgd["metadata"]["name"], timeout_s=30, slice_s=20)
+    obj = wait_ready(flaky, namespace, dgd["metadata"]["name"], version=V1BETA1, timeout_s=30, slice_s=20)
     assert obj["status"]["state"] == "successful"
     watches = [p for m, p, _ in proxy.log if m == "GET" and "watch=true" in p]
     assert len(watches) >= 3  # one 20 s slice would have been a single watch without the cuts
     proxy.cut_watches_after_s = None
-    delete_and_wait(flaky, namespace, dgd["metadata"]["name"], timeout_s=30)
+    delete_and_wait(flaky, namespace, dgd["metadata"]["name"], version=V1BETA1, timeout_s=30)
 
 
 def test_undeletable_graph_is_reported_with_the_cleanup_command(flaky, kube, proxy, namespace, operator) -> None:
@@ -134,4 +134,4 @@ def test_undeletable_graph_is_reported_with_the_cleanup_command(flaky, kube, pro
         r"autotune cleanup -N .* --study stuck",
     ):
         backend.deploy(profile("vllm", namespace=namespace), parse_topology("1A1"), trial_id="1")
-    assert [lo.trial_id for lo in cleanup(kube, namespace, "stuck", timeout_s=20)] == ["1"]
+    assert [lo.trial_id for lo in cleanup(kube, namespace, "stuck", version=V1BETA1, timeout_s=20)] == ["1"]

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from k8s_cluster import REPO
 from k8s_operator import signal_on_event
+from k8s_profiles import DYNAMO_RENDERING
 
 from autotune.errors import BackendError
-from autotune.k8s import ANN_TOPOLOGY, GROUP, PLURAL, VERSION
+from autotune.k8s import ANN_TOPOLOGY, API_VERSIONS, GROUP, PLURAL, V1BETA1
 from autotune.k8s.lifecycle import TrialFailed
 from autotune.profile import Profile, profile_from_dict
 from autotune.topology import RouterSettings, parse_topology
@@ -29,13 +30,18 @@ from autotune.topology import RouterSettings, parse_topology
 pytestmark = pytest.mark.slow
 
 
-def live_profile(namespace: str) -> Profile:
+def live_profile(namespace: str, version: str = "1.6.1") -> Profile:
+    """A one-node profile; Dynamo ``version`` decides the DGD apiVersion (1.6.1: v1beta1)."""
     return profile_from_dict(
         {
             "name": "k8s-live",
             "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
             "model": "Llama-3.1-8B",
-            "dynamo": {"namespace": namespace, "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"},
+            "dynamo": {
+                "version": version,
+                "namespace": namespace,
+                "image": f"nvcr.io/nvidia/ai-dynamo/vllm-runtime:{version}",
+            },
             "workload": {
                 "templates": 2,
                 "prefix_tokens": 32,
@@ -90,9 +96,9 @@ def require_dynamo() -> None:
         pytest.skip("Dynamo venv missing (run scripts/setup_dynamo.sh)")
 
 
-def _left(kube, ns: str) -> list[str]:
+def _left(kube, ns: str, version: str = V1BETA1) -> list[str]:
     return [
-        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, version, ns, PLURAL)["items"]
     ]
 
 
@@ -122,7 +128,7 @@ def test_trial_end_to_end_with_real_dynamo(kube, namespace, operator) -> None:
         except TrialFailed:
             pytest.fail(f"set_router failed; operator: {operator.events} {operator.errors}")
         assert dep.access.url != first_url  # the operator restarted the stack on generation 2
-        obj = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dep.name)
+        obj = kube.custom.get_namespaced_custom_object(GROUP, dep.api_version, namespace, PLURAL, dep.name)
         assert obj["metadata"]["generation"] == 2 and "--router-temperature" in str(obj["spec"])
         assert (dep.run_point(4, seed=4, requests=20).requests["status"] == "ok").all()
         assert {"apply_s", "ready_s", "frontend_s", "deploy_s"} <= set(dep.timings)
@@ -130,16 +136,20 @@ def test_trial_end_to_end_with_real_dynamo(kube, namespace, operator) -> None:
     assert ("teardown", dep.name) in operator.events and operator.errors == []
 
 
-def test_deploy_failure_leaves_nothing_and_says_why(kube, namespace, operator) -> None:
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_deploy_failure_leaves_nothing_and_says_why(kube, namespace, operator, api_version) -> None:
+    """The profile's Dynamo version picks the apiVersion the whole trial speaks (1.4: v1alpha1, 1.6.1: v1beta1)."""
     from autotune.backends.k8s import K8sBackend
 
     operator.behavior = lambda obj: "crashloop"
     backend = K8sBackend(kube=kube, study="fail", unschedulable_grace_s=0.5)
+    profile = live_profile(namespace, DYNAMO_RENDERING[api_version])
     with pytest.raises(TrialFailed) as ei:
-        backend.deploy(live_profile(namespace), parse_topology("1A1"), trial_id="9")
+        backend.deploy(profile, parse_topology("1A1"), trial_id="9")
     assert ei.value.kind == "crash-loop" and "CrashLoopBackOff" in str(ei.value)
     assert isinstance(ei.value, BackendError)  # the study records it and goes on
-    assert _left(kube, namespace) == [] and kube.core.list_namespaced_pod(namespace).items == []
+    assert ("finalized", operator.events[0][1]) in operator.events  # the operator saw it in its version
+    assert _left(kube, namespace, api_version) == [] and kube.core.list_namespaced_pod(namespace).items == []
 
 
 _CHILD = textwrap.dedent("""

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from k8s_cluster import REPO
 from k8s_operator import signal_on_event
+from k8s_profiles import DYNAMO_RENDERING
 from test_backend import live_profile, require_dynamo
 
 from autotune.errors import InputError
-from autotune.k8s import GROUP, PLURAL, VERSION
+from autotune.k8s import API_VERSIONS, GROUP, PLURAL, V1BETA1
 from autotune.k8s.client import KubeOptions, connect
 from autotune.k8s.lifecycle import apply
 from autotune.k8s.render import render_dgd
@@ -36,14 +37,14 @@ def _autotune(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
-def _left(kube, ns: str) -> list[str]:
+def _left(kube, ns: str, version: str = V1BETA1) -> list[str]:
     return [
-        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, version, ns, PLURAL)["items"]
     ]
 
 
-def _profile_file(tmp_path: Path, namespace: str, **search: object) -> Path:
-    data = live_profile(namespace).model_dump(mode="json", exclude={"source"})
+def _profile_file(tmp_path: Path, namespace: str, version: str = "1.6.1", **search: object) -> Path:
+    data = live_profile(namespace, version).model_dump(mode="json", exclude={"source"})
     data["cluster"] = {"nodes": 1, "gpu": "H100", "gpus_per_node": 2}
     data["model"] = "Llama-3.1-8B"
     data["search"] = {
@@ -72,29 +73,35 @@ def test_config_loading_is_quiet_and_names_bad_flags(local_cluster, capsys) -> N
     assert capsys.readouterr().out == ""
 
 
-def test_cleanup_command(kube, local_cluster, namespace, operator) -> None:
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_cleanup_command(kube, local_cluster, namespace, operator, api_version) -> None:
+    """Without a profile, cleanup lists and deletes in the version the cluster serves."""
     operator.behavior = lambda obj: "never"
-    prof = live_profile(namespace)
+    prof = live_profile(namespace, DYNAMO_RENDERING[api_version])
     for study, trial in (("s1", "1"), ("s2", "1")):
         apply(kube, render_dgd(prof, parse_topology("1A1"), study=study, trial_id=trial))
     env = {"KUBECONFIG": str(local_cluster.kubeconfig)}
     dry = _autotune("cleanup", "-N", namespace, "--study", "s1", "--dry-run", "-o", "json", env=env)
     assert dry.returncode == 0, dry.stderr
     assert [r["study"] for r in json.loads(dry.stdout)["would_delete"]] == ["s1"]  # stdout is pure JSON
-    assert len(_left(kube, namespace)) == 2
+    assert len(_left(kube, namespace, api_version)) == 2
     done = _autotune("cleanup", "-N", namespace, "-o", "json", env=env)
     assert done.returncode == 0, done.stderr
     assert sorted(r["study"] for r in json.loads(done.stdout)["deleted"]) == ["s1", "s2"]
-    assert _left(kube, namespace) == []
+    assert _left(kube, namespace, api_version) == []
     bad = _autotune("cleanup", "-N", namespace, "--context", "nope", env=env)
     assert bad.returncode == 2 and "--context" in bad.stderr
 
 
-def test_plan_validates_against_cluster_and_creates_nothing(kube, local_cluster, namespace, tmp_path) -> None:
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_plan_validates_against_cluster_and_creates_nothing(
+    kube, local_cluster, namespace, tmp_path, api_version
+) -> None:
     from autotune.cli.k8s import plan_topologies, validate_plan_against_cluster
     from autotune.profile import load_profile
 
-    path = _profile_file(tmp_path, namespace, prefill_tp=[1, 2], decode_tp=[1], aggregated_tp=[1, 2])
+    version = DYNAMO_RENDERING[api_version]
+    path = _profile_file(tmp_path, namespace, version, prefill_tp=[1, 2], decode_tp=[1], aggregated_tp=[1, 2])
     # 1P2-1D1 needs 3 GPUs of the 2 the profile has: infeasible shapes are not deployed, so not planned
     assert {t.shape() for t in plan_topologies(load_profile(path))} == {"1P1-1D1", "1A1", "1A2"}
     checks = validate_plan_against_cluster(str(path), kubeconfig=str(local_cluster.kubeconfig))
@@ -115,7 +122,7 @@ def test_plan_validates_against_cluster_and_creates_nothing(kube, local_cluster,
     )
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("k8s dry run") == 3 and json.loads(out.stdout)["recommended"]
-    assert _left(kube, namespace) == []
+    assert _left(kube, namespace, api_version) == []
 
 
 def test_run_backend_k8s_end_to_end_then_sigterm_and_resume(

@@ -136,3 +136,15 @@ def test_role_is_least_privilege(kube, autotune_ns) -> None:
     for verb, res, group, sub in denied:
         assert not _can(kube, verb, res, group, sub), (verb, res, sub)
     assert not _can(kube, "list", "dynamographdeployments", "nvidia.com", ns="default")  # namespaced only
+
+
+def test_service_account_may_discover_the_dgd_versions(kube, autotune_ns) -> None:
+    """``autotune cleanup`` without a profile asks discovery which DGD version the cluster serves."""
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=SA,
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}", "system:authenticated"],
+            non_resource_attributes=client.V1NonResourceAttributes(path="/apis/nvidia.com/v1beta1", verb="get"),
+        )
+    )
+    assert client.AuthorizationV1Api(kube.api).create_subject_access_review(review).status.allowed

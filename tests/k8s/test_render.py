@@ -1,4 +1,8 @@
-"""Rendering: flags per Dynamo version and framework, names, labels, and validation against the real CRD."""
+"""Rendering: flags per Dynamo version and framework, names, labels, and validation against the real CRD.
+
+The shape tests here are v1alpha1 (``spec.services``); test_render_v1beta1.py has the v1beta1 ones. The
+server dry runs cover both apiVersions, each on a cluster serving only that version.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import copy
 
 import pytest
 import yaml
-from k8s_cluster import EXAMPLES_DIR
+from k8s_cluster import EXAMPLES_DIRS
 from k8s_profiles import make_profile
 
 from autotune.dynamo.flags import router_args
 from autotune.errors import InputError
-from autotune.k8s import LABEL_STUDY, LABEL_TRIAL
+from autotune.k8s import API_VERSIONS, LABEL_STUDY, LABEL_TRIAL, V1ALPHA1
+from autotune.k8s.containers import worker_args
 from autotune.k8s.housekeeping import plan, pruned_paths
 from autotune.k8s.lifecycle import apply
-from autotune.k8s.render import MAX_NAME, dgd_name, render_dgd, worker_args
+from autotune.k8s.names import MAX_NAME, dgd_name
+from autotune.k8s.render import render_dgd, version_of
 from autotune.topology import RouterSettings, parse_topology
 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
@@ -73,7 +79,7 @@ def test_worker_args_per_framework(fw: str, tp_flag: str) -> None:
 
 def test_shape_gpus_multinode_secrets_labels() -> None:
     p = make_profile("vllm", secrets=["hf-token", "extra"], model_path="meta-llama/Llama-3.1-8B-Instruct")
-    dgd = render_dgd(p, parse_topology("1P16-3D4@tau=0.2,omega=0.1"), study="paper", trial_id="7")
+    dgd = render_dgd(p, parse_topology("1P16-3D4@tau=0.2,omega=0.1"), study="paper", trial_id="7", api_version=V1ALPHA1)
     svcs = dgd["spec"]["services"]
     assert set(svcs) == {"Frontend", "prefill", "decode"}
     pre, dec = svcs["prefill"], svcs["decode"]
@@ -92,13 +98,13 @@ def test_shape_gpus_multinode_secrets_labels() -> None:
     assert md["labels"][LABEL_STUDY] == "paper" and md["labels"][LABEL_TRIAL] == "7"
     assert dgd["spec"]["labels"] == md["labels"]
     assert md["annotations"]["autotune.dev/topology"] == "1P16-3D4@tau=0.2,omega=0.1"
-    agg = render_dgd(p, parse_topology("3A2"), study="paper", trial_id="8")["spec"]["services"]
+    agg = render_dgd(p, parse_topology("3A2"), study="paper", trial_id="8", api_version=V1ALPHA1)["spec"]["services"]
     assert set(agg) == {"Frontend", "worker"} and agg["worker"]["subComponentType"] == "decode"
 
 
 def test_frontend_log_filter_matches_dynamo_local() -> None:
     from autotune.dynamo.stack import FRONTEND_LOG as LOCAL
-    from autotune.k8s.render import FRONTEND_LOG
+    from autotune.k8s.containers import FRONTEND_LOG
 
     assert FRONTEND_LOG == LOCAL  # both backends parse the same selection lines
 
@@ -119,16 +125,18 @@ def test_names_unique_short_and_dns_safe() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("api_version", API_VERSIONS)
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_rendered_manifest_passes_server_dry_run(kube, namespace, fw: str, shape: str) -> None:
-    p = make_profile(fw, namespace=namespace, secrets=["hf-token"])
-    dgd = render_dgd(p, parse_topology(shape), study="crd", trial_id=f"{fw}-{shape[:3]}")
+def test_rendered_manifest_passes_server_dry_run(kube, namespace, api_version: str, fw: str, shape: str) -> None:
+    p = make_profile(fw, namespace=namespace, secrets=["hf-token", "extra"])
+    dgd = render_dgd(p, parse_topology(shape), study="crd", trial_id=f"{fw}-{shape[:3]}", api_version=api_version)
     stored = apply(kube, dgd, dry_run=True)
+    assert version_of(stored) == api_version
     assert pruned_paths(dgd["spec"], stored["spec"], "spec") == []  # nothing outside the schema
     assert stored["metadata"]["labels"] == dgd["metadata"]["labels"]
     assert (
-        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
+        kube.custom.list_namespaced_custom_object("nvidia.com", api_version, namespace, "dynamographdeployments")[
             "items"
         ]
         == []
@@ -136,7 +144,8 @@ def test_rendered_manifest_passes_server_dry_run(kube, namespace, fw: str, shape
 
 
 @pytest.mark.slow
-def test_secret_references_pass_server_dry_run(kube, namespace) -> None:
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_secret_references_pass_server_dry_run(kube, namespace, api_version: str) -> None:
     """Secret references become ``envs`` with ``secretKeyRef``: the CRD keeps them (nothing pruned)."""
     p = make_profile(
         "vllm",
@@ -144,31 +153,42 @@ def test_secret_references_pass_server_dry_run(kube, namespace) -> None:
         extra_worker_args=["--hf-token", {"secret": "hf-token", "key": "token"}],
         extra_frontend_args=["--api-key", {"secret": "router-auth", "key": "api-key"}],
     )
-    dgd = render_dgd(p, parse_topology("1P1-1D1"), study="crd", trial_id="secret")
+    dgd = render_dgd(p, parse_topology("1P1-1D1"), study="crd", trial_id="secret", api_version=api_version)
     stored = apply(kube, dgd, dry_run=True)
     assert pruned_paths(dgd["spec"], stored["spec"], "spec") == []
-    envs = stored["spec"]["services"]["prefill"]["envs"]
+    if api_version == V1ALPHA1:
+        envs = stored["spec"]["services"]["prefill"]["envs"]
+    else:
+        prefill = next(c for c in stored["spec"]["components"] if c["name"] == "prefill")
+        envs = prefill["podTemplate"]["spec"]["containers"][0]["env"]
     assert envs == [
         {"name": "AUTOTUNE_SECRET_HF_TOKEN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
     ]
 
 
+def _decode(dgd: dict) -> dict:
+    if version_of(dgd) == V1ALPHA1:
+        return dgd["spec"]["services"]["decode"]
+    return next(c for c in dgd["spec"]["components"] if c["name"] == "decode")
+
+
 @pytest.mark.slow
-def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace) -> None:
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace, api_version: str) -> None:
     p = make_profile("vllm", namespace=namespace)
-    good = render_dgd(p, parse_topology("1P1-1D1"), study="plan", trial_id="1")
+    good = render_dgd(p, parse_topology("1P1-1D1"), study="plan", trial_id="1", api_version=api_version)
     typo = copy.deepcopy(good)
     typo["metadata"]["name"] += "x"
-    typo["spec"]["services"]["decode"]["replicaz"] = 2  # pruned silently by the server: plan must notice
+    _decode(typo)["replicaz"] = 2  # pruned silently by the server: plan must notice
     bad = copy.deepcopy(good)
     bad["metadata"]["name"] += "y"
-    bad["spec"]["services"]["decode"]["replicas"] = "three"
+    _decode(bad)["replicas"] = "three"
     checks = {c.name: c for c in plan(kube, [good, typo, bad])}
     assert checks[good["metadata"]["name"]].ok and checks[good["metadata"]["name"]].detail == "would create"
     assert not checks[typo["metadata"]["name"]].ok and "replicaz" in checks[typo["metadata"]["name"]].detail
     assert not checks[bad["metadata"]["name"]].ok and "422" in checks[bad["metadata"]["name"]].detail
     assert (
-        kube.custom.list_namespaced_custom_object("nvidia.com", "v1alpha1", namespace, "dynamographdeployments")[
+        kube.custom.list_namespaced_custom_object("nvidia.com", api_version, namespace, "dynamographdeployments")[
             "items"
         ]
         == []
@@ -176,11 +196,14 @@ def test_plan_reports_schema_violations_and_creates_nothing(kube, namespace) -> 
 
 
 @pytest.mark.slow
-def test_shared_examples_still_validate(kube, namespace, shared) -> None:
-    """Guards the CRD install itself: the upstream examples pass the same dry run."""
-    examples = sorted((shared / EXAMPLES_DIR).glob("*.yaml"))
-    assert examples, f"no examples in {shared / EXAMPLES_DIR}"
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_shared_examples_still_validate(kube, namespace, shared, api_version: str) -> None:
+    """Guards the CRD install itself: the upstream examples of each version pass the same dry run, unpruned."""
+    examples = sorted((shared / EXAMPLES_DIRS[api_version]).glob("*.yaml"))
+    assert examples, f"no examples in {shared / EXAMPLES_DIRS[api_version]}"
     for f in examples:
         obj = yaml.safe_load(f.read_text())
+        assert version_of(obj) == api_version, f
         obj["metadata"]["namespace"] = namespace
-        apply(kube, obj, dry_run=True)
+        stored = apply(kube, obj, dry_run=True)
+        assert pruned_paths(obj["spec"], stored["spec"], "spec") == [], f
