@@ -17,11 +17,11 @@ Per window W of m consecutive decisions of a routing stage (m: the stage's candi
     PoA-hat_stage = Σ_W ACT(W) / Σ_W OPT(W)   (ratio of sums; per-window median and P90 too)
 
 The headline is the TTFT stage's value; the decode stage's is reported beside it (``by_stage``),
-not folded in: it prices another latency (streaming, not first token). The value is ≥ 1 up to noise
-when the cost model matches the engine (a request cannot finish faster than alone on the best
-worker); it is below 1 only when the frozen costs over-price the engine (e.g. a live point timed by
-the mocker's default polynomial rather than autotune's perf model), and OPT's perfect matching may
-deny a window's second request the fast worker the first one took.
+not folded in: it prices another latency (streaming, not first token). Up to noise it is ≥ 1 when the
+cost model matches the engine (a request cannot finish faster than alone on the best worker); it can
+fall below 1 when OPT's matching binds (two requests stacked on one much faster worker), when the
+overlap grew between decision and prefill, or when the frozen costs over-price the engine (a live
+point timed by the mocker's default polynomial) — docs/poa-hat.md.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ def measured_windows(
     out = []
     for rows in decision_windows(log, window, time_range, keep=lambda i: log.request_id[i] in latencies):
         n = len(rows)
-        slots = np.arange(n)
         if decode:
             cost = np.empty((n, m, n))
             for r, i in enumerate(rows):
@@ -79,10 +78,10 @@ def measured_windows(
                 ctx = isl + osl // 2
                 for j, w in enumerate(log.workers):
                     step = timers[w].step_s
-                    cost[r, j] = [max(osl - 1, 0) * step(0, 0.0, k + 1, (k + 1) * ctx, 0.0) for k in slots]
+                    cost[r, j] = [max(osl - 1, 0) * step(0, 0.0, k + 1, (k + 1) * ctx, 0.0) for k in range(n)]
             act = sum(latencies[log.request_id[i]][1] for i in rows)
         else:
-            cost = prefill.own(log, rows, block_size)[:, :, None] * (1.0 + slots[None, None, :])
+            cost = prefill.own(log, rows, block_size)[:, :, None] * (1.0 + np.arange(n)[None, None, :])
             act = sum(latencies[log.request_id[i]][0] for i in rows)
         out.append((log.time_s[rows[0]], act, optimal_cost(cost / speedup)))
     return out
@@ -101,7 +100,5 @@ def poa_hat(
 ) -> PoaResult:
     """PoA-hat of a load point: the TTFT stage's ratio of sums, every stage's value in ``by_stage``."""
     lat = measured_latencies(requests)
-    stages = {
-        s: measured_windows(log, lat, timers, block_size, window, time_range, speedup) for s, log in logs.items()
-    }
+    stages = {s: measured_windows(log, lat, timers, block_size, window, time_range, speedup) for s, log in logs.items()}
     return combine(stages, {ttft_stage(logs): 1.0}, time_range, batches, level)

@@ -124,6 +124,10 @@ def _trial(number: int, poa: tuple[float, float, float], tput: tuple[float, floa
         "regime": "below",
         "poa_hat_lo": poa[1],
         "poa_hat_hi": poa[2],
+        "routing_regret": 1.0,
+        "routing_regret_lo": 0.99,
+        "routing_regret_hi": 1.01,
+        "regret_by_stage": {},
     }
     t = create_trial(
         state=TrialState.COMPLETE,
@@ -137,6 +141,9 @@ def _trial(number: int, poa: tuple[float, float, float], tput: tuple[float, floa
             "poa_objective_hi": poa[2],
             "tok_s_per_gpu_lo": tput[1],
             "tok_s_per_gpu_hi": tput[2],
+            "routing_regret": 1.0,
+            "routing_regret_lo": 0.99,
+            "routing_regret_hi": 1.01,
             "points": json.dumps([doc]),
         },
     )

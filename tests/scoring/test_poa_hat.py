@@ -39,7 +39,9 @@ def _log(stage: str, workers: int, reqs: list[tuple[int, int, tuple[int, ...], i
     return log
 
 
-def _requests(ttft_s: list[float], decode_s: list[float] | None = None, status: list[str] | None = None) -> pd.DataFrame:
+def _requests(
+    ttft_s: list[float], decode_s: list[float] | None = None, status: list[str] | None = None
+) -> pd.DataFrame:
     n = len(ttft_s)
     arrival = np.arange(n, dtype=float)
     first = arrival + np.asarray(ttft_s)
