@@ -1,10 +1,9 @@
 """What a load point and a concurrency sweep are worth: the one place a trial is scored.
 
 A point is worth its steady-state metrics (``metrics.summarize``), its PoA-hat and its routing
-regret (``poa``, docs/poa-hat.md); a
-sweep is worth its regimes, its objectives at the operating point and its SLO margins. The
-search, the (τ, ω) heatmaps and the spike experiment all score through here, so they cannot
-disagree on what a number means.
+regret (``poa``, docs/poa-hat.md); a sweep is worth its regimes, its objectives at the operating
+point and its SLO margins. The search, the (τ, ω) heatmaps and the spike experiment all score
+through here, so they cannot disagree on what a number means.
 """
 
 from __future__ import annotations
