@@ -11,6 +11,6 @@ Both share the windowing, the Hungarian optimum and the aggregation (``windows``
 
 from autotune.poa.measured import poa_hat
 from autotune.poa.regret import routing_regret
-from autotune.poa.windows import NAN_RESULT, PoaResult, window_costs
+from autotune.poa.windows import PoaResult, window_costs
 
-__all__ = ["NAN_RESULT", "PoaResult", "poa_hat", "routing_regret", "window_costs"]
+__all__ = ["PoaResult", "poa_hat", "routing_regret", "window_costs"]

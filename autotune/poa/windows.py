@@ -36,22 +36,6 @@ class PoaResult:
     lo: float = float("nan")  # confidence interval of ``value`` (batch means; NaN: not computed)
     hi: float = float("nan")
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "value": self.value,
-            "act_s": self.act_s,
-            "opt_s": self.opt_s,
-            "windows": self.windows,
-            "window_median": self.window_median,
-            "window_p90": self.window_p90,
-            "by_stage": self.by_stage,
-            "lo": self.lo,
-            "hi": self.hi,
-        }
-
-
-NAN_RESULT = PoaResult(float("nan"), 0.0, 0.0, 0, float("nan"), float("nan"), {})
-
 
 def window_costs(cost: np.ndarray, chosen: Sequence[int]) -> tuple[float, float]:
     """ACT and OPT of one window from ``cost[r, w, k]`` (k = slot index on worker w).
