@@ -21,7 +21,7 @@ import pandas as pd
 from autotune.backends.sim import SimBackend
 from autotune.controller import AdaptiveController, ControllerSettings
 from autotune.intervals import Interval, differ
-from autotune.poa import poa_hat
+from autotune.poa import poa_hat, routing_regret
 from autotune.profile import Profile
 from autotune.regimes import BELOW, SATURATED, TRANSITION
 from autotune.scoring import TrialResult, score_point, step_timers
@@ -34,7 +34,7 @@ OMEGA_GRID = (0.0, 0.5, 1.0, 2.0)
 
 @dataclass(frozen=True)
 class SpikeReport:
-    phases: pd.DataFrame  # policy × phase: poa_hat, ttft_p99_ms, output_tok_s, requests
+    phases: pd.DataFrame  # policy × phase: poa_hat, routing_regret, ttft_p99_ms, output_tok_s, requests
     switches: list[tuple[float, str]]  # adaptive run: (time, router settings)
     schedule: list[tuple[float, float]]  # (start_s, rate_rps)
 
@@ -71,6 +71,9 @@ def heatmap(
                     "poa_hat": sc.poa_hat,
                     "poa_hat_lo": sc.poa_hat_lo,
                     "poa_hat_hi": sc.poa_hat_hi,
+                    "routing_regret": sc.routing_regret,
+                    "routing_regret_lo": sc.routing_regret_lo,
+                    "routing_regret_hi": sc.routing_regret_hi,
                     "ttft_p99_ms": m.ttft_p99_ms,
                     "ttft_p99_ms_lo": m.ttft_p99_ms_lo,
                     "ttft_p99_ms_hi": m.ttft_p99_ms_hi,
@@ -194,7 +197,8 @@ def spike_experiment(
         for name, start, end in phases:
             ph = df[(df["arrival_s"] >= start) & (df["arrival_s"] < end) & (df["status"] == "ok")]
             done = df[(df["completion_s"] >= start) & (df["completion_s"] < end) & (df["status"] == "ok")]
-            p = poa_hat(run.decisions, timers, profile.engine.block_size, time_range=(start, end))
+            p = poa_hat(run.decisions, df, timers, profile.engine.block_size, time_range=(start, end))
+            r = routing_regret(run.decisions, timers, profile.engine.block_size, time_range=(start, end))
             ttft = (ph["first_token_s"] - ph["arrival_s"]).to_numpy() * 1000
             rows.append(
                 {
@@ -203,7 +207,8 @@ def spike_experiment(
                     "start_s": start,
                     "end_s": min(end, total_s),
                     "requests": int(len(ph)),
-                    "poa_hat": p.poa_hat,
+                    "poa_hat": p.value,
+                    "routing_regret": r.value,
                     "ttft_p99_ms": float(np.percentile(ttft, 99)) if len(ttft) else float("nan"),
                     "output_tok_s": float(done["output_tokens"].sum() / (end - start)),
                 }

@@ -1,9 +1,9 @@
 """What a load point and a concurrency sweep are worth: the one place a trial is scored.
 
-A point is worth its steady-state metrics (``metrics.summarize``) and its PoA-hat (``poa``); a
-sweep is worth its regimes, its objectives at the operating point and its SLO margins. The
-search, the (τ, ω) heatmaps and the spike experiment all score through here, so they cannot
-disagree on what a number means.
+A point is worth its steady-state metrics (``metrics.summarize``), its PoA-hat and its routing
+regret (``poa``, docs/poa-hat.md); a sweep is worth its regimes, its objectives at the operating
+point and its SLO margins. The search, the (τ, ω) heatmaps and the spike experiment all score
+through here, so they cannot disagree on what a number means.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from autotune.intervals import Interval
 from autotune.metrics import PointMetrics, summarize
 from autotune.perf import PerfModel, StepTimer
-from autotune.poa import poa_hat
+from autotune.poa import poa_hat, routing_regret
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.regimes import SATURATED, detect_regimes
@@ -35,10 +35,19 @@ class PointScore:
     regime: str = ""
     poa_hat_lo: float = float("nan")  # confidence interval of poa_hat
     poa_hat_hi: float = float("nan")
+    # the routing-only regret (same frozen matrix on both sides, ≈ 1), its interval and stages
+    routing_regret: float = float("nan")
+    routing_regret_lo: float = float("nan")
+    routing_regret_hi: float = float("nan")
+    regret_by_stage: dict[str, float] = field(default_factory=dict)
 
     @property
     def poa_interval(self) -> Interval:
         return Interval(self.poa_hat, self.poa_hat_lo, self.poa_hat_hi)
+
+    @property
+    def regret_interval(self) -> Interval:
+        return Interval(self.routing_regret, self.routing_regret_lo, self.routing_regret_hi)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -48,8 +57,12 @@ class PointScore:
             "poa_hat_hi": self.poa_hat_hi,
             "poa_window_median": self.poa_window_median,
             "poa_window_p90": self.poa_window_p90,
+            "routing_regret": self.routing_regret,
+            "routing_regret_lo": self.routing_regret_lo,
+            "routing_regret_hi": self.routing_regret_hi,
             "regime": self.regime,
             **{f"poa_{k}": v for k, v in self.poa_by_stage.items()},
+            **{f"regret_{k}": v for k, v in self.regret_by_stage.items()},
         }
 
 
@@ -59,7 +72,7 @@ class TrialResult:
     gpus: int
     points: tuple[PointScore, ...]
     knee_concurrency: int | None
-    poa_objective: float  # PoA-hat at the operating point (minimize)
+    poa_objective: float  # PoA-hat at the operating point (minimize; docs/poa-hat.md)
     tok_s_per_gpu: float  # output tok/s per GPU at the operating point (maximize)
     output_tok_s: float
     ttft_p99_ms: float  # at the operating point
@@ -72,6 +85,10 @@ class TrialResult:
     tok_s_per_gpu_hi: float = float("nan")
     # the load the objectives are read at (capacity: the highest that meets the SLO)
     operating_concurrency: int | None = None
+    # routing regret at the operating point (reported beside PoA-hat, not an objective)
+    routing_regret: float = float("nan")
+    routing_regret_lo: float = float("nan")
+    routing_regret_hi: float = float("nan")
 
     @property
     def poa_interval(self) -> Interval:
@@ -97,11 +114,31 @@ def step_timers(perf: PerfModel, topology: Topology) -> list[StepTimer]:
 
 
 def score_point(run: PointRun, timers: Sequence[StepTimer], block_size: int) -> PointScore:
-    """Metrics and PoA-hat of one load point, over its measured window."""
+    """Metrics, PoA-hat and routing regret of one load point, over its measured window.
+
+    A live point ran on mockers compressed by ``meta["speedup_ratio"]``: PoA-hat prices its frozen
+    costs at the same speed-up as the measured latencies it divides (the regret is a ratio of two
+    prices on one matrix and needs no scale).
+    """
     m = run.summary if isinstance(run.summary, PointMetrics) else summarize(run)
     window = (m.steady_start_s, m.steady_end_s)
-    p = poa_hat(run.decisions, timers, block_size, time_range=window, batches=m.batches, level=m.ci_level)
-    return PointScore(m, p.poa_hat, p.by_stage, p.window_median, p.window_p90, "", p.lo, p.hi)
+    kw: dict[str, Any] = {"time_range": window, "batches": m.batches, "level": m.ci_level}
+    speedup = float(run.meta.get("speedup_ratio", 1.0) or 1.0)
+    p = poa_hat(run.decisions, run.requests, timers, block_size, speedup=speedup, **kw)
+    r = routing_regret(run.decisions, timers, block_size, **kw)
+    return PointScore(
+        m, p.value, p.by_stage, p.window_median, p.window_p90, "", p.lo, p.hi, r.value, r.lo, r.hi, r.by_stage
+    )
+
+
+def _mean_interval(ivs: Sequence[Interval]) -> Interval:
+    """Mean of the finite figures of independent points: half-widths add in quadrature, over the count."""
+    ok = [iv for iv in ivs if math.isfinite(iv.value)]
+    if not ok:
+        return Interval(math.nan, math.nan, math.nan)
+    v = float(np.mean([iv.value for iv in ok]))
+    h = math.sqrt(sum(iv.half_width**2 for iv in ok)) / len(ok)
+    return Interval(v, v - h, v + h)
 
 
 def meets_slo(profile: Profile, m: PointMetrics) -> bool:
@@ -152,10 +189,8 @@ def score_sweep(
     )
     labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
     op = _operating_indices(profile, concurrency, reg.labels, labelled)
-    poa_pts = [labelled[i] for i in op if math.isfinite(labelled[i].poa_hat)]
-    poa_obj = float(np.mean([p.poa_hat for p in poa_pts])) if poa_pts else float("nan")
-    # mean of independent points: half-widths add in quadrature, over the count
-    poa_h = math.sqrt(sum(p.poa_interval.half_width**2 for p in poa_pts)) / len(poa_pts) if poa_pts else math.nan
+    poa = _mean_interval([labelled[i].poa_interval for i in op])
+    regret = _mean_interval([labelled[i].regret_interval for i in op])
     best = max(op, key=lambda i: labelled[i].metrics.tok_s_per_gpu)
     tput_iv = labelled[best].metrics.interval("tok_s_per_gpu")
     tput = max(labelled[i].metrics.tok_s_per_gpu for i in op)
@@ -172,16 +207,19 @@ def score_sweep(
         topology.gpus,
         labelled,
         reg.knee_concurrency,
-        poa_obj,
+        poa.value,
         tput,
         out,
         ttft,
         itl,
         cons,
         dict(meta or {}),
-        poa_obj - poa_h,
-        poa_obj + poa_h,
+        poa.lo,
+        poa.hi,
         tput_iv.lo,
         tput_iv.hi,
         labelled[best].metrics.concurrency if len(op) == 1 else None,
+        regret.value,
+        regret.lo,
+        regret.hi,
     )

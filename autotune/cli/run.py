@@ -22,6 +22,7 @@ SUMMARY_COLUMNS = [
     ("recommended", "recommended"),
     ("gpus", "GPUs"),
     ("poa_hat", "PoA-hat"),
+    ("routing_regret", "routing regret"),
     ("tok_s_per_gpu", "tok/s/GPU"),
     ("ttft_p99_ms", "TTFT p99 ms"),
     ("itl_p99_ms", "ITL p99 ms"),

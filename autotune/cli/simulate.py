@@ -44,6 +44,7 @@ def simulate(
     from autotune.metrics import summarize
     from autotune.profile import load_profile, profile_topology
     from autotune.results.ci import fmt_interval, level_text
+    from autotune.scoring import score_point, step_timers
 
     prof = load_profile(profile)
     if topology is None:
@@ -58,10 +59,12 @@ def simulate(
     seed = prof.seed if seed is None else seed
     level = prof.measurement.ci_level
     dep = SimBackend(perf_model).deploy(prof, topo, trial_id="simulate")
+    timers = step_timers(dep.perf, topo)
     rows, table = [], []
     for c in points:
         run = dep.run_point(c, seed=seed, requests=requests)
-        m = summarize(run, level=level)
+        m = run.summary = summarize(run, level=level)
+        score = score_point(run, timers, prof.engine.block_size)
         note = _imprecision(m.steady, run.meta)
         log.log(
             logging.WARNING if note else logging.INFO,
@@ -73,7 +76,7 @@ def simulate(
             m.requests,
             f"; {note}" if note else "",
         )
-        row: dict[str, Any] = m.as_dict()
+        row: dict[str, Any] = {k: v for k, v in score.row().items() if k != "regime"}
         row.update({k: run.meta[k] for k in RUN_META if k in run.meta})
         rows.append(row)
         table.append(
@@ -116,6 +119,8 @@ FIGURES = [
     ("itl_p99_ms", "ITL p99 ms"),
     ("e2e_p99_ms", "E2E p99 ms"),
     ("prefix_hit_rate", "hit rate"),
+    ("poa_hat", "PoA-hat"),  # docs/poa-hat.md
+    ("routing_regret", "routing regret"),
 ]
 # how the adaptive run length ended (autotune.backends.sim), kept in -o json|yaml rows
 RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio", "stop_reason")

@@ -1,4 +1,4 @@
-"""PNG plots of a study: PoA-hat and TTFT vs concurrency, the Pareto front, (τ, ω) heatmaps, the spike.
+"""PNG plots of a study: PoA-hat, routing regret and TTFT vs concurrency, the Pareto front, (τ, ω) heatmaps, the spike.
 
 Every measured figure is drawn with its confidence interval (error bars from ``<name>_lo``/``_hi``);
 heatmap cells indistinguishable from Dynamo's default router are hatched grey instead of coloured.
@@ -38,25 +38,30 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def sweep_plot(curves: dict[str, pd.DataFrame], path: Path, level: float = 0.95) -> Path:
-    """PoA-hat and TTFT P99 against concurrency for the recommended and baseline topologies, with intervals."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    """PoA-hat, routing regret and TTFT P99 against concurrency for the recommended and baseline topologies,
+    with intervals (docs/poa-hat.md: the two PoA estimators)."""
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(16, 4))
     for k, (label, df) in enumerate(curves.items()):
         color = f"C{k}"
         x = df["concurrency"]
         a1.errorbar(x, df["poa_hat"], yerr=_err(df, "poa_hat"), marker="o", capsize=3, color=color, label=label)
+        if "routing_regret" in df:
+            a3.errorbar(x, df["routing_regret"], yerr=_err(df, "routing_regret"), marker="o", capsize=3, color=color)
         a2.errorbar(x, df["ttft_p99_ms"], yerr=_err(df, "ttft_p99_ms"), marker="o", capsize=3, color=color)
         sat = df[df["regime"] == "saturated"]
         if len(sat):
             a2.axvline(sat["concurrency"].iloc[0], ls=":", lw=1, color=color)
-    for ax, name in ((a1, "PoA-hat"), (a2, "TTFT P99 (ms)")):
+    for ax, name in ((a1, "PoA-hat"), (a3, "routing regret"), (a2, "TTFT P99 (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     a2.set_yscale("log")
-    a1.ticklabel_format(axis="y", useOffset=False, style="plain")
+    a1.set_yscale("log")
+    a3.ticklabel_format(axis="y", useOffset=False, style="plain")
     a1.legend(fontsize=8)
-    a1.set_title("PoA-hat vs concurrency")
+    a1.set_title("PoA-hat (measured / no-queue optimum)")
+    a3.set_title("routing regret (same frozen matrix)")
     a2.set_title("TTFT P99 vs concurrency (dotted: knee)")
     fig.text(0.01, -0.07, f"error bars: {level * 100:g} % confidence intervals (steady state, batch means)", fontsize=8)
     return _save(fig, path)
@@ -169,7 +174,7 @@ def heatmap_plot(grids: dict[str, pd.DataFrame], path: Path, level: float = 0.95
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="0.55", hatch="///", lw=0))
             if is_default:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="k" if grey else "w")
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="k" if grey else "w")
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), label="PoA-hat")
     handles = [Patch(facecolor="none", edgecolor="red", lw=2, label="Dynamo default (τ=0, ω=1)")]
@@ -187,12 +192,13 @@ def heatmap_plot(grids: dict[str, pd.DataFrame], path: Path, level: float = 0.95
 
 
 def spike_plot(phases: pd.DataFrame, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    cols = [("poa_hat", "PoA-hat"), ("ttft_p99_ms", "TTFT P99 (ms)"), ("output_tok_s", "output tok/s")]
+    if "routing_regret" in phases:
+        cols.insert(1, ("routing_regret", "routing regret"))
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.8))
     names = list(dict.fromkeys(phases["phase"]))
     x = np.arange(len(names))
-    for k, (col, label) in enumerate(
-        (("poa_hat", "PoA-hat"), ("ttft_p99_ms", "TTFT P99 (ms)"), ("output_tok_s", "output tok/s"))
-    ):
+    for k, (col, label) in enumerate(cols):
         ax = axes[k]
         for i, policy in enumerate(("static", "adaptive")):
             d = phases[phases["policy"] == policy].set_index("phase").reindex(names)

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 from autotune.intervals import Interval
 from autotune.results import ci
 from autotune.results.outcome import Outcome
-from autotune.search.trials import objective_intervals, points
+from autotune.search.trials import objective_intervals, points, regret_interval
 
 # trial-level figures that are the maximum over the operating points (``scoring.score_sweep``): the
 # point a figure comes from carries its interval
@@ -23,10 +23,10 @@ _FROM_POINT = ("ttft_p99_ms", "itl_p99_ms", "output_tok_s")
 
 
 def trial_intervals(t: FrozenTrial) -> dict[str, Interval]:
-    """PoA-hat, tok/s per GPU, TTFT P99, ITL P99 and output tok/s of a completed trial at its operating
-    point, each with its confidence interval (NaN bounds: none known)."""
+    """PoA-hat, routing regret, tok/s per GPU, TTFT P99, ITL P99 and output tok/s of a completed trial at
+    its operating point, each with its confidence interval (NaN bounds: none known)."""
     poa, tput = objective_intervals(t)
-    out = {"poa_hat": poa, "tok_s_per_gpu": tput}
+    out = {"poa_hat": poa, "routing_regret": regret_interval(t), "tok_s_per_gpu": tput}
     pts = points(t)
     for name in _FROM_POINT:
         v = t.user_attrs.get(name)
@@ -96,7 +96,8 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         f"# autotune report: {p.name}",
         "",
         f"Recommended topology **{rec['topology']['string']}** ({rec['topology']['gpus']} GPUs), {kind}.",
-        f"Operating point: {rec['operating_point']}. PoA-hat {_q(pred, 'poa_hat')}, "
+        f"Operating point: {rec['operating_point']}. PoA-hat {_q(pred, 'poa_hat')} "
+        f"(routing regret {_q(pred, 'routing_regret')}; docs/poa-hat.md), "
         f"{_q(pred, 'tok_s_per_gpu')} output tok/s per GPU, TTFT P99 {_q(pred, 'ttft_p99_ms')} ms, "
         f"ITL P99 {_q(pred, 'itl_p99_ms')} ms; SLOs {'met' if o.slo_met else 'NOT met by any trial'}.",
         "",
@@ -135,7 +136,7 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         "",
         "Load ramp and spike, static default routing vs the controller (per phase):",
         "",
-        _table(o.spike.phases, ["policy", "phase", "requests", "poa_hat", "ttft_p99_ms", "output_tok_s"]),
+        _table(o.spike.phases, SPIKE_COLUMNS),
         f"Router switches during the adaptive run: {len(o.spike.switches)}.",
         "The phases are one run through a changing load, not a steady state: their figures carry no interval, "
         "so a small difference between the two policies is not evidence of a gain.",
@@ -159,7 +160,17 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
     return "\n".join(lines)
 
 
-FRONT_COLUMNS = ["number", "topology", "gpus", "poa_hat", "tok_s_per_gpu", "ttft_p99_ms", "itl_p99_ms"]
+FRONT_COLUMNS = [
+    "number",
+    "topology",
+    "gpus",
+    "poa_hat",
+    "routing_regret",
+    "tok_s_per_gpu",
+    "ttft_p99_ms",
+    "itl_p99_ms",
+]
+SPIKE_COLUMNS = ["policy", "phase", "requests", "poa_hat", "routing_regret", "ttft_p99_ms", "output_tok_s"]
 
 
 def _with_point_intervals(o: Outcome, front: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +194,7 @@ def _baseline_spike(o: Outcome, rec: dict[str, Any]) -> list[str]:
     return [
         f"The same experiment on the baseline {b['topology']} (its own controller: {presets}):",
         "",
-        _table(o.baseline_spike.phases, ["policy", "phase", "requests", "poa_hat", "ttft_p99_ms", "output_tok_s"]),
+        _table(o.baseline_spike.phases, SPIKE_COLUMNS),
         f"Router switches during the adaptive run: {len(o.baseline_spike.switches)}.",
         "",
     ]

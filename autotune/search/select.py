@@ -14,6 +14,10 @@ overlap (``intervals.differ``); nothing is ever decided on a difference inside t
    indistinguishable from it, the lowest PoA-hat; among those indistinguishable from that, fewer
    GPUs, then router settings closest to the defaults, then the earlier trial. No normalisation by
    the front's span, so a spread within noise cannot become a decision.
+
+"PoA-hat" here is the headline (measured-latency) estimator, which the search minimises. A study
+that also holds trials recorded before it existed (``trials.is_legacy``) is compared on the routing
+regret instead, the one figure every trial of it carries: two scales are never mixed.
 """
 
 from __future__ import annotations
@@ -46,41 +50,47 @@ def _better(a: Interval, b: Interval, *, maximize: bool) -> bool:
     return differ(a, b) and (a.value > b.value if maximize else a.value < b.value)
 
 
-def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+def _objectives(t: FrozenTrial, legacy: bool) -> tuple[Interval, Interval]:
+    """(PoA figure, tok/s per GPU): PoA-hat, or the routing regret when the study holds legacy trials."""
+    poa, tput = trials.objective_intervals(t)
+    return (trials.regret_interval(t) if legacy else poa), tput
+
+
+def dominates(a: FrozenTrial, b: FrozenTrial, legacy: bool = False) -> bool:
     """``a`` is better than ``b`` beyond the noise in one objective and not worse beyond it in the other."""
-    (pa, ta), (pb, tb) = trials.objective_intervals(a), trials.objective_intervals(b)
+    (pa, ta), (pb, tb) = _objectives(a, legacy), _objectives(b, legacy)
     better = _better(pa, pb, maximize=False) or _better(ta, tb, maximize=True)
     worse = _better(pb, pa, maximize=False) or _better(tb, ta, maximize=True)
     return better and not worse
 
 
-def indistinguishable(a: FrozenTrial, b: FrozenTrial) -> bool:
-    (pa, ta), (pb, tb) = trials.objective_intervals(a), trials.objective_intervals(b)
+def indistinguishable(a: FrozenTrial, b: FrozenTrial, legacy: bool = False) -> bool:
+    (pa, ta), (pb, tb) = _objectives(a, legacy), _objectives(b, legacy)
     return not differ(pa, pb) and not differ(ta, tb)
 
 
-def significant_front(candidates: list[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in candidates if not any(dominates(o, t) for o in candidates if o is not t)]
+def significant_front(candidates: list[FrozenTrial], legacy: bool = False) -> list[FrozenTrial]:
+    return [t for t in candidates if not any(dominates(o, t, legacy) for o in candidates if o is not t)]
 
 
-def collapse_near_duplicates(front: list[FrozenTrial]) -> list[FrozenTrial]:
+def collapse_near_duplicates(front: list[FrozenTrial], legacy: bool = False) -> list[FrozenTrial]:
     """One row per shape and distinguishable outcome: the router settings closest to the defaults win."""
     kept: list[FrozenTrial] = []
     for t in sorted(front, key=lambda t: (_router_distance(t), t.number)):
         shape = str(t.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0]
         twins = [k for k in kept if str(k.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0] == shape]
-        if not any(indistinguishable(t, k) for k in twins):
+        if not any(indistinguishable(t, k, legacy) for k in twins):
             kept.append(t)
     return sorted(kept, key=lambda t: t.number)
 
 
-def recommend(front: list[FrozenTrial]) -> FrozenTrial:
+def recommend(front: list[FrozenTrial], legacy: bool = False) -> FrozenTrial:
     tput_best = max(front, key=lambda t: t.values[1])
     best_tput_iv = trials.objective_intervals(tput_best)[1]
     tier = [t for t in front if not _better(best_tput_iv, trials.objective_intervals(t)[1], maximize=True)]
-    poa_best = min(tier, key=lambda t: t.values[0])
-    best_poa_iv = trials.objective_intervals(poa_best)[0]
-    tier = [t for t in tier if not _better(best_poa_iv, trials.objective_intervals(t)[0], maximize=False)]
+    poa_best = min(tier, key=lambda t: _objectives(t, legacy)[0].value)
+    best_poa_iv = _objectives(poa_best, legacy)[0]
+    tier = [t for t in tier if not _better(best_poa_iv, _objectives(t, legacy)[0], maximize=False)]
     return min(tier, key=lambda t: (int(t.user_attrs.get(trials.GPUS, 0)), _router_distance(t), t.number))
 
 
@@ -92,12 +102,17 @@ def select(study: optuna.Study) -> Selection:
     ]
     if not complete:
         raise InfeasibleError("no trial completed: nothing to recommend (see the trials table for the reasons)")
+    legacy = any(trials.is_legacy(t) for t in complete)
+
+    def poa(t: FrozenTrial) -> float:
+        return _objectives(t, legacy)[0].value
+
     feasible = [t for t in complete if trials.violation(t) == 0]
     if not feasible:
-        best = min(complete, key=lambda t: (trials.violation(t), t.values[0], -t.values[1], t.number))
+        best = min(complete, key=lambda t: (trials.violation(t), poa(t), -t.values[1], t.number))
         return Selection(best, (), False)
-    front = collapse_near_duplicates(significant_front(feasible))
-    return Selection(recommend(front), tuple(sorted(front, key=lambda t: t.values[0])), True)
+    front = collapse_near_duplicates(significant_front(feasible, legacy), legacy)
+    return Selection(recommend(front, legacy), tuple(sorted(front, key=poa)), True)
 
 
 def baseline_trials(study: optuna.Study) -> list[FrozenTrial]:

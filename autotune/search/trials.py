@@ -4,6 +4,11 @@ A finished trial's ``TrialResult`` lives in the trial's user attributes (scalars
 table, the points as one JSON document) and its SLO margins as Optuna constraints. ``read_result``
 rebuilds the identical ``TrialResult``, so ``report`` needs no re-run, and the trials and points
 tables, the per-trial log line and the recommendation all read the same fields the same way.
+
+Legacy trials: before PoA-hat became the measured-latency estimator (docs/poa-hat.md), the first
+Optuna value and every point's ``poa_hat`` held what is now the routing regret. A trial without the
+``routing_regret`` attribute is such a trial: it reads back with that value as ``routing_regret``
+and PoA-hat NaN, so no figure changes meaning silently.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ SCALARS = (
     "tok_s_per_gpu_lo",
     "tok_s_per_gpu_hi",
     "operating_concurrency",
+    "routing_regret",  # its presence marks a trial whose first value is the measured PoA-hat
+    "routing_regret_lo",
+    "routing_regret_hi",
 )
+ROUTING_REGRET = "routing_regret"
 OBJECTIVES = ("poa_hat", "tok_s_per_gpu")  # Optuna values, in this order
 DIRECTIONS: Final = ("minimize", "maximize")  # Final keeps the literal types optuna wants
 
@@ -67,6 +76,10 @@ def _point_doc(p: PointScore) -> dict[str, Any]:
         "regime": p.regime,
         "poa_hat_lo": p.poa_hat_lo,
         "poa_hat_hi": p.poa_hat_hi,
+        "routing_regret": p.routing_regret,
+        "routing_regret_lo": p.routing_regret_lo,
+        "routing_regret_hi": p.routing_regret_hi,
+        "regret_by_stage": p.regret_by_stage,
     }
 
 
@@ -80,6 +93,20 @@ def _point(doc: dict[str, Any]) -> PointScore:
             **{k: doc.get(k, math.nan) for k in ("poa_hat", "poa_window_median", "poa_window_p90")},
             "regime": doc.get("regime", ""),
         }
+    if "routing_regret" not in doc:  # legacy: its "poa_hat" was the routing regret (module docstring)
+        doc = {
+            **doc,
+            "poa_hat": math.nan,
+            "poa_by_stage": {},
+            "poa_window_median": math.nan,
+            "poa_window_p90": math.nan,
+            "poa_hat_lo": math.nan,
+            "poa_hat_hi": math.nan,
+            "routing_regret": doc["poa_hat"],
+            "routing_regret_lo": doc.get("poa_hat_lo", math.nan),
+            "routing_regret_hi": doc.get("poa_hat_hi", math.nan),
+            "regret_by_stage": doc["poa_by_stage"],
+        }
     return PointScore(
         PointMetrics(**doc["metrics"]),
         doc["poa_hat"],
@@ -89,6 +116,10 @@ def _point(doc: dict[str, Any]) -> PointScore:
         doc["regime"],
         doc.get("poa_hat_lo", float("nan")),
         doc.get("poa_hat_hi", float("nan")),
+        doc["routing_regret"],
+        doc.get("routing_regret_lo", math.nan),
+        doc.get("routing_regret_hi", math.nan),
+        dict(doc.get("regret_by_stage", {})),
     )
 
 
@@ -96,37 +127,58 @@ def points(t: FrozenTrial) -> tuple[PointScore, ...]:
     return tuple(_point(d) for d in json.loads(t.user_attrs.get(POINTS, "[]")))
 
 
+def is_legacy(t: FrozenTrial) -> bool:
+    """Recorded before PoA-hat was the measured-latency estimator: its first value is the routing regret."""
+    return ROUTING_REGRET not in t.user_attrs
+
+
 def read_result(t: FrozenTrial) -> TrialResult:
-    """The ``TrialResult`` a finished trial was recorded from."""
+    """The ``TrialResult`` a finished trial was recorded from (a legacy trial: see the module docstring)."""
     a = t.user_attrs
+    poa, _ = objective_intervals(t)
+    regret = regret_interval(t)
     return TrialResult(
         a[TOPOLOGY],
         a[GPUS],
         points(t),
         a.get("knee_concurrency"),
-        t.values[0],
+        poa.value,
         t.values[1],
         a["output_tok_s"],
         a["ttft_p99_ms"],
         a["itl_p99_ms"],
         dict(constraints(t)),
         json.loads(a.get(META, "{}")),
-        poa_objective_lo=a.get("poa_objective_lo", math.nan),
-        poa_objective_hi=a.get("poa_objective_hi", math.nan),
+        poa_objective_lo=poa.lo,
+        poa_objective_hi=poa.hi,
         tok_s_per_gpu_lo=a.get("tok_s_per_gpu_lo", math.nan),
         tok_s_per_gpu_hi=a.get("tok_s_per_gpu_hi", math.nan),
         operating_concurrency=a.get("operating_concurrency"),
+        routing_regret=regret.value,
+        routing_regret_lo=regret.lo,
+        routing_regret_hi=regret.hi,
     )
 
 
 def objective_intervals(t: FrozenTrial) -> tuple[Interval, Interval]:
-    """(PoA-hat, tok/s per GPU) of a completed trial with their confidence intervals."""
+    """(PoA-hat, tok/s per GPU) of a completed trial with their confidence intervals (PoA-hat NaN: legacy)."""
     a = t.user_attrs
     nan = math.nan
-    return (
-        Interval(t.values[0], a.get("poa_objective_lo", nan), a.get("poa_objective_hi", nan)),
-        Interval(t.values[1], a.get("tok_s_per_gpu_lo", nan), a.get("tok_s_per_gpu_hi", nan)),
+    poa = (
+        Interval(nan, nan, nan)
+        if is_legacy(t)
+        else Interval(t.values[0], a.get("poa_objective_lo", nan), a.get("poa_objective_hi", nan))
     )
+    return poa, Interval(t.values[1], a.get("tok_s_per_gpu_lo", nan), a.get("tok_s_per_gpu_hi", nan))
+
+
+def regret_interval(t: FrozenTrial) -> Interval:
+    """Routing regret of a completed trial at its operating point, with its confidence interval."""
+    a = t.user_attrs
+    nan = math.nan
+    if is_legacy(t):
+        return Interval(t.values[0], a.get("poa_objective_lo", nan), a.get("poa_objective_hi", nan))
+    return Interval(a[ROUTING_REGRET], a.get("routing_regret_lo", nan), a.get("routing_regret_hi", nan))
 
 
 def constraints(t: FrozenTrial) -> dict[str, float]:
@@ -148,7 +200,8 @@ def headline(t: FrozenTrial) -> dict[str, Any]:
     """The figures a recommendation quotes for a completed trial."""
     a = t.user_attrs
     return {
-        "poa_hat": t.values[0],
+        "poa_hat": objective_intervals(t)[0].value,
+        "routing_regret": regret_interval(t).value,
         "tok_s_per_gpu": t.values[1],
         "output_tok_s": a.get("output_tok_s"),
         "ttft_p99_ms": a.get("ttft_p99_ms"),
@@ -166,6 +219,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         ok = t.state == TrialState.COMPLETE
         a = t.user_attrs
+        nan3 = Interval(math.nan, math.nan, math.nan)
+        poa, regret = (objective_intervals(t)[0], regret_interval(t)) if ok else (nan3, nan3)
         rows.append(
             {
                 "number": t.number,
@@ -173,9 +228,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "topology": a.get(TOPOLOGY, ""),
                 "gpus": a.get(GPUS),
                 "baseline": a.get(BASELINE, ""),
-                "poa_hat": t.values[0] if ok else math.nan,
-                "poa_hat_lo": a.get("poa_objective_lo", math.nan) if ok else math.nan,
-                "poa_hat_hi": a.get("poa_objective_hi", math.nan) if ok else math.nan,
+                "poa_hat": poa.value,
+                "poa_hat_lo": poa.lo,
+                "poa_hat_hi": poa.hi,
+                "routing_regret": regret.value,
+                "routing_regret_lo": regret.lo,
+                "routing_regret_hi": regret.hi,
                 "tok_s_per_gpu": t.values[1] if ok else math.nan,
                 "tok_s_per_gpu_lo": a.get("tok_s_per_gpu_lo", math.nan) if ok else math.nan,
                 "tok_s_per_gpu_hi": a.get("tok_s_per_gpu_hi", math.nan) if ok else math.nan,
@@ -206,9 +264,9 @@ def trial_line(t: FrozenTrial, done: int, total: int) -> str:
     if t.state == TrialState.PRUNED:
         return f"trial #{t.number} {topo}: skipped (infeasible: {t.user_attrs.get(PRUNE_REASON, '')})"
     if t.state == TrialState.COMPLETE:
-        poa, tput = t.values
+        poa, regret, tput = objective_intervals(t)[0].value, regret_interval(t).value, t.values[1]
         return (
-            f"trial {done}/{total} {topo}: PoA-hat {poa:.3f}, {tput:.0f} tok/s/GPU, "
+            f"trial {done}/{total} {topo}: PoA-hat {poa:.3g} (routing regret {regret:.3f}), {tput:.0f} tok/s/GPU, "
             f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
             f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}"
         )

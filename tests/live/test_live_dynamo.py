@@ -16,6 +16,8 @@ from autotune.backends.dynamo_local import DynamoLocalBackend
 from autotune.dynamo.process import group_alive
 from autotune.errors import BackendError
 from autotune.metrics import summarize
+from autotune.perf import get_perf_model
+from autotune.scoring import score_point, step_timers
 from autotune.topology import parse_topology
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -70,6 +72,14 @@ def test_disaggregated_burst_routes_through_prefill_and_both_decoders(small_prof
     assert len(run.decisions["prefill"]) == len(run.decisions["decode"]) == 80
     m = summarize(run)
     assert m.requests == int(df["arrival_s"].between(m.steady_start_s, m.steady_end_s).sum()) >= 32
+    # both PoA estimators on live data (docs/live-poa.md): one prefill worker leaves no prefill choice
+    # to regret, while measured TTFT (frontend, transfer, first step) stays above the bare prefill
+    sc = score_point(
+        run, step_timers(get_perf_model("roofline", prof), parse_topology("1P4-2D4")), prof.engine.block_size
+    )
+    assert sc.regret_by_stage["prefill"] == pytest.approx(1.0)
+    assert sc.poa_hat > 1 and sc.poa_hat == sc.poa_by_stage["prefill"] and "decode" in sc.poa_by_stage
+    assert sc.poa_hat_lo <= sc.poa_hat <= sc.poa_hat_hi
 
 
 def test_adaptive_point_continues_its_stream_and_reports_intervals_and_why_it_stopped(small_profile) -> None:

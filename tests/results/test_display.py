@@ -51,16 +51,16 @@ def test_simulate_table_shows_every_headline_figure_with_its_interval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, _ = _simulate(["-p", str(_tiny(tmp_path)), "-c", "4", "-n", "60"], capsys)
-    for header in ("steady", "requests", "tok/s/GPU", "TTFT p99 ms", "ITL mean ms", "hit rate"):
+    for header in ("steady", "requests", "tok/s/GPU", "TTFT p99 ms", "ITL mean ms", "hit rate", "PoA-hat", "regret"):
         assert header in out, out
     assert "95 % confidence interval" in out
-    # one data row: C, steady, requests, then 9 figures, each "value" over "[lo, hi]"
+    # one data row: C, steady, requests, then 9 figures and the 2 PoA estimators, each "value" over "[lo, hi]"
     row = next(ln for ln in out.splitlines() if re.match(r"^│ +4 │", ln))
     cells = [c.strip() for c in row.strip("│").split("│")]
     assert cells[1] == "yes" and int(cells[2]) > 0
     below = out.splitlines()[out.splitlines().index(row) + 1]
     bounds = [c.strip() for c in below.strip("│").split("│")][3:]
-    assert len(bounds) == 9 and all(re.fullmatch(r"\[[\d,.]+, [\d,.]+\]", b) for b in bounds), below
+    assert len(bounds) == 11 and all(re.fullmatch(r"\[[\d,.]+, [\d,.]+\]", b) for b in bounds), below
 
 
 def test_simulate_json_keeps_raw_bounds_and_the_run_length(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,6 +70,7 @@ def test_simulate_json_keeps_raw_bounds_and_the_run_length(tmp_path: Path, capsy
     (p,) = data["points"]
     assert p["ttft_p99_ms_lo"] <= p["ttft_p99_ms"] <= p["ttft_p99_ms_hi"]
     assert p["output_tok_s_lo"] < p["output_tok_s"] < p["output_tok_s_hi"]
+    assert p["poa_hat_lo"] <= p["poa_hat"] <= p["poa_hat_hi"] and p["routing_regret_lo"] <= p["routing_regret_hi"]
     assert p["converged"] is True and p["requests_run"] >= 60 and p["steady"] is True
 
 
@@ -124,6 +125,10 @@ def _trial(number: int, poa: tuple[float, float, float], tput: tuple[float, floa
         "regime": "below",
         "poa_hat_lo": poa[1],
         "poa_hat_hi": poa[2],
+        "routing_regret": 1.0,
+        "routing_regret_lo": 0.99,
+        "routing_regret_hi": 1.01,
+        "regret_by_stage": {},
     }
     t = create_trial(
         state=TrialState.COMPLETE,
@@ -137,6 +142,9 @@ def _trial(number: int, poa: tuple[float, float, float], tput: tuple[float, floa
             "poa_objective_hi": poa[2],
             "tok_s_per_gpu_lo": tput[1],
             "tok_s_per_gpu_hi": tput[2],
+            "routing_regret": 1.0,
+            "routing_regret_lo": 0.99,
+            "routing_regret_hi": 1.01,
             "points": json.dumps([doc]),
         },
     )

@@ -116,7 +116,7 @@ def test_summary_and_report_say_how_sure(study_dir: Path) -> None:
     """The recommended figures and the baseline ratios carry intervals; report.md says how sure each claim is."""
     summary = json.loads((study_dir / "summary.json").read_text())
     assert summary["ci_level"] == 0.95
-    for name in ("poa_hat", "tok_s_per_gpu", "ttft_p99_ms"):
+    for name in ("poa_hat", "routing_regret", "tok_s_per_gpu", "ttft_p99_ms"):
         lo, hi = summary[f"{name}_ci"]
         assert lo <= summary[name] <= hi, name
     for name in ("poa_hat", "tok_s_per_gpu", "ttft_p99"):
@@ -127,7 +127,7 @@ def test_summary_and_report_say_how_sure(study_dir: Path) -> None:
     assert rec["baseline_comparison"]["tok_s_per_gpu_ratio_ci"] == summary["tok_s_per_gpu_ratio_ci"]
     report = (study_dir / "report.md").read_text()
     assert "95 % CI" in report and "docs/measurement.md" in report
-    assert re.search(r"PoA-hat [\d.]+ \[[\d.]+, [\d.]+\]", report)
+    assert re.search(r"PoA-hat [\d.]+ \[[\d.]+, [\d.]+\] \(routing regret [\d.]+ \[[\d.]+, [\d.]+\]", report)
     assert "tok_s_per_gpu [95 % CI]" in report  # the Pareto table shows intervals
 
 

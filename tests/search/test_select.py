@@ -36,14 +36,20 @@ def _add(
     omega: float = 1.0,
     rel: float = 0.02,
     shape: str = "",
+    regret: float | None = 1.0,
 ) -> int:
-    """One completed trial whose objectives carry ±``rel`` intervals; returns its number."""
+    """One completed trial whose objectives carry ±``rel`` intervals; returns its number.
+
+    ``regret`` None: a legacy trial (recorded before the measured PoA-hat; its first value is the regret).
+    """
     ci = {
         "poa_objective_lo": poa * (1 - rel),
         "poa_objective_hi": poa * (1 + rel),
         "tok_s_per_gpu_lo": tput * (1 - rel),
         "tok_s_per_gpu_hi": tput * (1 + rel),
     }
+    if regret is not None:
+        ci.update(routing_regret=regret, routing_regret_lo=regret * (1 - rel), routing_regret_hi=regret * (1 + rel))
     study.add_trial(
         optuna.trial.create_trial(
             values=[poa, tput],
@@ -71,9 +77,21 @@ def test_highest_throughput_wins_beyond_the_noise() -> None:
 
 def test_a_throughput_lead_inside_the_noise_goes_to_the_lower_poa_hat() -> None:
     s = _study()
-    b = _add(s, 1.2, 300.0)
-    _add(s, 2.0, 305.0)  # 305 ± 2 % overlaps 300 ± 2 %: no real lead
+    b = _add(s, 1.2, 300.0, regret=1.1)
+    _add(s, 2.0, 305.0, regret=1.0)  # 305 ± 2 % overlaps 300 ± 2 %: no real lead; the regret is not compared
     assert select(s).trial.number == b
+
+
+def test_a_study_with_legacy_trials_compares_on_the_routing_regret() -> None:
+    """A resumed study mixing trials from before the measured PoA-hat: every trial is compared on the
+    routing regret (the only figure all of them carry), never a regret against a PoA-hat."""
+    s = _study()
+    legacy = _add(s, 1.0, 300.0, regret=None)  # its first value is a routing regret
+    new = _add(s, 20.0, 302.0, regret=1.3)  # PoA-hat 20, regret 1.3: worse routing than the legacy trial
+    sel = select(s)
+    assert sel.trial.number == legacy
+    assert [t.number for t in sel.front] == [legacy]  # regret 1.0 vs 1.3 beyond the noise, throughput tied
+    assert trials.is_legacy(sel.trial) and not trials.is_legacy(s.trials[new])
 
 
 def test_router_variants_with_no_real_effect_are_one_row() -> None:

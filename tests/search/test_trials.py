@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -45,25 +46,54 @@ def _metrics(concurrency: int, scale: float) -> PointMetrics:
 
 def _result() -> TrialResult:
     points = (
-        PointScore(_metrics(16, 1.0), 1.0625, {"prefill": 1.125, "decode": 1.03125}, 1.05, 1.2, "below", 1.0, 1.125),
-        PointScore(_metrics(64, 2.0), 1.375, {"prefill": 1.5, "decode": 1.25}, 1.3, 1.6, "saturated", 1.25, 1.5),
+        PointScore(
+            _metrics(16, 1.0),
+            6.5,
+            {"prefill": 6.5, "decode": 1.5},
+            6.25,
+            8.0,
+            "below",
+            6.0,
+            7.0,
+            1.0625,
+            1.0,
+            1.125,
+            {"prefill": 1.0, "decode": 1.125},
+        ),
+        PointScore(
+            _metrics(64, 2.0),
+            80.5,
+            {"prefill": 80.5, "decode": 2.25},
+            70.0,
+            120.0,
+            "saturated",
+            75.0,
+            86.0,
+            1.375,
+            1.25,
+            1.5,
+            {"prefill": 1.0, "decode": 1.75},
+        ),
     )
     return TrialResult(
         topology="1xP(tp4)+2xD(tp2)",
         gpus=8,
         points=points,
         knee_concurrency=64,
-        poa_objective=1.375,
+        poa_objective=80.5,
         tok_s_per_gpu=1280.8125,
         output_tok_s=10246.5,
         ttft_p99_ms=621.5,
         itl_p99_ms=24.125,
         constraints={"ttft_p99": -0.25, "itl_p99": 0.5},
         meta={"seed": 7, "backend": "sim", "concurrency": [16, 64]},
-        poa_objective_lo=1.25,
-        poa_objective_hi=1.5,
+        poa_objective_lo=75.0,
+        poa_objective_hi=86.0,
         tok_s_per_gpu_lo=1200.5,
         tok_s_per_gpu_hi=1361.125,
+        routing_regret=1.375,
+        routing_regret_lo=1.25,
+        routing_regret_hi=1.5,
     )
 
 
@@ -99,7 +129,8 @@ def test_stored_trial_reads_the_same_everywhere(study: optuna.Study) -> None:
     assert trials.points(t) == res.points
     assert t.user_attrs[trials.GPUS] == 8 and t.user_attrs["slo_ok"] is False
     row = trials.trials_frame(study).iloc[0]
-    assert (row["topology"], row["poa_hat"], row["tok_s_per_gpu"]) == (res.topology, 1.375, 1280.8125)
+    assert (row["topology"], row["poa_hat"], row["tok_s_per_gpu"]) == (res.topology, 80.5, 1280.8125)
+    assert (row["routing_regret"], row["routing_regret_lo"], row["routing_regret_hi"]) == (1.375, 1.25, 1.5)
 
 
 def test_nan_fields_survive_as_nan(study: optuna.Study) -> None:
@@ -141,5 +172,43 @@ def test_a_point_stored_as_one_flat_row_reads_back() -> None:
         "poa_decode": 1.75,
     }
     p = trials._point(flat)
-    assert p.metrics == m and p.poa_hat == 1.5 and p.poa_by_stage == {"prefill": 1.25, "decode": 1.75}
-    assert p.regime == "below" and math.isnan(p.poa_hat_lo)
+    # a legacy point's "poa_hat" was what is now the routing regret; the measured PoA-hat is unknown
+    assert p.metrics == m and p.routing_regret == 1.5 and p.regret_by_stage == {"prefill": 1.25, "decode": 1.75}
+    assert p.regime == "below" and math.isnan(p.poa_hat) and p.poa_by_stage == {}
+    assert math.isnan(p.poa_hat_lo) and math.isnan(p.routing_regret_lo)
+
+
+def test_a_trial_recorded_before_the_measured_poa_hat_reads_back_as_routing_regret(study: optuna.Study) -> None:
+    """Legacy trials (no ``routing_regret`` attribute): their first value and every point's ``poa_hat`` were
+    the routing regret; they read back so, with PoA-hat NaN, in the result and in both tables."""
+    res = _result()
+    legacy_points = [
+        {
+            "metrics": p.metrics.as_dict(),
+            "poa_hat": p.routing_regret,
+            "poa_by_stage": p.regret_by_stage,
+            "poa_window_median": 1.0,
+            "poa_window_p90": 1.5,
+            "regime": p.regime,
+            "poa_hat_lo": p.routing_regret_lo,
+            "poa_hat_hi": p.routing_regret_hi,
+        }
+        for p in res.points
+    ]
+    old_scalars = [k for k in trials.SCALARS if not k.startswith("routing_regret")]
+    attrs = {k: getattr(res, k) for k in old_scalars}
+    attrs.update(poa_objective_lo=1.25, poa_objective_hi=1.5)  # the old objective was the regret
+    attrs.update({trials.TOPOLOGY: res.topology, trials.GPUS: res.gpus, trials.POINTS: json.dumps(legacy_points)})
+    study.add_trial(
+        optuna.trial.create_trial(values=[1.375, res.tok_s_per_gpu], user_attrs=attrs, constraints=res.constraints)
+    )
+    (frozen,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert trials.is_legacy(frozen)
+    back = trials.read_result(frozen)
+    assert math.isnan(back.poa_objective) and math.isnan(back.poa_objective_lo)
+    assert (back.routing_regret, back.routing_regret_lo, back.routing_regret_hi) == (1.375, 1.25, 1.5)
+    assert [p.routing_regret for p in back.points] == [1.0625, 1.375]
+    assert all(math.isnan(p.poa_hat) for p in back.points)
+    assert trials.headline(frozen)["routing_regret"] == 1.375 and math.isnan(trials.headline(frozen)["poa_hat"])
+    pts = trials.points_frame([frozen])
+    assert pts["poa_hat"].isna().all() and list(pts["routing_regret"]) == [1.0625, 1.375]

@@ -1,4 +1,4 @@
-"""PoA-hat on small hand-solved cost matrices, and on simulator decision logs."""
+"""The routing regret (today's PoA-hat before the measured estimator) on hand-solved cost matrices and sim logs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autotune.perf.mocker import MockerTimer
-from autotune.poa import poa_hat, window_costs
+from autotune.poa import routing_regret, window_costs
 from autotune.records import DecisionLog
 
 
@@ -64,12 +64,12 @@ def test_ratio_of_sums_over_windows() -> None:
         log.active_blocks.append((0, 0))
         log.active_requests.append((0, 0))
         log.logits.append((0.0, 0.0))
-    res = poa_hat({"prefill": log}, timers, 64, window=2)
+    res = routing_regret({"prefill": log}, timers, 64, window=2)
     t = MockerTimer().step_s(512, 0.0, 0, 0, 0.0)
     # window 1: ACT = OPT = 2t; window 2 stacked: ACT = t*1 + t*2 = 3t, OPT = 2t
     assert res.act_s == pytest.approx(5 * t)
     assert res.opt_s == pytest.approx(4 * t)
-    assert res.poa_hat == pytest.approx(5 / 4)
+    assert res.value == pytest.approx(5 / 4)
     assert res.windows == 2
     assert res.window_median == pytest.approx((1.0 + 1.5) / 2)
 
@@ -82,11 +82,11 @@ def test_sim_logs_give_finite_poa(paper_profile) -> None:
     dep = SimBackend().deploy(paper_profile, topo)
     run = dep.run_point(64, seed=3, requests=600)
     timers = [dep.perf.timer(tp) for _, tp in topo.worker_tps()]
-    sampled = poa_hat(run.decisions, timers, 64, time_range=run.window_s)
+    sampled = routing_regret(run.decisions, timers, 64, time_range=run.window_s)
     dep.set_router(parse_topology("4A4@tau=0,omega=1").router)
     run2 = dep.run_point(64, seed=3, requests=600)
-    greedy = poa_hat(run2.decisions, timers, 64, time_range=run2.window_s)
-    assert np.isfinite(sampled.poa_hat) and np.isfinite(greedy.poa_hat)
+    greedy = routing_regret(run2.decisions, timers, 64, time_range=run2.window_s)
+    assert np.isfinite(sampled.value) and np.isfinite(greedy.value)
     # softmax sampling at τ=1 spreads requests without regard to load: priced above Dynamo's argmin
-    assert sampled.poa_hat > greedy.poa_hat >= 1.0 - 1e-9
+    assert sampled.value > greedy.value >= 1.0 - 1e-9
     assert sampled.windows > 0 and sampled.window_p90 >= sampled.window_median
