@@ -41,7 +41,7 @@ def sweep(profile_name: str, grid: list[int] | None, router: str, seed: int) -> 
     timers = step_timers(get_perf_model("roofline", profile), topo)
     t0 = time.monotonic()
     points = []
-    with backends.create("sim").deploy(profile, topo) as dep:
+    with backends.create("sim").deploy(profile, topo, trial_id="bench-regimes") as dep:
         for c in concurrency:
             run = dep.run_point(c, seed=seed, requests=profile.measurement.start_requests(c))
             points.append(score_point(run, timers, profile.engine.block_size))
