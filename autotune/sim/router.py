@@ -1,6 +1,6 @@
 """Dynamo's KV router, as it scores and picks workers (dynamo.md §2).
 
-One internal meaning for every Dynamo version::
+One internal meaning for every Dynamo version (0.9's ``--kv-overlap-score-weight`` is the 1.0-1.2 ω)::
 
     logit_w = ω · max((active_prefill_tokens_w + ISL)/bs − credit · overlap_w, 0) + decode_term_w
 
@@ -10,7 +10,8 @@ argmin (ties: smallest radix tree, then random), τ > 0 samples ``p ∝ exp(−(
 
 Stages (disaggregated): the prefill router tracks no active blocks (decode_term = 0); the decode
 router forces ω = 0 and keeps τ. Where Dynamo 0.9.0 (the paper's) differs from 1.x, ``RouterRules``
-says so explicitly (measured on a real 0.9.0 frontend, dynamo.md §7).
+says so explicitly (measured on a real 0.9.0 frontend, dynamo.md §7): decode load under
+``assume_kv_reuse``, and random ties where 0.9.0 builds no overlap index.
 """
 
 from __future__ import annotations
