@@ -183,9 +183,8 @@ def score_sweep(
     """Regimes along the sweep, then the objectives and SLO margins at the profile's operating point."""
     reg = detect_regimes(
         concurrency,
-        [p.metrics.ttft_p99_ms for p in points],
-        [p.poa_hat for p in points],
-        ttft_intervals=[(p.metrics.ttft_p99_ms_lo, p.metrics.ttft_p99_ms_hi) for p in points],
+        [p.metrics.interval("ttft_p99_ms") for p in points],
+        [p.metrics.interval("output_tok_s") for p in points],
     )
     labelled = tuple(replace(p, regime=lab) for p, lab in zip(points, reg.labels, strict=True))
     op = _operating_indices(profile, concurrency, reg.labels, labelled)

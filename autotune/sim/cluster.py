@@ -23,7 +23,7 @@ from autotune.profile import Profile
 from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
 from autotune.sim.delivery import with_delivery_noise
 from autotune.sim.engine import Engine
-from autotune.sim.router import KvRouter, RouterState
+from autotune.sim.router import KvRouter, RouterRules, RouterState
 from autotune.sim.seq import Seq
 from autotune.topology import RouterSettings, Topology
 from autotune.workload import RequestStream
@@ -78,9 +78,12 @@ class ClusterSim:
         self.decode_pool = range(n_p, n_p + n_d)
         self.agg_pool = range(n_p + n_d, len(roles))
         self.caches = [e.kv for e in self.engines]
-        self.state = RouterState(len(self.engines))
         dyn = profile.dynamo
-        self.router = KvRouter(topology.router, self.bs, self.rng, dyn.busy_decode_blocks_frac, dyn.busy_prefill_tokens)
+        rules = RouterRules.for_version(dyn.version_tuple)
+        self.state = RouterState(len(self.engines), share_blocks=rules.decode_assumes_kv_reuse)
+        self.router = KvRouter(
+            topology.router, self.bs, self.rng, dyn.busy_decode_blocks_frac, dyn.busy_prefill_tokens, rules
+        )
         if topology.disaggregated:
             self.logs = {
                 "prefill": DecisionLog("prefill", list(self.prefill_pool)),
@@ -226,7 +229,7 @@ class ClusterSim:
             return
         d = got[0]
         seq.dworker = d
-        st.active_blocks[d] += -(-seq.isl // self.bs)
+        st.add_blocks(d, seq.hashes, -(-seq.isl // self.bs))
         st.active_requests[d] += 1
         same_node = self.nodes[p] == self.nodes[d]
         shard = seq.isl * self._kv_bytes / min(self.tps[p], self._kv_heads)  # ranks move their shards in parallel
@@ -246,8 +249,10 @@ class ClusterSim:
 
     def _on_complete(self, seq: Seq, now: float) -> None:
         st, d = self.state, seq.dworker
-        blocks = -(-seq.isl // self.bs) - (0 if self.topology.disaggregated else seq.overlap)
-        st.active_blocks[d] -= blocks
+        if self.topology.disaggregated:
+            st.remove_blocks(d, seq.hashes, -(-seq.isl // self.bs))
+        else:
+            st.active_blocks[d] -= -(-seq.isl // self.bs) - seq.overlap
         st.active_requests[d] -= 1
         self._pending -= 1
         if self._closed:

@@ -1,6 +1,6 @@
 """Dynamo's KV router, as it scores and picks workers (dynamo.md §2).
 
-One internal meaning for every Dynamo version::
+One internal meaning for every Dynamo version (0.9's ``--kv-overlap-score-weight`` is the 1.0-1.2 ω)::
 
     logit_w = ω · max((active_prefill_tokens_w + ISL)/bs − credit · overlap_w, 0) + decode_term_w
 
@@ -9,28 +9,101 @@ and it is the 1.3+ form with ``prefill_load_scale = ω``. The lowest logit wins;
 argmin (ties: smallest radix tree, then random), τ > 0 samples ``p ∝ exp(−(logit/(max−min))/τ)``.
 
 Stages (disaggregated): the prefill router tracks no active blocks (decode_term = 0); the decode
-router forces ω = 0, no KV reuse, no prefill tracking, i.e. pure decode-load balance.
+router forces ω = 0 and keeps τ. Where Dynamo 0.9.0 (the paper's) differs from 1.x, ``RouterRules``
+says so explicitly (measured on a real 0.9.0 frontend, dynamo.md §7): decode load under
+``assume_kv_reuse``, and random ties where 0.9.0 builds no overlap index.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections import Counter
+from dataclasses import dataclass
 
 from autotune.records import DecisionLog
 from autotune.sim.kvcache import KvCache
 from autotune.topology import RouterSettings
 
 
+@dataclass(frozen=True)
+class RouterRules:
+    """The router behaviours that differ between Dynamo versions (everything else is shared).
+
+    * ``decode_assumes_kv_reuse``: the decode stage counts a prompt block shared by several active
+      requests on a worker once, and a new request's blocks already active there as free. 0.9.0 keeps
+      ``assume_kv_reuse`` on for decode (45-48 % of decode logits off the plain count, 0 % with
+      ``--no-assume-kv-reuse``; dynamo.md §7); 1.x overrides it off for the decode stage (§2).
+    * ``index_only_where_used``: 0.9.0 builds no overlap index where it does not use one: in the
+      prefill stage at ω = 0 (all prefill workers tie, random) and in the decode stage (decode workers
+      publish no KV events). There it sees overlap 0 and no radix tree, so a tie is uniformly random
+      (dynamo.md §7). For 1.x the simulator keeps the smallest-radix-tree tie-break everywhere.
+    """
+
+    decode_assumes_kv_reuse: bool
+    index_only_where_used: bool
+
+    @classmethod
+    def for_version(cls, version: tuple[int, int]) -> RouterRules:
+        paper_era = version < (1, 0)
+        return cls(decode_assumes_kv_reuse=paper_era, index_only_where_used=paper_era)
+
+
 class RouterState:
-    """The router's own bookkeeping per worker (what Dynamo's sequence tracker knows)."""
+    """The router's own bookkeeping per worker (what Dynamo's sequence tracker knows).
 
-    __slots__ = ("active_prefill_tokens", "active_blocks", "active_requests")
+    With ``share_blocks`` (decode under ``assume_kv_reuse``) it keeps, per worker, the multiset of
+    active prompt-block hashes, and ``active_blocks`` counts a hash once however many requests hold it.
+    """
 
-    def __init__(self, n: int) -> None:
+    __slots__ = ("active_prefill_tokens", "active_blocks", "active_requests", "share_blocks", "active_hashes")
+
+    def __init__(self, n: int, share_blocks: bool = False) -> None:
         self.active_prefill_tokens = [0] * n
         self.active_blocks = [0] * n
         self.active_requests = [0] * n
+        self.share_blocks = share_blocks
+        self.active_hashes: list[Counter[int]] = [Counter() for _ in range(n)]
+
+    def shared_blocks(self, w: int, hashes: tuple[int, ...]) -> int:
+        """Leading blocks of ``hashes`` already active on ``w`` (hashes chain, so the shared part is a prefix)."""
+        if not self.share_blocks:
+            return 0
+        active = self.active_hashes[w]
+        n = 0
+        for h in hashes:
+            if h not in active:
+                break
+            n += 1
+        return n
+
+    def add_blocks(self, w: int, hashes: tuple[int, ...], blocks: int) -> None:
+        """A request of ``blocks`` prompt blocks (``hashes`` for its full ones) becomes active on ``w``."""
+        if not self.share_blocks:
+            self.active_blocks[w] += blocks
+            return
+        active = self.active_hashes[w]
+        new = blocks - len(hashes)  # the partial last block is the request's own
+        for h in hashes:
+            if not active[h]:
+                new += 1
+            active[h] += 1
+        self.active_blocks[w] += new
+
+    def remove_blocks(self, w: int, hashes: tuple[int, ...], blocks: int) -> None:
+        if not self.share_blocks:
+            self.active_blocks[w] -= blocks
+            return
+        active = self.active_hashes[w]
+        gone = blocks - len(hashes)
+        for h in hashes:
+            c = active[h] - 1
+            if c:
+                active[h] = c
+            else:
+                del active[h]
+                gone += 1
+        self.active_blocks[w] -= gone
 
 
 class KvRouter:
@@ -41,8 +114,10 @@ class KvRouter:
         rng: random.Random,
         busy_blocks_frac: float | None = None,
         busy_prefill_tokens: int | None = None,
+        rules: RouterRules = RouterRules(decode_assumes_kv_reuse=False, index_only_where_used=False),
     ) -> None:
         self.settings = settings
+        self.rules = rules
         self.bs = block_size
         self.rng = rng
         self.busy_blocks_frac = busy_blocks_frac
@@ -68,12 +143,15 @@ class KvRouter:
         apt, ab = state.active_prefill_tokens, state.active_blocks
         if stage == "decode":
             omega, credit = 0.0, 0.0
-            overlaps = [0] * len(candidates)
         else:
             omega, credit = s.overlap_weight, s.effective_credit
+        no_index = self.rules.index_only_where_used and (stage == "decode" or (stage == "prefill" and not omega))
+        if stage == "decode" or no_index:
+            overlaps = [0] * len(candidates)
+        else:
             overlaps = [caches[w].match(hashes) for w in candidates]
-        if stage == "decode":
-            logits: list[float] = [ab[w] + req_blocks for w in candidates]
+        if stage == "decode":  # state.shared_blocks is 0 unless the version assumes KV reuse in decode
+            logits: list[float] = [ab[w] + req_blocks - state.shared_blocks(w, hashes) for w in candidates]
         elif stage == "prefill":
             logits = (
                 [
@@ -98,7 +176,7 @@ class KvRouter:
                 if log is not None:
                     self._log(log, now, rid, -1, candidates, isl, osl, overlaps, state, logits)
                 return None
-        pick = self._pick(pool, logits, candidates, caches, s.temperature)
+        pick = self._pick(pool, logits, candidates, None if no_index else caches, s.temperature)
         if log is not None:
             self._log(log, now, rid, pick, candidates, isl, osl, overlaps, state, logits)
         return candidates[pick], overlaps[pick]
@@ -113,9 +191,11 @@ class KvRouter:
         pool: list[int],
         logits: list[float],
         candidates: list[int] | range,
-        caches: list[KvCache],
+        caches: list[KvCache] | None,
         temperature: float,
     ) -> int:
+        """τ > 0: softmax over span-normalised logits; τ = 0: argmin, ties to the smallest radix tree
+        (``caches`` None: no tree was built, so every tie is uniformly random), then random."""
         if len(pool) == 1:
             return pool[0]
         if temperature > 0:
@@ -134,7 +214,7 @@ class KvRouter:
             return pool[-1]
         best = min(logits[i] for i in pool)
         ties = [i for i in pool if logits[i] - best <= 1e-9]
-        if len(ties) > 1:
+        if len(ties) > 1 and caches is not None:
             smallest = min(caches[candidates[i]].cached_blocks for i in ties)
             ties = [i for i in ties if caches[candidates[i]].cached_blocks == smallest]
         return ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
