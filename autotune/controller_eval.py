@@ -12,8 +12,9 @@
 * Sensitivity: θ1, θ2, EWMA α and dwell one at a time, the outcome (TTFT P99 and output tok/s over
   the overload phases, adaptive/static) with its interval over seeds, switches and detector errors.
 
-When every preset is Dynamo's default the controller cannot change a run, so its decisions are
-replayed on the static runs (``spike.replay``) instead of simulating the same runs again.
+When every preset is Dynamo's default the controller cannot change a run, so the static runs carry
+the controller (and every sensitivity variant) as watchers (``spike.Watchers``) instead of
+simulating the same runs again per setting.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from autotune.spike import (
     measure_capacity,
     phase_rows,
     plan_load,
-    replay,
     run_policy,
     scaled,
 )
@@ -65,7 +65,7 @@ class SpikeReport:
 
     plan: LoadPlan
     settings: ControllerSettings  # as run: on the experiment's clock (``spike.scaled``)
-    replayed: bool  # every preset is the default: adaptive runs are the static runs, decisions replayed
+    replayed: bool  # every preset is the default: the adaptive runs are the static runs, the controller watching
     seeds: tuple[int, ...]
     per_seed: pd.DataFrame  # policy × seed × phase
     phases: pd.DataFrame  # policy × phase: figures with intervals over seeds
@@ -79,25 +79,30 @@ class SpikeReport:
 
 
 class _Runner:
-    """Runs a schedule for a seed, reusing the static run (and replaying the controller) where it can."""
+    """Runs a schedule for a seed; with every preset the default, one static run carries every controller
+    setting as a watcher and stands for all the adaptive runs."""
 
-    def __init__(self, profile: Profile, topology: Topology, plan: LoadPlan, replayed: bool) -> None:
+    def __init__(
+        self, profile: Profile, topology: Topology, plan: LoadPlan, replayed: bool, settings: list[ControllerSettings]
+    ) -> None:
         self.profile, self.topology, self.plan, self.replayed = profile, topology, plan, replayed
+        self.settings = settings  # every setting the experiment will ask for (watched when replayed)
         self._static: dict[tuple[str, int], PolicyRun] = {}
         self._adaptive: dict[tuple[str, int, str], PolicyRun] = {}
 
     def static(self, name: str, phases: tuple[Phase, ...], seed: int) -> PolicyRun:
         key = (name, seed)
         if key not in self._static:
+            watch = self.settings if self.replayed else []
             self._static[key] = run_policy(
-                self.profile, self.topology, self.plan, phases, seed=seed, router=DEFAULT_ROUTER
+                self.profile, self.topology, self.plan, phases, seed=seed, router=DEFAULT_ROUTER, watchers=watch
             )
         return self._static[key]
 
     def adaptive(self, name: str, phases: tuple[Phase, ...], seed: int, s: ControllerSettings) -> PolicyRun:
         if self.replayed:
             st = self.static(name, phases, seed)
-            return PolicyRun("adaptive", seed, st.run, replay(s, st.run.requests))
+            return PolicyRun("adaptive", seed, st.run, st.watched[self.settings.index(s)])
         key = (name, seed, repr(s))
         if key not in self._adaptive:
             self._adaptive[key] = run_policy(
@@ -162,7 +167,8 @@ def evaluate_controller(
     plan = plan_load(profile, result, capacity, source, spec)
     run_s = scaled(settings, plan.phase_s)
     replayed = all(p == DEFAULT_ROUTER for p in settings.presets.values())
-    runner = _Runner(profile, topology, plan, replayed)
+    variants = sensitivity_variants(run_s) if sensitivity else [("centre", math.nan, run_s)]
+    runner = _Runner(profile, topology, plan, replayed, [v for _, _, v in variants])
     seeds = tuple(seed + i for i in range(spec.seeds))
     timers = step_timers(get_perf_model("roofline", profile), topology)
     knee_x = plan.below_knee_rps / plan.capacity_rps
@@ -202,7 +208,7 @@ def evaluate_controller(
     summary, effect = _summaries(per, level)
     detf = pd.DataFrame(det)
     trf = pd.DataFrame(trans, columns=TRANSIENT_COLUMNS)
-    sens = _sensitivity(runner, plan, run_s, seeds[: spec.sensitivity_seeds], level) if sensitivity else None
+    sens = _sensitivity(runner, plan, variants, seeds[: spec.sensitivity_seeds], level) if sensitivity else None
     return SpikeReport(
         plan,
         run_s,
@@ -221,11 +227,15 @@ def evaluate_controller(
 
 
 def _sensitivity(
-    runner: _Runner, plan: LoadPlan, centre: ControllerSettings, seeds: Sequence[int], level: float
+    runner: _Runner,
+    plan: LoadPlan,
+    variants: list[tuple[str, float, ControllerSettings]],
+    seeds: Sequence[int],
+    level: float,
 ) -> pd.DataFrame:
     knee_x = plan.below_knee_rps / plan.capacity_rps
     rows = []
-    for param, value, s in sensitivity_variants(centre):
+    for param, value, s in variants:
         a_p99, s_p99, a_tok, s_tok, fps, missed, eps, sw = [], [], [], [], 0, 0, 0, []
         for sd in seeds:
             ad = runner.adaptive("spike", plan.spike, sd, s)

@@ -19,10 +19,10 @@ has at a phase of minutes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 
 from autotune.backends.sim import SimBackend
 from autotune.controller import AdaptiveController, ControllerSettings
@@ -157,6 +157,28 @@ class PolicyRun:
     seed: int
     run: PointRun
     history: tuple[tuple[float, float, str], ...]  # controller (time, EWMA ms, regime) per update; () static
+    watched: tuple[tuple[tuple[float, float, str], ...], ...] = ()  # the watchers' histories, in order
+
+
+class Watchers:
+    """Controllers that watch a run without steering it: each sees every update's TTFTs, none sets the router.
+
+    When every preset is the run's router a controller cannot change the run, so its decisions on a
+    watched run are exactly its decisions in the loop; one run then serves any number of settings
+    (the sensitivity study) that share an update interval.
+    """
+
+    def __init__(self, settings: Sequence[ControllerSettings]) -> None:
+        intervals = {s.interval_s for s in settings}
+        if len(intervals) != 1:
+            raise ValueError(f"watchers need one update interval, got {sorted(intervals)}")
+        self.interval_s = intervals.pop()
+        self.controllers = [AdaptiveController(s) for s in settings]
+
+    def update(self, now_s: float, ttft_s: list[float]) -> RouterSettings | None:
+        for c in self.controllers:
+            c.update(now_s, ttft_s)
+        return None
 
 
 def run_policy(
@@ -168,33 +190,19 @@ def run_policy(
     seed: int,
     router: RouterSettings,
     controller: ControllerSettings | None = None,
+    watchers: Sequence[ControllerSettings] = (),
 ) -> PolicyRun:
-    """The schedule through the simulator with a fixed router, or with the controller in the loop."""
+    """The schedule through the simulator with a fixed router (``watchers`` looking on), or with the
+    controller in the loop."""
     dep = SimBackend().deploy(profile, topology.with_router(router))
     ctrl = AdaptiveController(controller) if controller is not None else None
-    run = dep.run_point(-1, seed=seed, requests=plan.requests(phases), controller=ctrl, schedule=plan.schedule(phases))
+    watch = Watchers(watchers) if watchers and ctrl is None else None
+    run = dep.run_point(
+        -1, seed=seed, requests=plan.requests(phases), controller=ctrl or watch, schedule=plan.schedule(phases)
+    )
     history = tuple(ctrl.history) if ctrl is not None else ()
-    return PolicyRun("adaptive" if ctrl is not None else "static", seed, run, history)
-
-
-def replay(settings: ControllerSettings, requests: pd.DataFrame) -> tuple[tuple[float, float, str], ...]:
-    """The controller's decisions on a run it did not steer: each update at ``k × interval`` sees the TTFTs
-    whose first token came since the previous one, as in the simulator. When every preset is the run's
-    router the controller cannot change the run, so this is exactly the run with the controller in the loop."""
-    ok = requests[requests["first_token_s"].notna() & np.isfinite(requests["first_token_s"].to_numpy(dtype=float))]
-    first = ok["first_token_s"].to_numpy(dtype=float)
-    ttft = first - ok["arrival_s"].to_numpy(dtype=float)
-    order = np.argsort(first, kind="stable")
-    first, ttft = first[order], ttft[order]
-    end = float(np.nanmax(requests["completion_s"].to_numpy(dtype=float))) if len(requests) else 0.0
-    ctrl = AdaptiveController(settings)
-    k, lo = 1, 0
-    while k * settings.interval_s <= end:
-        t = k * settings.interval_s
-        hi = int(np.searchsorted(first, t, side="right"))
-        ctrl.update(t, ttft[lo:hi].tolist())
-        lo, k = hi, k + 1
-    return tuple(ctrl.history)
+    watched = tuple(tuple(c.history) for c in watch.controllers) if watch is not None else ()
+    return PolicyRun("adaptive" if ctrl is not None else "static", seed, run, history, watched)
 
 
 def phase_rows(

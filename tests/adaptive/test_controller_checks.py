@@ -68,9 +68,7 @@ def test_episodes_merge_adjacent_overloaded_phases() -> None:
 def test_false_negative_is_an_overload_longer_than_the_dwell_never_flagged() -> None:
     eps = episodes(PHASES)
     seen = detections(_history({24: SATURATED}), eps, dwell_s=3)
-    assert seen == [
-        {"episode_start_s": 20, "episode_end_s": 40, "detected": True, "delay_s": 4, "missed": False}
-    ]
+    assert seen == [{"episode_start_s": 20, "episode_end_s": 40, "detected": True, "delay_s": 4, "missed": False}]
     never = detections(_history({24: TRANSITION}), eps, dwell_s=3)
     assert never[0]["missed"] and not never[0]["detected"] and math.isnan(never[0]["delay_s"])
     # an episode shorter than the dwell cannot be demanded of the controller
@@ -82,7 +80,14 @@ def test_false_negative_is_an_overload_longer_than_the_dwell_never_flagged() -> 
 def test_detector_summary_rates_over_seeds() -> None:
     det = pd.DataFrame(
         [
-            {"schedule": "calm", "seed": s, "false_positives": fp, "episodes": 0, "missed": 0, "detection_delay_s": math.nan}
+            {
+                "schedule": "calm",
+                "seed": s,
+                "false_positives": fp,
+                "episodes": 0,
+                "missed": 0,
+                "detection_delay_s": math.nan,
+            }
             for s, fp in ((0, 0), (1, 2), (2, 0), (3, 0))
         ]
         + [
