@@ -18,7 +18,9 @@ from autotune.controller_checks import (
     sensitivity_variants,
     transients,
 )
+from autotune.errors import ProfileError
 from autotune.presets import choose_preset
+from autotune.profile import profile_from_dict
 from autotune.regimes import BELOW, SATURATED, TRANSITION
 from autotune.seeds import excludes_one, mean_interval, paired_ratio, proportion_interval
 from autotune.spike import Phase
@@ -194,3 +196,18 @@ def test_over_seed_statistics() -> None:
     assert same.value == 1.0 and not excludes_one(same)  # identical runs: no difference, ±1 % floor
     p = proportion_interval(0, 3, 0.95)
     assert p.value == 0 and p.lo == 0 and p.hi == pytest.approx(1 - 0.025 ** (1 / 3))
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [({"seeds": 1}, "controller_eval.seeds"), ({"overload_x": 0.9}, "controller_eval.overload_x")],
+)
+def test_bad_controller_eval_names_its_field(section: dict[str, float], field: str) -> None:
+    base = {
+        "name": "x",
+        "cluster": {"nodes": 1, "gpu": "H100", "gpus_per_node": 8},
+        "model": {"name": "Llama-3.1-8B", "weight_dtype": "bf16", "kv_dtype": "bf16"},
+    }
+    with pytest.raises(ProfileError) as err:
+        profile_from_dict({**base, "controller_eval": section}, "p.yaml")
+    assert err.value.path == field
