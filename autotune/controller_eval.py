@@ -52,6 +52,7 @@ from autotune.spike import (
     measure_capacity,
     phase_rows,
     plan_load,
+    routers,
     run_policy,
     scaled,
 )
@@ -76,39 +77,59 @@ class SpikeReport:
     transients: pd.DataFrame  # per switch
     transient_summary: pd.DataFrame  # per switch kind: after / static with its interval
     sensitivity: pd.DataFrame | None
+    adaptive_runs: int = 0  # adaptive runs the experiment asked for
+    adaptive_runs_simulated: int = 0  # of which simulated: the rest were provably a run already made
 
 
 class _Runner:
-    """Runs a schedule for a seed; with every preset the default, one static run carries every controller
-    setting as a watcher and stands for all the adaptive runs."""
+    """Runs a schedule for a seed, simulating an adaptive run only when no run made already is provably it.
+
+    Every run carries every controller setting of the experiment as a watcher (``spike.Watchers``). An
+    adaptive run for a setting is the static run when, watching it, the setting never sets a router
+    other than the static one; else it is the centre setting's adaptive run when, watching that, it sets
+    the same routers as the centre did; else it is simulated.
+    """
 
     def __init__(
-        self, profile: Profile, topology: Topology, plan: LoadPlan, replayed: bool, settings: list[ControllerSettings]
+        self, profile: Profile, topology: Topology, plan: LoadPlan, settings: list[ControllerSettings]
     ) -> None:
-        self.profile, self.topology, self.plan, self.replayed = profile, topology, plan, replayed
-        self.settings = settings  # every setting the experiment will ask for (watched when replayed)
-        self._static: dict[tuple[str, int], PolicyRun] = {}
-        self._adaptive: dict[tuple[str, int, str], PolicyRun] = {}
+        self.profile, self.topology, self.plan = profile, topology, plan
+        self.settings = settings  # every setting the experiment will ask for; the first is the centre
+        self._runs: dict[tuple[str, int, int], PolicyRun] = {}  # (schedule, seed, setting index or -1 static)
+        self.simulated = 0  # adaptive runs that needed a simulation of their own
+        self.asked = 0
+
+    def _run(self, name: str, phases: tuple[Phase, ...], seed: int, i: int) -> PolicyRun:
+        key = (name, seed, i)
+        if key not in self._runs:
+            s = self.settings[i] if i >= 0 else None
+            self._runs[key] = run_policy(
+                self.profile,
+                self.topology,
+                self.plan,
+                phases,
+                seed=seed,
+                router=s.presets[BELOW] if s is not None else DEFAULT_ROUTER,
+                controller=s,
+                watchers=self.settings,
+            )
+            self.simulated += i >= 0
+        return self._runs[key]
 
     def static(self, name: str, phases: tuple[Phase, ...], seed: int) -> PolicyRun:
-        key = (name, seed)
-        if key not in self._static:
-            watch = self.settings if self.replayed else []
-            self._static[key] = run_policy(
-                self.profile, self.topology, self.plan, phases, seed=seed, router=DEFAULT_ROUTER, watchers=watch
-            )
-        return self._static[key]
+        return self._run(name, phases, seed, -1)
 
     def adaptive(self, name: str, phases: tuple[Phase, ...], seed: int, s: ControllerSettings) -> PolicyRun:
-        if self.replayed:
-            st = self.static(name, phases, seed)
-            return PolicyRun("adaptive", seed, st.run, st.watched[self.settings.index(s)])
-        key = (name, seed, repr(s))
-        if key not in self._adaptive:
-            self._adaptive[key] = run_policy(
-                self.profile, self.topology, self.plan, phases, seed=seed, router=s.presets[BELOW], controller=s
-            )
-        return self._adaptive[key]
+        self.asked += 1
+        i = self.settings.index(s)
+        st = self.static(name, phases, seed)
+        if all(r == DEFAULT_ROUTER for r in routers(s, st.watched[i])):
+            return PolicyRun("adaptive", seed, st.run, st.watched[i])
+        if i > 0:
+            centre = self._run(name, phases, seed, 0)
+            if routers(s, centre.watched[i]) == routers(self.settings[0], centre.history):
+                return PolicyRun("adaptive", seed, centre.run, centre.watched[i])
+        return self._run(name, phases, seed, i)
 
 
 def _summaries(per_seed: pd.DataFrame, level: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -168,7 +189,7 @@ def evaluate_controller(
     run_s = scaled(settings, plan.phase_s)
     replayed = all(p == DEFAULT_ROUTER for p in settings.presets.values())
     variants = sensitivity_variants(run_s) if sensitivity else [("centre", math.nan, run_s)]
-    runner = _Runner(profile, topology, plan, replayed, [v for _, _, v in variants])
+    runner = _Runner(profile, topology, plan, [v for _, _, v in variants])
     seeds = tuple(seed + i for i in range(spec.seeds))
     timers = step_timers(get_perf_model("roofline", profile), topology)
     knee_x = plan.below_knee_rps / plan.capacity_rps
@@ -181,7 +202,7 @@ def evaluate_controller(
         st_rows = phase_rows(st, plan.spike, timers, profile.engine.block_size)
         ad_rows = (
             [r | {"policy": "adaptive"} for r in st_rows]
-            if replayed
+            if ad.run is st.run
             else phase_rows(ad, plan.spike, timers, profile.engine.block_size)
         )
         per_seed += st_rows + ad_rows
@@ -223,6 +244,8 @@ def evaluate_controller(
         trf,
         transient_summary(trf, level),
         sens,
+        runner.asked,
+        runner.simulated,
     )
 
 

@@ -32,7 +32,7 @@ from autotune.perf import StepTimer
 from autotune.poa import poa_hat
 from autotune.profile import Profile
 from autotune.records import PointRun
-from autotune.regimes import SATURATED
+from autotune.regimes import BELOW, SATURATED
 from autotune.scoring import TrialResult
 from autotune.topology import RouterSettings, Topology
 from autotune.workload import ArrivalSchedule, RateSegment, mean_length
@@ -161,24 +161,34 @@ class PolicyRun:
 
 
 class Watchers:
-    """Controllers that watch a run without steering it: each sees every update's TTFTs, none sets the router.
+    """Controllers that watch a run: each sees every update's TTFTs; only ``steer`` (if any) sets the router.
 
-    When every preset is the run's router a controller cannot change the run, so its decisions on a
-    watched run are exactly its decisions in the loop; one run then serves any number of settings
-    (the sensitivity study) that share an update interval.
+    A watcher's decisions are its decisions in the loop for as long as they would have set the same
+    router as the run had: the run up to that moment is the run it would have steered. So one run
+    serves every setting (the sensitivity study, sharing an update interval) whose routers never
+    depart from the run's, and only the others need a run of their own (``routers``).
     """
 
-    def __init__(self, settings: Sequence[ControllerSettings]) -> None:
-        intervals = {s.interval_s for s in settings}
+    def __init__(self, settings: Sequence[ControllerSettings], steer: ControllerSettings | None = None) -> None:
+        intervals = {s.interval_s for s in settings} | ({steer.interval_s} if steer is not None else set())
         if len(intervals) != 1:
             raise ValueError(f"watchers need one update interval, got {sorted(intervals)}")
         self.interval_s = intervals.pop()
         self.controllers = [AdaptiveController(s) for s in settings]
+        self.steer = AdaptiveController(steer) if steer is not None else None
 
     def update(self, now_s: float, ttft_s: list[float]) -> RouterSettings | None:
         for c in self.controllers:
             c.update(now_s, ttft_s)
-        return None
+        return self.steer.update(now_s, ttft_s) if self.steer is not None else None
+
+
+History = tuple[tuple[float, float, str], ...]
+
+
+def routers(settings: ControllerSettings, history: History) -> tuple[RouterSettings, ...]:
+    """The router a controller sets at each update (its first one, before any update, is the BELOW preset)."""
+    return (settings.presets[BELOW],) + tuple(settings.presets[r] for _, _, r in history)
 
 
 def run_policy(
@@ -192,17 +202,14 @@ def run_policy(
     controller: ControllerSettings | None = None,
     watchers: Sequence[ControllerSettings] = (),
 ) -> PolicyRun:
-    """The schedule through the simulator with a fixed router (``watchers`` looking on), or with the
-    controller in the loop."""
+    """The schedule through the simulator with a fixed router, or with ``controller`` in the loop; either
+    way with ``watchers`` looking on."""
     dep = SimBackend().deploy(profile, topology.with_router(router))
-    ctrl = AdaptiveController(controller) if controller is not None else None
-    watch = Watchers(watchers) if watchers and ctrl is None else None
-    run = dep.run_point(
-        -1, seed=seed, requests=plan.requests(phases), controller=ctrl or watch, schedule=plan.schedule(phases)
-    )
-    history = tuple(ctrl.history) if ctrl is not None else ()
+    watch = Watchers(watchers, steer=controller) if watchers or controller is not None else None
+    run = dep.run_point(-1, seed=seed, requests=plan.requests(phases), controller=watch, schedule=plan.schedule(phases))
+    history = tuple(watch.steer.history) if watch is not None and watch.steer is not None else ()
     watched = tuple(tuple(c.history) for c in watch.controllers) if watch is not None else ()
-    return PolicyRun("adaptive" if ctrl is not None else "static", seed, run, history, watched)
+    return PolicyRun("adaptive" if controller is not None else "static", seed, run, history, watched)
 
 
 def phase_rows(

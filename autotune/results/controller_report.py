@@ -78,10 +78,12 @@ def controller_section(e: ControllerExperiment, title: str, level: str) -> list[
         f"Load plan: capacity {_f(p.capacity_rps)} req/s ({p.capacity_source}), below-knee load "
         f"{_f(p.below_knee_rps)} req/s, phases of {_f(p.phase_s)} s = {p.phase_s / p.mean_e2e_s:.1f}× the mean "
         f"E2E below the knee ({_f(p.mean_e2e_s)} s); {len(s.seeds)} seeds; controller on the experiment's clock: "
-        f"update every {_f(rs.interval_s)} s, dwell {_f(rs.dwell_s)} s."
+        f"update every {_f(rs.interval_s)} s, dwell {_f(rs.dwell_s)} s. Adaptive runs simulated: "
+        f"{s.adaptive_runs_simulated} of {s.adaptive_runs}; the others set the same routers as a run already made "
+        "(watching it), so they are that run."
         + (
-            " Every preset is the default, so the controller cannot change a run: its decisions are replayed on "
-            "the static runs and the two policies' figures are identical by construction."
+            " Every preset is the default, so the controller cannot change a run and the two policies' figures "
+            "are identical by construction."
             if s.replayed
             else ""
         ),

@@ -17,7 +17,7 @@ from autotune.controller_eval import evaluate_controller
 from autotune.profile import Profile, profile_from_dict
 from autotune.regimes import BELOW, SATURATED, TRANSITION
 from autotune.search.evaluate import evaluate_topology
-from autotune.spike import measure_capacity, plan_load, run_policy, scaled
+from autotune.spike import measure_capacity, plan_load, routers, run_policy, scaled
 from autotune.topology import DEFAULT_ROUTER, RouterSettings, parse_topology
 
 SMALL: dict[str, Any] = {
@@ -68,6 +68,23 @@ def test_a_watching_controller_decides_as_in_the_loop(small: Profile, sweep: Any
     assert watched.watched[1] != watched.watched[0]  # each watcher keeps its own state
 
 
+def test_a_watcher_that_sets_the_same_routers_is_the_run(small: Profile, sweep: Any) -> None:
+    """Under a steering controller, a watcher whose routers never depart from the steering ones decides as it
+    would have in the loop: the run it watched is its run."""
+    cap, src = measure_capacity(small, TOPO, sweep, seed=0)
+    plan = plan_load(small, sweep, cap, src, small.controller_eval)
+    lb = RouterSettings(temperature=1.0, overlap_weight=0.0)
+    presets = {BELOW: DEFAULT_ROUTER, TRANSITION: DEFAULT_ROUTER, SATURATED: lb}
+    s = scaled(ControllerSettings(sweep.points[0].metrics.ttft_p99_ms, 2.0, 5.0, presets=presets), plan.phase_s)
+    same = dataclasses.replace(s, theta2_x=s.theta2_x * 1.0001)  # no EWMA falls in that sliver: same decisions
+    centre = run_policy(small, TOPO, plan, plan.spike, seed=2, router=DEFAULT_ROUTER, controller=s, watchers=[s, same])
+    assert centre.run.router_changes  # it did steer
+    assert routers(same, centre.watched[1]) == routers(s, centre.history)
+    alone = run_policy(small, TOPO, plan, plan.spike, seed=2, router=DEFAULT_ROUTER, controller=same)
+    assert alone.history == centre.watched[1]
+    pd.testing.assert_frame_equal(alone.run.requests, centre.run.requests)
+
+
 @pytest.mark.slow
 def test_experiment_saturates_and_reports_over_seeds(small: Profile, sweep: Any) -> None:
     e = controller_experiment(small, TOPO, sweep, seed=0, sensitivity=True)
@@ -104,6 +121,7 @@ def test_a_non_default_preset_runs_the_controller_in_the_loop(small: Profile, sw
     s = dataclasses.replace(base, presets={BELOW: DEFAULT_ROUTER, TRANSITION: DEFAULT_ROUTER, SATURATED: lb})
     rep = evaluate_controller(small, TOPO, s, sweep, seed=0, sensitivity=False)
     assert not rep.replayed and rep.sensitivity is None
+    assert 1 <= rep.adaptive_runs_simulated <= rep.adaptive_runs == 6  # spike and calm per seed
     to_sat = rep.transients[rep.transients["switch"].str.endswith(f"->{SATURATED}")]
     assert len(to_sat) >= 1 and to_sat["static_ttft_p99_after_ms"].map(math.isfinite).all()
     a = rep.per_seed[rep.per_seed["policy"] == "adaptive"].reset_index(drop=True)
