@@ -32,7 +32,14 @@ def finish(
     requests = profile.search.requests_per_point
     topo = parse_topology(chosen.user_attrs[trials.TOPOLOGY])
     log.info("recommended %s; deriving controller settings by simulation", topo)
-    rec = controller_experiment(profile, topo, trials.read_result(chosen), seed=profile.seed, requests=requests)
+    rec = controller_experiment(
+        profile,
+        topo,
+        trials.read_result(chosen),
+        seed=profile.seed,
+        requests=requests,
+        sensitivity=profile.controller_eval.sensitivity,
+    )
     bases = baseline_trials(study)
     base = None
     if bases and bases[0].user_attrs[trials.TOPOLOGY] != chosen.user_attrs[trials.TOPOLOGY]:
@@ -47,13 +54,10 @@ def finish(
         sel.front,
         sel.slo_met,
         bases[0] if bases else None,
-        rec.settings,
-        rec.grids,
-        rec.spike,
+        rec,
         backend,
         prediction,
-        base.settings if base else None,
-        base.spike if base else None,
+        base,
     )
     return write_results(out, outcome)
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from autotune import catalog
+from autotune.controller_spec import ControllerEvalSpec
 from autotune.errors import InputError, ProfileError
 from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections are part of the profile API
     DTYPE_BYTES,
@@ -78,6 +79,7 @@ class Profile(_Strict):
     measurement: MeasurementSpec = MeasurementSpec()
     slo: SloSpec = SloSpec()
     search: SearchSpace = SearchSpace(operating_point="grid")
+    controller_eval: ControllerEvalSpec = ControllerEvalSpec()
     baselines: list[str] = Field(default_factory=list)  # topology strings, e.g. the paper's 1P4-5D4
     seed: Seed = 0
     source: str = Field(default="<memory>", exclude=True)

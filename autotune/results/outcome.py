@@ -12,8 +12,9 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from autotune.adaptive import SpikeReport
+from autotune.adaptive import ControllerExperiment
 from autotune.controller import ControllerSettings
+from autotune.controller_eval import SpikeReport
 from autotune.profile import Profile
 
 
@@ -25,10 +26,27 @@ class Outcome:
     front: tuple[FrozenTrial, ...]
     slo_met: bool
     baseline: FrozenTrial | None
-    controller: ControllerSettings
-    heatmaps: dict[str, pd.DataFrame]
-    spike: SpikeReport
+    experiment: ControllerExperiment  # the controller derived and tested on the chosen topology
     backend: dict[str, Any]
     prediction: bool
-    baseline_controller: ControllerSettings | None = None
-    baseline_spike: SpikeReport | None = None
+    baseline_experiment: ControllerExperiment | None = None  # the same on the baseline (when it differs)
+
+    @property
+    def controller(self) -> ControllerSettings:
+        return self.experiment.settings
+
+    @property
+    def heatmaps(self) -> dict[str, pd.DataFrame]:
+        return self.experiment.grids
+
+    @property
+    def spike(self) -> SpikeReport:
+        return self.experiment.spike
+
+    @property
+    def baseline_controller(self) -> ControllerSettings | None:
+        return self.baseline_experiment.settings if self.baseline_experiment else None
+
+    @property
+    def baseline_spike(self) -> SpikeReport | None:
+        return self.baseline_experiment.spike if self.baseline_experiment else None

@@ -202,10 +202,17 @@ def spike_plot(phases: pd.DataFrame, path: Path) -> Path:
         ax = axes[k]
         for i, policy in enumerate(("static", "adaptive")):
             d = phases[phases["policy"] == policy].set_index("phase").reindex(names)
-            ax.bar(x + (i - 0.5) * 0.38, d[col].to_numpy(dtype=float), width=0.38, label=policy)
+            ax.bar(
+                x + (i - 0.5) * 0.38,
+                d[col].to_numpy(dtype=float),
+                width=0.38,
+                label=policy,
+                yerr=_err(d, col),
+                capsize=2,
+            )
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
-    fig.suptitle("static default routing vs adaptive controller: load ramp and spike")
+    fig.suptitle("static default routing vs adaptive controller: ramp past capacity and spike (error bars: over seeds)")
     return _save(fig, path)

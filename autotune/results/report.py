@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 
 from autotune.intervals import Interval
 from autotune.results import ci
+from autotune.results.controller_report import controller_section
 from autotune.results.outcome import Outcome
 from autotune.search.trials import objective_intervals, points, regret_interval
 
@@ -122,26 +123,14 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
             "A ratio's interval combines both trials' intervals (delta method); it is significant when it excludes 1.",
             "",
         ]
-    c = rec["controller"]
     lines += [
         "## Adaptive controller",
         "",
-        f"Baseline TTFT P99 {_f(c['baseline_ttft_p99_ms'])} ms; θ1 = {_f(c['theta1_ms'])} ms "
-        f"({c['theta1_x_baseline']}x), θ2 = {_f(c['theta2_ms'])} ms ({c['theta2_x_baseline']}x); EWMA α "
-        f"{c['ewma_alpha']}, dwell {c['dwell_s']} s, hysteresis {c['hysteresis']}.",
-        "",
-        "| regime | τ | ω |",
-        "|---|---|---|",
-        *[f"| {k} | {v['temperature']:g} | {v['overlap_weight']:g} |" for k, v in c["presets"].items()],
-        "",
-        "Load ramp and spike, static default routing vs the controller (per phase):",
-        "",
-        _table(o.spike.phases, SPIKE_COLUMNS),
-        f"Router switches during the adaptive run: {len(o.spike.switches)}.",
-        "The phases are one run through a changing load, not a steady state: their figures carry no interval, "
-        "so a small difference between the two policies is not evidence of a gain.",
-        "",
-        *_baseline_spike(o, rec),
+        *controller_section(o.experiment, f"{rec['topology']['string']} (recommended)", level),
+    ]
+    if o.baseline_experiment is not None and o.baseline is not None:
+        lines += controller_section(o.baseline_experiment, f"{o.baseline.user_attrs.get('topology')} (baseline)", level)
+    lines += [
         "## Pareto front",
         "",
         _table(_with_point_intervals(o, front), FRONT_COLUMNS, level) if len(front) else "No trial met the SLOs.\n",
@@ -152,7 +141,8 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         ", ".join(f"{str(k).lower()}: {v}" for k, v in trials["state"].value_counts().items()),
         "",
         "Files: `recommended.yaml`, `dgd.yaml`, `trials.csv`/`trials.parquet`, `points.csv`, `pareto.csv`, "
-        "`heatmaps.csv`, `spike.csv`, `summary.json`, `plots/` (error bars: the intervals; hatched heatmap cells: "
+        "`heatmaps.csv`, `presets.csv`, `spike.csv`/`spike_seeds.csv`/`spike_effect.csv`, `detector.csv`, "
+        "`transients.csv`, `sensitivity.csv`, `summary.json`, `plots/` (error bars: the intervals; hatched heatmap cells: "
         "no significant difference in PoA-hat from Dynamo's default τ = 0, ω = 1). Intervals are in the files as "
         "`<figure>_lo`/`<figure>_hi` columns and `<figure>_ci: [lo, hi]` fields.",
         "",
@@ -182,19 +172,3 @@ def _with_point_intervals(o: Outcome, front: pd.DataFrame) -> pd.DataFrame:
         df[f"{name}_lo"] = [iv.lo for iv in ivs]
         df[f"{name}_hi"] = [iv.hi for iv in ivs]
     return df
-
-
-def _baseline_spike(o: Outcome, rec: dict[str, Any]) -> list[str]:
-    b = rec.get("baseline_adaptive_vs_static")
-    if not b or o.baseline_spike is None:
-        return []
-    presets = ", ".join(
-        f"{k} τ={v['temperature']:g} ω={v['overlap_weight']:g}" for k, v in b["controller"]["presets"].items()
-    )
-    return [
-        f"The same experiment on the baseline {b['topology']} (its own controller: {presets}):",
-        "",
-        _table(o.baseline_spike.phases, SPIKE_COLUMNS),
-        f"Router switches during the adaptive run: {len(o.baseline_spike.switches)}.",
-        "",
-    ]

@@ -3,7 +3,7 @@
 profile.resolved.yaml  environment.json  study.journal
 trials.csv  trials.parquet  points.csv  pareto.csv
 recommended.yaml  dgd.yaml  summary.json  report.md
-heatmaps.csv  spike.csv  plots/*.png
+heatmaps.csv  plots/*.png  and the controller's files (``results.controller_files``)
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from autotune import __version__
 from autotune.dynamo.flags import router_args
 from autotune.k8s.render import render_dgd
 from autotune.results import ci, plots
+from autotune.results.controller_files import FILES as CONTROLLER_FILES
+from autotune.results.controller_files import controller_summary, verdict, write_controller_files
 from autotune.results.directory import staged
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
 from autotune.results.outcome import Outcome
@@ -104,7 +106,7 @@ def recommendation(o: Outcome) -> dict[str, Any]:
             "overlap_credit": topo.router.overlap_credit,
             "frontend_args": router_args(p.dynamo.version_tuple, topo.router),
         },
-        "controller": o.controller.as_dict(),
+        "controller": o.controller.as_dict() | verdict(o.experiment),
         "operating_point": op,
         "predicted" if o.prediction else "measured": quoted(t),
         "slo": {"ttft_p99_ms": p.slo.ttft_p99_ms, "itl_p99_ms": p.slo.itl_p99_ms, "met": o.slo_met},
@@ -119,11 +121,11 @@ def recommendation(o: Outcome) -> dict[str, Any]:
         }
     ph = o.spike.phases
     rec["adaptive_vs_static"] = ph.to_dict(orient="records")
-    if o.baseline_spike is not None and o.baseline_controller is not None and o.baseline is not None:
+    if o.baseline_experiment is not None and o.baseline is not None:
         rec["baseline_adaptive_vs_static"] = {
             "topology": o.baseline.user_attrs.get("topology"),
-            "controller": o.baseline_controller.as_dict(),
-            "phases": o.baseline_spike.phases.to_dict(orient="records"),
+            "controller": o.baseline_experiment.settings.as_dict() | verdict(o.baseline_experiment),
+            "phases": o.baseline_experiment.spike.phases.to_dict(orient="records"),
         }
     rec["provenance"] = {
         "backend": o.backend,
@@ -150,7 +152,7 @@ OUTPUTS = {
     "recommended.yaml",
     "dgd.yaml",
     "heatmaps.csv",
-    "spike.csv",
+    *CONTROLLER_FILES,
     "summary.json",
     "report.md",
     "plots",
@@ -183,10 +185,10 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
     write_yaml(out / "dgd.yaml", dgd, header=f"# DynamoGraphDeployment for {topo} (kubectl apply -f dgd.yaml)\n" + mark)
     heat = pd.concat([g.assign(panel=k) for k, g in o.heatmaps.items()], ignore_index=True)
     write_csv(out / "heatmaps.csv", heat)
-    spikes = [o.spike.phases.assign(topology=o.chosen.user_attrs["topology"], role="recommended")]
-    if o.baseline_spike is not None and o.baseline is not None:
-        spikes.append(o.baseline_spike.phases.assign(topology=o.baseline.user_attrs["topology"], role="baseline"))
-    write_csv(out / "spike.csv", pd.concat(spikes, ignore_index=True))
+    runs = [(o.chosen.user_attrs["topology"], "recommended", o.experiment)]
+    if o.baseline_experiment is not None and o.baseline is not None:
+        runs.append((o.baseline.user_attrs["topology"], "baseline", o.baseline_experiment))
+    write_controller_files(out, runs)
     pts = points_frame([o.chosen] + ([o.baseline] if o.baseline is not None else []))
     curves = {
         f"{t.user_attrs.get('topology')} ({'recommended' if t is o.chosen else 'baseline'})": pts[
@@ -219,7 +221,8 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         "poa_hat_vs_baseline": bc.get("poa_hat_ratio"),
         "tok_s_per_gpu_vs_baseline": bc.get("tok_s_per_gpu_ratio"),
         **{k: v for k, v in bc.items() if k.endswith(("_ratio_ci", "_ratio_significant")) or k == "ttft_p99_ratio"},
-        "controller": {"theta1_ms": o.controller.theta1_ms, "theta2_ms": o.controller.theta2_ms},
+        "controller": controller_summary(o.experiment),
+        **({"baseline_controller": controller_summary(o.baseline_experiment)} if o.baseline_experiment else {}),
         "results_dir": str(final),
     }
     write_json(out / "summary.json", summary)

@@ -82,7 +82,13 @@ def test_every_result_file_parses(study_dir: Path) -> None:
         "profile.resolved.yaml",
         "environment.json",
         "heatmaps.csv",
+        "presets.csv",
         "spike.csv",
+        "spike_seeds.csv",
+        "spike_effect.csv",
+        "detector.csv",
+        "transients.csv",
+        "sensitivity.csv",
     ):
         assert f in names, f
     trials = pd.read_csv(study_dir / "trials.csv")
@@ -108,6 +114,17 @@ def test_every_result_file_parses(study_dir: Path) -> None:
     )
     spike = pd.read_csv(study_dir / "spike.csv")
     assert set(spike["policy"]) == {"static", "adaptive"} and "recommended" in set(spike["role"])
+    assert {"ttft_p99_ms_lo", "ttft_p99_ms_hi", "seeds"} <= set(spike.columns)  # intervals over seeds
+    assert (spike["load_x_capacity"] > 1).any()  # the ramp goes past the measured capacity
+    assert set(pd.read_csv(study_dir / "detector.csv")["schedule"]) == {"spike", "calm"}
+    presets = pd.read_csv(study_dir / "presets.csv")
+    assert set(presets["regime"]) == {"below", "transition", "saturated"} and presets["reason"].notna().all()
+    assert isinstance(rec["controller"]["keep_default"], bool) and rec["controller"]["recommendation"]
+    ctl = json.loads((study_dir / "summary.json").read_text())["controller"]
+    assert {"keep_default", "detector", "overload", "load_plan", "switch_transients"} <= set(ctl)
+    assert "calm_false_positive_rate" in ctl["detector"] and "spike_false_negative_rate" in ctl["detector"]
+    report = (study_dir / "report.md").read_text()
+    assert "**Recommendation:" in report and "Detector (" in report and "Sensitivity" in report
     for p in (study_dir / "plots").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
