@@ -55,6 +55,17 @@ class DynamoSpec(_Strict):
     # frontend holds. Spread of the route delay measured on the local 1.6.1 stack: ~0.7 ms at C=1,
     # 1.5-3 ms at C=8 (autotune validate fits it per run)
     frontend_jitter_ms: NonNeg = 1.0
+    # The frontend's per-request CPU work as a queue (autotune/sim/frontend.py): ``frontend_workers``
+    # servers, each request needing frontend_request_ms + frontend_input_token_us per prompt token before
+    # routing, and frontend_output_token_us per streamed token. 0 workers = no queue: the frontend is the
+    # pure delay above (the simulator before issue 12). A GPU cluster's frontend costs are not known
+    # (the paper reports none; paper profiles set an inferred value): unset, there is no queue. When the
+    # simulator stands in for the local stack (validate) every unset knob takes the host's measured cost
+    # (autotune/host_costs.py, docs/host-capacity.md).
+    frontend_workers: Annotated[int, Field(ge=0, le=1024)] = 0
+    frontend_request_ms: NonNeg = 0.0
+    frontend_input_token_us: NonNeg = 0.0
+    frontend_output_token_us: NonNeg = 0.0
     # mean delay each streamed token picks up between engine and client (autotune/sim/delivery.py):
     # widens client-side ITL percentiles, keeps the mean; 0 = step times as they are. The local 2-core
     # stack shows 0.5-1.5 ms (validate fits it per run)
@@ -106,9 +117,18 @@ class EngineSpec(_Strict):
     reserve_gb: NonNeg = 4.0  # activations, CUDA graphs, NCCL buffers (perf_model.md §2: 4 GB/GPU (e))
     min_kv_tokens: Tokens = 4096  # a worker below this KV pool is infeasible
     preemption: Literal["recompute"] = "recompute"
+    # per-request scheduling work on a worker outside its GPU steps, one request at a time (a queue per
+    # worker; 0 = none). Local stack: autotune/host_costs.py
+    request_cost_ms: NonNeg = 0.0
 
 
 class KvTransferSpec(_Strict):
     setup_ms: NonNeg = 3.0  # perf_model.md §3: setup 1-5 ms (e)
     handover_ms: NonNeg = 0.0  # perf_model.md §3: orchestration hand-over 20-60 ms seen with vLLM+NIXL (e)
     efficiency: Annotated[float, Field(gt=0, le=1)] = 0.7  # perf_model.md §3: eta 0.5-0.8 inter-node (e)
+    # the prefill worker's per-request hand-off work, serialised on it with its intake (request_cost_ms;
+    # 0 = none). Local stack: autotune/host_costs.py
+    handoff_cost_ms: NonNeg = 0.0
+    # transfer set-ups a prefill worker runs at once (a queue of setup_ms each); unset = no limit, set-up
+    # is a pure delay. No source gives the limit (perf_model.md §3 gives only the 1-5 ms duration)
+    setup_slots: Annotated[int, Field(gt=0, le=1024)] | None = None
