@@ -1,7 +1,7 @@
 """Per-request host costs of the local Dynamo 1.6.1 + mocker stack (the ``dynamo-local`` backend).
 
-What the simulator adds when it stands in for that stack (``autotune.validate.mocker_equivalent``,
-for every knob a profile leaves unset). Fitted closed loop at saturation by
+What the simulator adds when it stands in for that stack (``autotune.validate.mocker_equivalent``
+with ``host_costs=True``, for every knob a profile leaves unset). Fitted closed loop at saturation by
 ``benchmarks/bench_host_capacity.py`` (docs/host-capacity.md) on this project's machine, 2026-12-03:
 2 vCPUs shared with other work (load average 6-21 during the runs), Dynamo 1.6.1 frontend + KV
 router + mocker workers at speed-up 1, the load client on the same host. The frontend pool stands
@@ -12,13 +12,21 @@ all share the same cores. Re-run the benchmark on a quiet machine to refresh the
 from __future__ import annotations
 
 HOST_FRONTEND_WORKERS = 2  # the host's vCPUs (nproc)
-HOST_FRONTEND_REQUEST_MS = 22.0  # fitted: 22.1 ms per request
-HOST_FRONTEND_INPUT_TOKEN_US = 42.0  # fitted: 41.9 µs per prompt token
-HOST_FRONTEND_OUTPUT_TOKEN_US = 450.0  # fitted: 447 µs per streamed token (client + frontend + mocker)
+# fitted 2026-12-03, C=96, 2 repeats, load average 8-14 (docs/host-capacity.md); an earlier fit at
+# load 6-21 gave 22 ms, 42 µs and 447 µs: the host's effective capacity moves with the machine's load
+# fitted 42.1 ms per request in all; at most the unloaded route delay (frontend_overhead_ms 4.5 minus
+# its 1.0 jitter) is work before routing, the rest is charged after the last token
+HOST_FRONTEND_REQUEST_MS = 3.5
+HOST_FRONTEND_RESPONSE_MS = 38.6
+HOST_FRONTEND_INPUT_TOKEN_US = 22.0  # fitted 21.7 µs per prompt token
+HOST_FRONTEND_OUTPUT_TOKEN_US = 1170.0  # fitted 1173 µs per streamed token (client + frontend + mocker)
+# disaggregated requests: the frontend's second leg, on the same cores; fitted 11.9 ms on 1P4-2D4
+HOST_FRONTEND_HANDOFF_MS = 12.0
 # one aggregated worker served more than three at a mocker speed-up of 50 (75.6 vs 42.5 req/s): no
 # per-worker serial cost binds on this host; its cost grows with worker processes, i.e. shared CPU
 HOST_REQUEST_COST_MS = 0.0
-HOST_HANDOFF_COST_MS = 26.0  # fitted on 1P4-2D4 at C=48 and 96: 25.6 and 27.3 ms
+# the prefill worker's own serial hand-off: not separable from the shared CPU on one host
+HOST_HANDOFF_COST_MS = 0.0
 
 # the same, by profile section and field (what mocker_equivalent fills into unset knobs)
 HOST_COSTS: dict[str, dict[str, float]] = {
@@ -27,6 +35,8 @@ HOST_COSTS: dict[str, dict[str, float]] = {
         "frontend_request_ms": HOST_FRONTEND_REQUEST_MS,
         "frontend_input_token_us": HOST_FRONTEND_INPUT_TOKEN_US,
         "frontend_output_token_us": HOST_FRONTEND_OUTPUT_TOKEN_US,
+        "frontend_handoff_ms": HOST_FRONTEND_HANDOFF_MS,
+        "frontend_response_ms": HOST_FRONTEND_RESPONSE_MS,
     },
     "engine": {"request_cost_ms": HOST_REQUEST_COST_MS},
     "kv_transfer": {"handoff_cost_ms": HOST_HANDOFF_COST_MS},

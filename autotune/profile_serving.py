@@ -66,6 +66,11 @@ class DynamoSpec(_Strict):
     frontend_request_ms: NonNeg = 0.0
     frontend_input_token_us: NonNeg = 0.0
     frontend_output_token_us: NonNeg = 0.0
+    # per-request work after the last token (closing the stream, usage, the client's side), same servers
+    frontend_response_ms: NonNeg = 0.0
+    # the frontend's own work to hand a disaggregated request from its prefill to its decode worker (the
+    # second leg: a second routing decision and request), on the same servers
+    frontend_handoff_ms: NonNeg = 0.0
     # mean delay each streamed token picks up between engine and client (autotune/sim/delivery.py):
     # widens client-side ITL percentiles, keeps the mean; 0 = step times as they are. The local 2-core
     # stack shows 0.5-1.5 ms (validate fits it per run)

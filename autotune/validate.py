@@ -196,21 +196,28 @@ def _host_costs(section: BaseModel, name: str) -> dict[str, float]:
     return {k: v for k, v in HOST_COSTS[name].items() if k not in section.model_fields_set}
 
 
-def mocker_equivalent(profile: Profile, live: PointRun | None = None) -> Profile:
+def _no_costs(section: BaseModel, name: str) -> dict[str, float]:
+    return {}
+
+
+def mocker_equivalent(profile: Profile, live: PointRun | None = None, *, host_costs: bool = False) -> Profile:
     """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
     bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over;
-    the host's per-request costs (``autotune.host_costs``) in every queue knob the profile leaves unset;
+    with ``host_costs``, the host's per-request costs (``autotune.host_costs``) in every queue knob the
+    profile leaves unset (off by default: fitted on a loaded shared machine, they over-charge a lightly
+    loaded point; docs/host-capacity.md);
     and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``). Token
     delivery noise starts at 0: ``validate`` fits it against this profile's own ITL spread."""
+    host = _host_costs if host_costs else _no_costs
     kv = profile.kv_transfer.model_copy(
-        update={"setup_ms": 0.0, "handover_ms": 0.0, **_host_costs(profile.kv_transfer, "kv_transfer")}
+        update={"setup_ms": 0.0, "handover_ms": 0.0, **host(profile.kv_transfer, "kv_transfer")}
     )
     cluster = profile.cluster.model_copy(update={"inter_node_bw_gb_s": profile.cluster.intra_bw_gb_s})
-    engine = profile.engine.model_copy(update=_host_costs(profile.engine, "engine"))
+    engine = profile.engine.model_copy(update=host(profile.engine, "engine"))
     update: dict[str, Any] = {"kv_transfer": kv, "cluster": cluster, "engine": engine}
     jitter_ms = fit_frontend_jitter_ms(live) if live is not None else None
     # token jitter: fitted after the run (fit_token_jitter_ms)
-    dyn_update: dict[str, float] = {"token_jitter_ms": 0.0, **_host_costs(profile.dynamo, "dynamo")}
+    dyn_update: dict[str, float] = {"token_jitter_ms": 0.0, **host(profile.dynamo, "dynamo")}
     if jitter_ms is not None:
         dyn_update["frontend_jitter_ms"] = min(jitter_ms, profile.dynamo.frontend_overhead_ms)
     update["dynamo"] = profile.dynamo.model_copy(update=dyn_update)

@@ -9,12 +9,13 @@ same workload with the same mocker timing (``autotune validate``'s sim configura
 2. *fit*: for each aggregated point, the frontend service (``frontend_request_ms`` on
    ``frontend_workers`` = the host's vCPUs) at which the simulator serves the real rate (bisection);
    least squares of those over (1, input tokens, output tokens) gives the per-request, per-input-token
-   and per-output-token costs; then the prefill worker's serial hand-off (``handoff_cost_ms``) at which
-   the disaggregated point matches;
+   and per-output-token costs; then the frontend's hand-off work per disaggregated request
+   (``frontend_handoff_ms``, on the same servers: on one host it is the same CPU) at which the
+   disaggregated point matches;
 3. *check*: real vs simulated capacity with the fitted costs (and with no queue, the simulator before
    issue 12) at every point, plus held-out lengths the fit never saw; the ratio sim/real.
 
-    python benchmarks/bench_host_capacity.py [--repeats 2] [--requests 800]
+    python benchmarks/bench_host_capacity.py [--repeats 2] [--requests 600] [--concurrency 96]
 
 Prints the costs to put in ``autotune/host_costs.py``.
 """
@@ -52,14 +53,14 @@ BASE: dict[str, Any] = {
     "search": {"operating_point": "grid"},
     "measurement": {"adaptive": False},
 }
-# (topology, input tokens, output tokens, concurrencies, role): "fit" points set the costs, "held-out" only check them
-POINTS: tuple[tuple[str, int, int, tuple[int, ...], str], ...] = (
-    ("3A4", 128, 16, (48, 96), "fit"),
-    ("3A4", 128, 64, (48, 96), "fit"),
-    ("3A4", 512, 16, (48, 96), "fit"),
-    ("1P4-2D4", 128, 16, (48, 96), "fit"),
-    ("3A4", 256, 32, (96,), "held-out"),
-    ("1P4-2D4", 256, 32, (96,), "held-out"),
+# (topology, input tokens, output tokens, role): "fit" points set the costs, "held-out" only check them
+POINTS: tuple[tuple[str, int, int, str], ...] = (
+    ("3A4", 128, 16, "fit"),
+    ("3A4", 128, 64, "fit"),
+    ("3A4", 512, 16, "fit"),
+    ("1P4-2D4", 128, 16, "fit"),
+    ("3A4", 256, 32, "held-out"),
+    ("1P4-2D4", 256, 32, "held-out"),
 )
 SIM_REQUESTS = 2000
 # every queue knob, so mocker_equivalent fills none of them with the host defaults being fitted here
@@ -68,6 +69,8 @@ NO_QUEUE = {
     "frontend_request_ms": 0.0,
     "frontend_input_token_us": 0.0,
     "frontend_output_token_us": 0.0,
+    "frontend_handoff_ms": 0.0,
+    "frontend_response_ms": 0.0,
     "request_cost_ms": 0.0,
     "handoff_cost_ms": 0.0,
 }
@@ -170,19 +173,27 @@ def fit(points: list[Point]) -> dict[str, float]:
             rows.append([1.0, p.isl / 1000, p.osl / 1000])  # ms, then µs per token (ms per 1000 tokens)
             ys.append(s)
     a_ms, b_us, c_us = (max(float(v), 0.0) for v in np.linalg.lstsq(np.array(rows), np.array(ys), rcond=None)[0])
+    # before routing, at most the unloaded route delay (at C=1 a request is routed that soon): the rest
+    # of the per-request work is charged after the last token (frontend_response_ms)
+    dyn = make_profile(16, 16, 100, NO_QUEUE).dynamo
+    before_ms = min(a_ms, dyn.frontend_overhead_ms - dyn.frontend_jitter_ms)
+    print(
+        f"  per-request {a_ms:.2f} ms in all: {before_ms:.2f} before routing, {a_ms - before_ms:.2f} after the last token"
+    )
     costs = {
         **base,
-        "frontend_request_ms": round(a_ms, 3),
+        "frontend_request_ms": round(before_ms, 3),
+        "frontend_response_ms": round(a_ms - before_ms, 3),
         "frontend_input_token_us": round(b_us, 2),
         "frontend_output_token_us": round(c_us, 2),
     }
     handoffs = []
     for p in points:
         if p.role == "fit" and "P" in p.topology:
-            h = solve(p, costs, "handoff_cost_ms", 4000.0 / p.real_mean)
-            print(f"  {p.label()}: real {p.real_mean:.1f} req/s -> prefill hand-off {h:.2f} ms")
+            h = solve(p, costs, "frontend_handoff_ms", 4000.0 * k / p.real_mean)
+            print(f"  {p.label()}: real {p.real_mean:.1f} req/s -> frontend hand-off {h:.2f} ms on {k} servers")
             handoffs.append(h)
-    costs["handoff_cost_ms"] = round(statistics.fmean(handoffs), 3) if handoffs else 0.0
+    costs["frontend_handoff_ms"] = round(statistics.fmean(handoffs), 3) if handoffs else 0.0
     return costs
 
 
@@ -200,10 +211,12 @@ def check(points: list[Point], costs: dict[str, float]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--requests", type=int, default=800)
+    ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--concurrency", default="96", help="comma-separated saturating concurrencies")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    points = [Point(t, i, o, c, role) for t, i, o, cs, role in POINTS for c in cs]
+    cs = [int(c) for c in a.concurrency.split(",")]
+    points = [Point(t, i, o, c, role) for t, i, o, role in POINTS for c in cs]
     print(f"measure: mockers x{SPEEDUP:g}, closed loop, {a.requests} requests a point; {load()}")
     measure(points, a.requests, a.repeats)
     print(f"fit ({load()}):")

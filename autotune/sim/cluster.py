@@ -224,7 +224,10 @@ class ClusterSim:
 
     # ---- engine callbacks ------------------------------------------------------------------------
     def _on_prefill_done(self, seq: Seq, now: float) -> None:
-        self._to_worker(now, seq.pworker, self._handoff_cost_s, self._hand_off, seq)
+        self._to_worker(now, seq.pworker, self._handoff_cost_s, self._frontend_hand_off, seq)
+
+    def _frontend_hand_off(self, now: float, seq: Seq) -> None:
+        self.frontend.hand_off(now, seq, self._hand_off)
 
     def _hand_off(self, now: float, seq: Seq) -> None:
         """The prefill worker hands the request on: the decode router picks a worker, the KV moves."""

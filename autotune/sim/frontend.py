@@ -61,6 +61,8 @@ class Frontend:
         self._request_s = dyn.frontend_request_ms / 1000
         self._input_token_s = dyn.frontend_input_token_us / 1e6
         self._output_token_s = dyn.frontend_output_token_us / 1e6
+        self._handoff_s = dyn.frontend_handoff_ms / 1000
+        self._response_s = dyn.frontend_response_ms / 1000
         self.pool = ServerPool(dyn.frontend_workers, schedule) if dyn.frontend_workers else None
         self._overhead_s = dyn.frontend_overhead_ms / 1000
         self._fixed_s = self._overhead_s - self._jitter_s  # the old pure delay's fixed part
@@ -89,6 +91,13 @@ class Frontend:
         assert self.pool is not None
         self.pool.submit(now, self.request_service_s(seq.isl), route, seq)
 
+    def hand_off(self, now: float, seq: Seq, then: Callable[[float, Seq], None]) -> None:
+        """A disaggregated request's prefill is done: the frontend routes its decode leg (queued work)."""
+        if self.pool is None or self._handoff_s <= 0:
+            then(now, seq)
+        else:
+            self.pool.submit(now, self._handoff_s, then, seq)
+
     def stream_first(self, now: float, seq: Seq, shown: Callable[[float, Seq], None]) -> None:
         """The engine produced the first token: the client sees it once the frontend has streamed it."""
         if self.pool is None or self._output_token_s <= 0:
@@ -97,8 +106,9 @@ class Frontend:
             self.pool.submit(now, self._output_token_s, shown, seq)
 
     def stream_rest(self, now: float, seq: Seq, shown: Callable[[float, Seq], None]) -> None:
-        """The engine finished: the other tokens' streaming work, as one job (the same total work)."""
-        rest = max(seq.osl - 1, 0) * self._output_token_s
+        """The engine finished: the other tokens' streaming work and the response's, as one job (the same
+        total work)."""
+        rest = max(seq.osl - 1, 0) * self._output_token_s + self._response_s
         if self.pool is None or rest <= 0:
             shown(now, seq)
         else:

@@ -124,6 +124,12 @@ def test_streaming_work_shares_the_frontend_servers() -> None:
     assert rate == pytest.approx(1000 / 18.0, rel=0.03)
 
 
+def test_response_work_after_the_last_token_shares_the_servers() -> None:
+    """5 ms before routing + 15 ms after the last token, one server: 20 ms a request, 50 req/s."""
+    rate = summarize(run(make(frontend(1, 5.0, frontend_response_ms=15.0)), "3A4")).req_s
+    assert rate == pytest.approx(50.0, rel=0.03)
+
+
 def test_input_tokens_add_to_the_per_request_work() -> None:
     """128 prompt tokens x 78.125 µs = 10 ms on top of 10 ms: 20 ms a request on one server."""
     rate = summarize(run(make(frontend(1, 10.0, frontend_input_token_us=78.125)), "3A4")).req_s
@@ -150,6 +156,14 @@ def test_the_prefill_workers_hand_off_caps_disaggregated_serving() -> None:
     capped = summarize(run(make({"kv_transfer": {"handoff_cost_ms": 25.0}}), "1P4-2D4")).req_s
     assert free > 100
     assert capped == pytest.approx(40.0, rel=0.03)
+
+
+def test_the_frontends_hand_off_shares_its_servers() -> None:
+    """Disaggregated: 5 ms before routing + 20 ms to route the decode leg, one server: 25 ms a request."""
+    rate = summarize(run(make(frontend(1, 5.0, frontend_handoff_ms=20.0)), "1P4-2D4")).req_s
+    assert rate == pytest.approx(40.0, rel=0.03)
+    agg = summarize(run(make(frontend(1, 5.0, frontend_handoff_ms=20.0)), "3A4")).req_s
+    assert agg > 150  # aggregated requests have no hand-off
 
 
 def test_a_workers_intake_caps_it_and_more_workers_share_the_load() -> None:
@@ -186,9 +200,10 @@ def test_the_local_stack_twin_takes_the_host_costs_for_unset_knobs_only() -> Non
         {**{k: v for k, v in BASE.items() if k not in NO_QUEUES}, "dynamo": {"frontend_request_ms": 3.0}}
     )
     assert bare.dynamo.frontend_workers == 0  # a GPU cluster's frontend: no queue unless the profile says
-    twin = mocker_equivalent(bare)
+    assert mocker_equivalent(bare).dynamo.frontend_workers == 0  # host costs only on request
+    twin = mocker_equivalent(bare, host_costs=True)
     assert twin.dynamo.frontend_request_ms == 3.0  # set by the profile: kept
     assert twin.dynamo.frontend_workers == HOST_COSTS["dynamo"]["frontend_workers"]
     assert twin.dynamo.frontend_output_token_us == HOST_COSTS["dynamo"]["frontend_output_token_us"]
     assert twin.kv_transfer.handoff_cost_ms == HOST_COSTS["kv_transfer"]["handoff_cost_ms"]
-    assert mocker_equivalent(make()).kv_transfer.handoff_cost_ms == 0.0  # NO_QUEUES in BASE sets it
+    assert mocker_equivalent(make(), host_costs=True).kv_transfer.handoff_cost_ms == 0.0  # set in BASE
