@@ -200,12 +200,11 @@ def _no_costs(section: BaseModel, name: str) -> dict[str, float]:
     return {}
 
 
-def mocker_equivalent(profile: Profile, live: PointRun | None = None, *, host_costs: bool = False) -> Profile:
+def mocker_equivalent(profile: Profile, live: PointRun | None = None, *, host_costs: bool = True) -> Profile:
     """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
     bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over;
-    with ``host_costs``, the host's per-request costs (``autotune.host_costs``) in every queue knob the
-    profile leaves unset (off by default: fitted on a loaded shared machine, they over-charge a lightly
-    loaded point; docs/host-capacity.md);
+    the host's per-request costs (``autotune.host_costs``) in every queue knob the profile leaves unset
+    (``host_costs=False``: none, the simulator before issue 12);
     and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``). Token
     delivery noise starts at 0: ``validate`` fits it against this profile's own ITL spread."""
     host = _host_costs if host_costs else _no_costs
