@@ -1,42 +1,45 @@
-"""The sections of a profile (cluster, model, Dynamo, engine, KV transfer, workload, SLOs, search space).
+"""The sections of a profile (cluster, model, workload, measurement, SLOs, search space).
 
 Each section is a frozen pydantic model with ``extra="forbid"`` so a typo is an error that names its
-field; cross-section checks live on ``Profile`` in ``autotune.profile``.
+field; cross-section checks live on ``Profile`` in ``autotune.profile``. The serving sections (Dynamo,
+engine, KV transfer) live in ``autotune.profile_serving`` and the shared types in
+``autotune.profile_types``; both are re-exported here so ``from autotune.profile_schema import X`` keeps working.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from autotune.profile_serving import (  # noqa: F401 - re-exported
+    DynamoSpec,
+    EngineSpec,
+    ExtraArg,
+    KvTransferSpec,
+    SecretRef,
+)
+from autotune.profile_types import (  # noqa: F401 - re-exported
+    DTYPE_BYTES,
+    MAX_CONCURRENCY,
+    MAX_GPUS_PER_NODE,
+    MAX_NODES,
+    MAX_REQUESTS,
+    MAX_TOKENS,
+    MAX_TRIALS,
+    SEED_MAX,
+    Concurrency,
+    Dtype,
+    NonNeg,
+    Pos,
+    PosInt,
+    Requests,
+    RouterWeight,
+    Seed,
+    Tokens,
+    _Strict,
+)
 from autotune.topology import MAX_WORKERS, ROUTER_MAX
-
-# Upper bounds on counts that size arrays, loops and the search space (README "Limits"): far beyond any
-# real deployment, low enough that a typo (an extra three zeros) is an error and not a MemoryError.
-MAX_NODES = 4096
-MAX_GPUS_PER_NODE = 72  # GB200 NVL72
-MAX_TOKENS = 16_777_216  # 16 Mi tokens: request lengths, context windows, batch budgets
-MAX_CONCURRENCY = 100_000
-MAX_REQUESTS = 1_000_000  # requests per load point
-MAX_TRIALS = 100_000
-SEED_MAX = 2**32 - 1  # numpy's seed limit: 0 <= seed < 2**32
-
-Pos = Annotated[float, Field(gt=0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
-Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENCY)]
-Requests = Annotated[int, Field(gt=0, le=MAX_REQUESTS)]
-RouterWeight = Annotated[float, Field(ge=0, le=ROUTER_MAX)]
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
-Dtype = Literal["fp4", "fp8", "bf16", "fp16"]
-DTYPE_BYTES = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0, "fp16": 2.0}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GpuSpec(_Strict):
@@ -115,106 +118,6 @@ class ClusterSpec(_Strict):
     @property
     def inter_bw_gb_s(self) -> float:
         return self.inter_node_bw_gb_s or self.gpu.network_gb_s
-
-
-class SecretRef(_Strict):
-    """An argument value kept in a Kubernetes Secret, so no file autotune writes holds it.
-
-    In a DGD the container gets ``env_name`` from ``secretKeyRef`` and the argument is ``$(env_name)``
-    (Kubernetes expands it); ``dynamo-local`` reads the value from the environment variable ``env_name``.
-    """
-
-    secret: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]  # DNS-1123 subdomain
-    key: Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]{1,253}$")]
-
-    @property
-    def env_name(self) -> str:
-        """``AUTOTUNE_SECRET_<SECRET>_<KEY>``, upper case, every other character ``_``."""
-        return re.sub(r"[^A-Z0-9]", "_", f"AUTOTUNE_SECRET_{self.secret}_{self.key}".upper())
-
-    def __str__(self) -> str:
-        return f"$({self.env_name})"
-
-
-ExtraArg = Union[str, SecretRef]
-
-
-class DynamoSpec(_Strict):
-    version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = "1.6.1"
-    framework: Literal["vllm", "sglang", "trtllm"] = "vllm"
-    image: str = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"
-    model_path: str | None = None  # HF id or path inside the image; defaults to the model name
-    namespace: str = "default"
-    secrets: list[str] = Field(default_factory=list)  # envFromSecret names (e.g. hf-token)
-    # a value may be a secret reference {secret: NAME, key: KEY} (SecretRef; README: Secrets)
-    extra_worker_args: list[ExtraArg] = Field(default_factory=list)
-    extra_frontend_args: list[ExtraArg] = Field(default_factory=list)
-    frontend_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
-    # frontend work before routing (HTTP, tokenisation, model lookup); measured 4.5 ms on a local
-    # Dynamo 1.6.1 frontend at C=1 (autotune validate); BLIS fits ~15.6 ms with HTTP (perf_model.md §4)
-    frontend_overhead_ms: Annotated[float, Field(ge=0)] = 4.5
-    # the random part of that overhead (exponential, this mean; the rest is fixed). Without it a
-    # closed loop with fixed lengths phase-locks (requests admitted in lockstep), which no real
-    # frontend holds. Spread of the route delay measured on the local 1.6.1 stack: ~0.7 ms at C=1,
-    # 1.5-3 ms at C=8 (autotune validate fits it per run)
-    frontend_jitter_ms: NonNeg = 1.0
-    # mean delay each streamed token picks up between engine and client (autotune/sim/delivery.py):
-    # widens client-side ITL percentiles, keeps the mean; 0 = step times as they are. The local 2-core
-    # stack shows 0.5-1.5 ms (validate fits it per run)
-    token_jitter_ms: NonNeg = 0.0
-    # router busy thresholds (1.6.1: unset = disabled, dynamo.md §2); all workers busy -> HTTP 503
-    busy_decode_blocks_frac: Annotated[float, Field(gt=0)] | None = None
-    busy_prefill_tokens: PosInt | None = None
-
-    @model_validator(mode="after")
-    def _secret_refs_distinct(self) -> DynamoSpec:
-        seen: dict[str, SecretRef] = {}
-        for a in self.secret_refs():
-            other = seen.setdefault(a.env_name, a)
-            if other != a:
-                raise ValueError(
-                    f"secret references {other.secret}/{other.key} and {a.secret}/{a.key} map to one "
-                    f"variable {a.env_name}; rename one"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _jitter_within_overhead(self) -> DynamoSpec:
-        if self.frontend_jitter_ms > self.frontend_overhead_ms:
-            raise ValueError(
-                f"frontend_jitter_ms ({self.frontend_jitter_ms}) must not exceed "
-                f"frontend_overhead_ms ({self.frontend_overhead_ms})"
-            )
-        return self
-
-    def secret_refs(self) -> list[SecretRef]:
-        """Every secret reference in the extra arguments, in order, without repeats."""
-        out: list[SecretRef] = []
-        for a in [*self.extra_worker_args, *self.extra_frontend_args]:
-            if isinstance(a, SecretRef) and a not in out:
-                out.append(a)
-        return out
-
-    @property
-    def version_tuple(self) -> tuple[int, int]:
-        major, minor = self.version.split(".")[:2]
-        return int(major), int(minor)
-
-
-class EngineSpec(_Strict):
-    max_num_seqs: Annotated[int, Field(gt=0, le=MAX_CONCURRENCY)] = 256
-    max_num_batched_tokens: Tokens = 8192
-    block_size: Annotated[int, Field(gt=0, le=4096)] = 64
-    gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
-    reserve_gb: NonNeg = 4.0  # activations, CUDA graphs, NCCL buffers (perf_model.md §2: 4 GB/GPU (e))
-    min_kv_tokens: Tokens = 4096  # a worker below this KV pool is infeasible
-    preemption: Literal["recompute"] = "recompute"
-
-
-class KvTransferSpec(_Strict):
-    setup_ms: NonNeg = 3.0  # perf_model.md §3: setup 1-5 ms (e)
-    handover_ms: NonNeg = 0.0  # perf_model.md §3: orchestration hand-over 20-60 ms seen with vLLM+NIXL (e)
-    efficiency: Annotated[float, Field(gt=0, le=1)] = 0.7  # perf_model.md §3: eta 0.5-0.8 inter-node (e)
 
 
 class FixedDist(_Strict):

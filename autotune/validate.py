@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from autotune.backends.dynamo_local import DynamoLocalBackend
 from autotune.backends.sim import SimBackend
+from autotune.host_costs import HOST_COSTS
 from autotune.metrics import PointMetrics, summarize, weighted_quantile
 from autotune.profile import Profile
 from autotune.records import PointRun
@@ -189,16 +191,32 @@ def fit_token_jitter_ms(live: PointRun, sim: PointRun) -> float:
     return float(excess / math.log(5)) if excess > 0 else 0.0
 
 
-def mocker_equivalent(profile: Profile, live: PointRun | None = None) -> Profile:
+def _host_costs(section: BaseModel, name: str) -> dict[str, float]:
+    """The local host's measured costs for the knobs of ``section`` that the profile did not set."""
+    return {k: v for k, v in HOST_COSTS[name].items() if k not in section.model_fields_set}
+
+
+def _no_costs(section: BaseModel, name: str) -> dict[str, float]:
+    return {}
+
+
+def mocker_equivalent(profile: Profile, live: PointRun | None = None, *, host_costs: bool = True) -> Profile:
     """The profile as the local mocker stack realises it: one host, so every KV transfer runs at the
     bandwidth handed to the mockers (``--kv-transfer-bandwidth``), with no NIXL setup or hand-over;
+    the host's per-request costs (``autotune.host_costs``) in every queue knob the profile leaves unset
+    (``host_costs=False``: none, the simulator before issue 12);
     and, given the live run, the frontend noise that run showed (``fit_frontend_jitter_ms``). Token
     delivery noise starts at 0: ``validate`` fits it against this profile's own ITL spread."""
-    kv = profile.kv_transfer.model_copy(update={"setup_ms": 0.0, "handover_ms": 0.0})
+    host = _host_costs if host_costs else _no_costs
+    kv = profile.kv_transfer.model_copy(
+        update={"setup_ms": 0.0, "handover_ms": 0.0, **host(profile.kv_transfer, "kv_transfer")}
+    )
     cluster = profile.cluster.model_copy(update={"inter_node_bw_gb_s": profile.cluster.intra_bw_gb_s})
-    update: dict[str, Any] = {"kv_transfer": kv, "cluster": cluster}
+    engine = profile.engine.model_copy(update=host(profile.engine, "engine"))
+    update: dict[str, Any] = {"kv_transfer": kv, "cluster": cluster, "engine": engine}
     jitter_ms = fit_frontend_jitter_ms(live) if live is not None else None
-    dyn_update: dict[str, float] = {"token_jitter_ms": 0.0}  # fitted after the run (fit_token_jitter_ms)
+    # token jitter: fitted after the run (fit_token_jitter_ms)
+    dyn_update: dict[str, float] = {"token_jitter_ms": 0.0, **host(profile.dynamo, "dynamo")}
     if jitter_ms is not None:
         dyn_update["frontend_jitter_ms"] = min(jitter_ms, profile.dynamo.frontend_overhead_ms)
     update["dynamo"] = profile.dynamo.model_copy(update=dyn_update)

@@ -23,6 +23,7 @@ from autotune.profile import Profile
 from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
 from autotune.sim.delivery import with_delivery_noise
 from autotune.sim.engine import Engine
+from autotune.sim.frontend import Frontend, ServerPool
 from autotune.sim.router import KvRouter, RouterRules, RouterState
 from autotune.sim.seq import Seq
 from autotune.topology import RouterSettings, Topology
@@ -97,11 +98,16 @@ class ClusterSim:
         self._intra_bps = c.intra_bw_gb_s * 1e9 * x.efficiency
         self._inter_bps = c.inter_bw_gb_s * 1e9 * x.efficiency
         self._xfer_fixed_s = (x.setup_ms + x.handover_ms) / 1000
-        # frontend overhead = fixed part + exponential noise; its own stream, so noise does not
-        # shift the router's tie-breaking draws
-        self._jitter_s = dyn.frontend_jitter_ms / 1000
-        self._frontend_fixed_s = dyn.frontend_overhead_ms / 1000 - self._jitter_s
-        self._jitter_rng = random.Random(seed * 7919 + 1)
+        self._setup_s, self._handover_s = x.setup_ms / 1000, x.handover_ms / 1000
+        # per-request serial work (autotune/sim/frontend.py): the frontend's CPU, each worker's intake
+        # and hand-off (one at a time), each prefill worker's transfer set-ups (``setup_slots`` at once)
+        self.frontend = Frontend(dyn, self._schedule, seed)
+        self._request_cost_s, self._handoff_cost_s = eng.request_cost_ms / 1000, x.handoff_cost_ms / 1000
+        serial = self._request_cost_s > 0 or self._handoff_cost_s > 0
+        self._intake = [ServerPool(1, self._schedule) for _ in self.engines] if serial else None
+        self._setup = (
+            [ServerPool(x.setup_slots, self._schedule) for _ in self.engines] if x.setup_slots is not None else None
+        )
         self.seqs: list[Seq] = []
         self._itl: list[tuple[float, int, float]] = []
         self._ttft_buf: list[float] = []
@@ -175,13 +181,7 @@ class ClusterSim:
             client,
         )
         self.seqs.append(seq)
-        delay = self._frontend_fixed_s
-        if self._jitter_s > 0:
-            delay += self._jitter_rng.expovariate(1 / self._jitter_s)
-        if delay > 0:
-            self._schedule(now + delay, self._route, seq)
-        else:
-            self._route(now, seq)
+        self.frontend.admit(now, seq, self._route)
 
     def _route(self, now: float, seq: Seq) -> None:
         """The frontend has parsed and tokenised the request: the KV router picks a worker."""
@@ -206,7 +206,17 @@ class ClusterSim:
         if stage == "agg":
             seq.dworker = w
             st.active_blocks[w] += -(-seq.isl // self.bs) - overlap
-        self.engines[w].enqueue(seq, now)
+        self._to_worker(now, w, self._request_cost_s, self._enqueue_prefill, seq)
+
+    def _to_worker(self, now: float, w: int, cost_s: float, then: Callable[[float, Seq], None], seq: Seq) -> None:
+        """Run ``then`` after worker ``w`` has done ``cost_s`` of serial per-request work (queued)."""
+        if self._intake is None or cost_s <= 0:
+            then(now, seq)
+        else:
+            self._intake[w].submit(now, cost_s, then, seq)
+
+    def _enqueue_prefill(self, now: float, seq: Seq) -> None:
+        self.engines[seq.pworker].enqueue(seq, now)
 
     def _reject(self, seq: Seq, now: float) -> None:
         seq.rejected = True
@@ -217,6 +227,13 @@ class ClusterSim:
 
     # ---- engine callbacks ------------------------------------------------------------------------
     def _on_prefill_done(self, seq: Seq, now: float) -> None:
+        self._to_worker(now, seq.pworker, self._handoff_cost_s, self._frontend_hand_off, seq)
+
+    def _frontend_hand_off(self, now: float, seq: Seq) -> None:
+        self.frontend.hand_off(now, seq, self._hand_off)
+
+    def _hand_off(self, now: float, seq: Seq) -> None:
+        """The prefill worker hands the request on: the decode router picks a worker, the KV moves."""
         st, p = self.state, seq.pworker
         st.active_prefill_tokens[p] -= seq.isl - seq.overlap * self.bs
         st.active_requests[p] -= 1
@@ -231,20 +248,38 @@ class ClusterSim:
         seq.dworker = d
         st.add_blocks(d, seq.hashes, -(-seq.isl // self.bs))
         st.active_requests[d] += 1
-        same_node = self.nodes[p] == self.nodes[d]
+        if self._setup is None:
+            self._schedule(now + self._xfer_fixed_s + self._moving_s(seq), self._transfer_done, seq)
+        else:
+            self._setup[p].submit(now, self._setup_s, self._set_up, seq)
+
+    def _moving_s(self, seq: Seq) -> float:
+        """The time the KV bytes take from the prefill to the decode worker."""
+        p, d = seq.pworker, seq.dworker
         shard = seq.isl * self._kv_bytes / min(self.tps[p], self._kv_heads)  # ranks move their shards in parallel
-        xfer = self._xfer_fixed_s + shard / (self._intra_bps if same_node else self._inter_bps)
-        self._schedule(now + xfer, self._transfer_done, seq)
+        return shard / (self._intra_bps if self.nodes[p] == self.nodes[d] else self._inter_bps)
+
+    def _set_up(self, now: float, seq: Seq) -> None:
+        """The transfer is set up (its slot is free again): the hand-over and the bytes follow."""
+        self._schedule(now + self._handover_s + self._moving_s(seq), self._transfer_done, seq)
 
     def _transfer_done(self, now: float, seq: Seq) -> None:
         self.engines[seq.pworker].release(seq, now)
         seq.xfer_end = now
         seq.prefill_left = 0
+        self._to_worker(now, seq.dworker, self._request_cost_s, self._enqueue_decode, seq)
+
+    def _enqueue_decode(self, now: float, seq: Seq) -> None:
         self.engines[seq.dworker].enqueue(seq, now)
 
     def _on_first_token(self, seq: Seq, t: float) -> None:
         if not self.topology.disaggregated:
             self.state.active_prefill_tokens[seq.pworker] -= seq.isl - seq.overlap * self.bs
+        self.frontend.stream_first(t, seq, self._first_token_shown)
+
+    def _first_token_shown(self, t: float, seq: Seq) -> None:
+        """The client has the first token (after the frontend streamed it)."""
+        seq.first_token = t
         self._ttft_buf.append(t - seq.arrival)
 
     def _on_complete(self, seq: Seq, now: float) -> None:
@@ -254,6 +289,11 @@ class ClusterSim:
         else:
             st.active_blocks[d] -= -(-seq.isl // self.bs) - seq.overlap
         st.active_requests[d] -= 1
+        self.frontend.stream_rest(now, seq, self._completion_shown)
+
+    def _completion_shown(self, now: float, seq: Seq) -> None:
+        """The client has the last token: the request is done, a closed-loop client sends its next."""
+        seq.done = max(now, seq.first_token)
         self._pending -= 1
         if self._closed:
             self._issue(now, seq.client)
