@@ -20,7 +20,7 @@ from autotune.results.writer import write_results
 from autotune.search import trials
 from autotune.search.select import baseline_trials, select
 from autotune.search.study import StudyConfig, claim_finish, load_study, run_study
-from autotune.search.workers import WORKER
+from autotune.search.workers import WORKER, database_errors
 from autotune.topology import parse_topology
 
 log = logging.getLogger("autotune")
@@ -68,7 +68,8 @@ def run(
     backend_info: dict[str, Any] | None = None,
     prediction: bool = True,
 ) -> dict[str, Any]:
-    study = run_study(profile, cfg, on_trial)
+    with database_errors():
+        study = run_study(profile, cfg, on_trial)
     return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
 
 
@@ -85,10 +86,11 @@ def run_worker(
     The results directory is locked only while it is written, so workers may share it (a shared
     volume) or each have their own; the other workers return who wrote it.
     """
-    study = run_study(profile, cfg, on_trial, on_stale)
+    with database_errors():
+        study = run_study(profile, cfg, on_trial, on_stale)
+        writer = claim_finish(study, cfg)
     mine = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(WORKER) == cfg.worker)
     done = {"study": study.study_name, "worker": cfg.worker, "trials_by_this_worker": mine}
-    writer = claim_finish(study, cfg)
     if writer != cfg.worker:
         log.info("study %s is done; its recommendation is written by worker %s", study.study_name, writer)
         return {**done, "results_written_by": writer}

@@ -231,7 +231,7 @@ def report(results_dir: str, profile: str | None, storage: str | None, study_nam
     from autotune.search.study import StudyConfig
 
     out = Path(results_dir)
-    if not out.is_dir():
+    if not out.is_dir() and not storage:  # from a shared database, a new directory is fine
         raise InputError(f"RESULTS_DIR: {out} is not a directory")
     check_results_dir(out, "RESULTS_DIR")
     with results_lock(out):

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,11 +32,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.errors import InputError
+from autotune.errors import InputError, StorageError
 from autotune.redact import redact_text
 from autotune.search import trials
 
 log = logging.getLogger("autotune.search")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
 
 WORKER, RETRY_OF = "worker", "retry_of"  # trial user attrs: who ran it; which stale trial it repeats
 FINISHED_BY = "finished_by"  # study user attr: the worker that wrote the recommendation
@@ -71,6 +73,18 @@ def open_rdb(url: str, *, heartbeat_s: int, stale_after_s: int) -> RDBStorage:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable URL or database
         raise InputError(f"--storage: cannot open {redact_text(url)}: {redact_text(str(exc))}") from None
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A database that goes away mid-study is one line (exit 5), not a traceback; told trials are kept."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as exc:
+        first = (redact_text(str(exc)).splitlines() or [type(exc).__name__])[0]
+        raise StorageError(f"--storage: the study's database failed: {first}; finished trials are saved") from None
 
 
 class Heartbeats:
