@@ -169,7 +169,10 @@ class Loop:
             self.on_trial(self.study.trials[number], finished(self.study), self.cfg.trials)
 
     def fail_unfinished(self, why: str) -> None:
-        """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``."""
+        """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``.
+
+        On a shared study each is also enqueued once more, for the workers that go on (an evicted pod).
+        """
         left = [j.trial for j in self.inflight.values()] + ([self.pending] if self.pending is not None else [])
         for job in self.inflight.values():
             if job.future is not None:
@@ -179,6 +182,8 @@ class Loop:
                 continue
             trial.set_user_attr(trials.FAIL_REASON, why)
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if self.shared is not None and trial.params:
+                self.shared.retry_once(self.study.trials[trial.number])
 
     def close(self, *, kill: bool = False) -> None:
         if self.shared is not None:

@@ -31,7 +31,7 @@ from autotune.search.journal import check_journal
 from autotune.search.loop import Loop, OnTrial, finished
 from autotune.search.signals import signals_deferred, sigterm_as_interrupt
 from autotune.search.space import outside_space, topology_params
-from autotune.search.workers import OnStale, SharedStudy, open_rdb, worker_label
+from autotune.search.workers import OnStale, SharedStudy, one_line, open_rdb, worker_label
 from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
 
 __all__ = ["StudyConfig", "load_study", "open_storage", "run_study", "study_name"]
@@ -83,7 +83,7 @@ def load_study(
         raise
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
         where = redact_text(cfg.storage) if cfg.storage else cfg.results_dir
-        raise InputError(f"--storage: cannot open {where}: {redact_text(str(exc))}") from None
+        raise InputError(f"--storage: cannot open {where}: {one_line(exc)}") from None
     if cfg.worker and create:  # one of many workers: join the study, whoever created it
         return _join_study(profile, cfg, storage, name, existing)
     if name in existing and create and not cfg.resume:

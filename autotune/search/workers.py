@@ -60,6 +60,13 @@ def rdb_url(url: str) -> str:
     raise InputError("--storage: a PostgreSQL URL needs the psycopg driver: pip install 'autotune[postgres]'")
 
 
+def one_line(exc: BaseException) -> str:
+    """A driver's multi-line message as one redacted line (no SQL, no "Background on this error" link)."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    keep = [ln for ln in lines if ln and not ln.startswith(("(Background on this error", "[SQL:", "[parameters:"))]
+    return redact_text("; ".join(keep) or type(exc).__name__)
+
+
 def open_rdb(url: str, *, heartbeat_s: int, stale_after_s: int) -> RDBStorage:
     """The RDB storage with heartbeats on; ``pool_pre_ping`` survives a database restart between trials."""
     try:
@@ -72,7 +79,7 @@ def open_rdb(url: str, *, heartbeat_s: int, stale_after_s: int) -> RDBStorage:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable URL or database
-        raise InputError(f"--storage: cannot open {redact_text(url)}: {redact_text(str(exc))}") from None
+        raise InputError(f"--storage: cannot open {redact_text(url)}: {one_line(exc)}") from None
 
 
 @contextmanager
@@ -83,8 +90,9 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as exc:
-        first = (redact_text(str(exc)).splitlines() or [type(exc).__name__])[0]
-        raise StorageError(f"--storage: the study's database failed: {first}; finished trials are saved") from None
+        raise StorageError(
+            f"--storage: the study's database failed: {one_line(exc)}; finished trials are saved"
+        ) from None
 
 
 class Heartbeats:
@@ -206,12 +214,16 @@ class SharedStudy:
                 continue  # another worker failed it first (or its own worker finished after all)
         for t in failed:
             log.warning("trial %d: %s", t.number, t.user_attrs[trials.FAIL_REASON])
-            if RETRY_OF not in t.user_attrs:
-                keep = {k: t.user_attrs[k] for k in (trials.BASELINE,) if k in t.user_attrs}
-                self.study.enqueue_trial(t.params, user_attrs={**keep, RETRY_OF: t.number})
+            self.retry_once(t)
         if failed and self.on_stale is not None:
             self.on_stale(failed)
         return failed
+
+    def retry_once(self, t: FrozenTrial) -> None:
+        """Enqueue a lost trial's parameters for whichever worker asks next, unless it was a retry itself."""
+        if RETRY_OF not in t.user_attrs:
+            keep = {k: t.user_attrs[k] for k in (trials.BASELINE,) if k in t.user_attrs}
+            self.study.enqueue_trial(t.params, user_attrs={**keep, RETRY_OF: t.number})
 
     def wait_for_others(self) -> bool:
         """Nothing left to ask: wait while other workers' trials run; False once none does.

@@ -9,7 +9,7 @@ from k8s_profiles import make_profile
 
 from autotune.k8s import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from autotune.k8s.diagnose import PodWatcher
-from autotune.k8s.housekeeping import cleanup, list_leftovers, reconcile
+from autotune.k8s.housekeeping import cleanup, list_leftovers, reconcile, sweep_trials
 from autotune.k8s.lifecycle import TrialFailed, apply, delete_and_wait, readiness, wait_ready
 from autotune.k8s.render import render_dgd
 from autotune.topology import RouterSettings, parse_topology
@@ -118,3 +118,13 @@ def test_cleanup_by_label_and_reconcile_on_resume(kube, namespace, operator) -> 
     gone = cleanup(kube, namespace, timeout_s=20)
     assert [lo.study for lo in gone] == ["beta"]
     assert _names(kube, namespace) == ["not-ours"]  # never touches what autotune did not make
+
+
+def test_sweep_removes_only_the_dead_workers_trial_graphs(kube, namespace, operator) -> None:
+    """A shared study: a surviving worker deletes the graph of a dead worker's trial, not the live ones."""
+    operator.behavior = lambda obj: "never"
+    for study, trial in (("shared", "t3"), ("shared", "t4"), ("other", "t3")):
+        apply(kube, _dgd(namespace, study=study, trial=trial))
+    gone = sweep_trials(kube, namespace, "shared", {"t3"}, timeout_s=20)
+    assert [(lo.study, lo.trial_id) for lo in gone] == [("shared", "t3")]
+    assert {(lo.study, lo.trial_id) for lo in list_leftovers(kube, namespace)} == {("shared", "t4"), ("other", "t3")}
