@@ -194,8 +194,24 @@ class SharedStudy:
     def stopped(self, trial: optuna.Trial) -> None:
         self.heartbeats.discard(trial._trial_id)
 
+    def _adopt_unbeaten(self) -> None:
+        """RUNNING trials that never had a heartbeat (left by a run without heartbeats, or a worker killed
+        as it asked) get one now: Optuna never counts them stale, so without it they would stay RUNNING
+        and the workers would wait on them for ever. A live worker beats its own within the interval."""
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT t.trial_id FROM trials t WHERE t.study_id = :s AND t.state = 'RUNNING' "
+            "AND NOT EXISTS (SELECT 1 FROM trial_heartbeats h WHERE h.trial_id = t.trial_id)"
+        )
+        with self.storage.engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(query, {"s": self.study_id})]
+        for trial_id in ids:
+            self.storage.record_heartbeat(trial_id)
+
     def fail_stale(self) -> list[FrozenTrial]:
         """Fail trials whose worker stopped beating, retry each once, and let the caller sweep them."""
+        self._adopt_unbeaten()
         failed = []
         for trial_id in self.storage._get_stale_trial_ids(self.study_id):
             t = self.storage.get_trial(trial_id)

@@ -225,3 +225,35 @@ def test_a_worker_killed_mid_trial_is_failed_with_a_reason_and_retried_once(
         f"\nshared study with a kill: {TRIALS} finished, {WORKERS} workers, 1 kill (trial {killed}, "
         f"retried as {retries[0].number}), lost 0, wall {wall_s:.0f} s"
     )
+
+
+def test_a_trial_without_heartbeats_is_adopted_then_failed_once_and_retried_once(pg: PgCluster) -> None:
+    """A RUNNING trial nobody beats (a run without heartbeats, a worker killed as it asked): two workers
+    race to fail it; exactly one wins, and exactly one retry is enqueued."""
+    from autotune.search.workers import SharedStudy, open_rdb, rdb_url
+
+    url = pg.create_db("adopt")
+    study = optuna.create_study(study_name="s", storage=rdb_url(url), directions=["minimize", "maximize"])
+    orphan = study.ask()  # no heartbeat recorded: Optuna alone would leave it RUNNING for ever
+    orphan.suggest_int("x", 0, 9)
+    workers = [SharedStudy(open_rdb(url, heartbeat_s=1, stale_after_s=2), study, f"w{i}", 2, None) for i in range(2)]
+    try:
+        failed: list[optuna.trial.FrozenTrial] = []
+        deadline = time.monotonic() + 120
+        while not failed:
+            assert time.monotonic() < deadline, "the orphan was never failed"
+            for w in workers:
+                failed += w.fail_stale()
+            time.sleep(0.5)
+        for w in workers:  # the loser finds nothing left to fail
+            failed += w.fail_stale()
+    finally:
+        for w in workers:
+            w.close()
+    assert [t.number for t in failed] == [orphan.number]
+    trials_ = study.get_trials(deepcopy=False)
+    assert trials_[orphan.number].state == TrialState.FAIL
+    assert "stopped sending heartbeats" in trials_[orphan.number].user_attrs["fail_reason"]
+    retries = [t for t in trials_ if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    assert study.ask().suggest_int("x", 0, 9) == orphan.params["x"]  # the next ask runs the retry
