@@ -14,14 +14,17 @@ import pandas as pd
 from autotune.adaptive import controller_experiment
 from autotune.errors import InputError
 from autotune.profile import Profile
+from autotune.results.directory import results_lock
 from autotune.results.outcome import Outcome
 from autotune.results.writer import write_results
 from autotune.search import trials
 from autotune.search.select import baseline_trials, select
-from autotune.search.study import StudyConfig, load_study, run_study
+from autotune.search.study import StudyConfig, claim_finish, load_study, run_study
+from autotune.search.workers import WORKER, database_errors
 from autotune.topology import parse_topology
 
 log = logging.getLogger("autotune")
+RESULTS_LOCK_WAIT_S = 600.0  # a concurrent ``report`` of the same directory holds the lock for seconds
 
 
 def finish(
@@ -69,8 +72,35 @@ def run(
     backend_info: dict[str, Any] | None = None,
     prediction: bool = True,
 ) -> dict[str, Any]:
-    study = run_study(profile, cfg, on_trial)
+    with database_errors():
+        study = run_study(profile, cfg, on_trial)
     return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
+
+
+def run_worker(
+    profile: Profile,
+    cfg: StudyConfig,
+    on_trial: Callable[..., None] | None = None,
+    backend_info: dict[str, Any] | None = None,
+    prediction: bool = True,
+    on_stale: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """One of many workers on a shared study; the first to see it done writes the recommendation, once.
+
+    The results directory is locked only while it is written, so workers may share it (a shared
+    volume) or each have their own; the other workers return who wrote it.
+    """
+    with database_errors():
+        study = run_study(profile, cfg, on_trial, on_stale)
+        writer = claim_finish(study, cfg)
+    mine = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(WORKER) == cfg.worker)
+    done = {"study": study.study_name, "worker": cfg.worker, "trials_by_this_worker": mine}
+    if writer != cfg.worker:
+        log.info("study %s is done; its recommendation is written by worker %s", study.study_name, writer)
+        return {**done, "results_written_by": writer}
+    with results_lock(cfg.results_dir, wait_s=RESULTS_LOCK_WAIT_S):
+        summary = finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
+    return {**summary, **done, "results_written_by": writer}
 
 
 def report(profile: Profile, cfg: StudyConfig) -> dict[str, Any]:

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q -e '.[test]'
-for setup in scripts/setup_dynamo.sh scripts/setup_kube.sh; do
+for setup in scripts/setup_dynamo.sh scripts/setup_kube.sh scripts/setup_postgres.sh; do
   if [ -f "$setup" ]; then bash "$setup"; fi
 done
 ruff check .

@@ -19,6 +19,7 @@ from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
 from autotune.cli.validate import validate_cmd
+from autotune.cli.worker import worker_cmd
 from autotune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
 from autotune.redact import install_log_filter, redact_text
 
@@ -42,6 +43,7 @@ cli.add_command(simulate)
 cli.add_command(validate_cmd)
 cli.add_command(cleanup_cmd)
 cli.add_command(dgd_cmd)
+cli.add_command(worker_cmd)
 
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

@@ -13,6 +13,7 @@ import click
 from autotune.cli.output import FORMATS
 from autotune.errors import InputError
 from autotune.profile_schema import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TRIALS, SEED_MAX
+from autotune.search.config import HEARTBEAT_S, STALE_AFTER_S
 from autotune.topology import shorten
 
 DEFAULT_PROFILE = "paper-70b-1p5d"
@@ -69,10 +70,62 @@ profile_option = click.option(
 )
 
 
+# the URL may carry a password: $AUTOTUNE_STORAGE (a Secret in k8s/) keeps it off the command line
+storage_option = click.option(
+    "--storage",
+    envvar="AUTOTUNE_STORAGE",
+    default=None,
+    help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the results dir; "
+    "env AUTOTUNE_STORAGE).",
+)
+
+
 def study_options(f: Any) -> Any:
     """The options of ``run`` and ``plan``: one study, the same flags."""
-    for opt in reversed(
-        [
+    for opt in reversed(_study_option_list(resume=True)):
+        f = opt(f)
+    return f
+
+
+def worker_options(f: Any) -> Any:
+    """The options of ``worker``: those of ``run`` less ``--resume`` (a worker always joins), plus its own."""
+    own = [
+        click.option(
+            "--study", "study_name", default=None, help="Study name in --storage (default: autotune-<profile>)."
+        ),
+        click.option(
+            "--worker-index",
+            envvar="JOB_COMPLETION_INDEX",
+            type=click.IntRange(0, 100_000),
+            default=None,
+            help="This worker's index (a Kubernetes Indexed Job sets $JOB_COMPLETION_INDEX); offsets the sampler seed.",
+        ),
+        click.option(
+            "--heartbeat",
+            "heartbeat_s",
+            type=click.IntRange(1, 3600),
+            default=HEARTBEAT_S,
+            show_default=True,
+            help="Seconds between heartbeats of each trial in flight.",
+        ),
+        click.option(
+            "--stale-after",
+            "stale_after_s",
+            type=click.IntRange(2, 86400),
+            default=STALE_AFTER_S,
+            show_default=True,
+            help="Seconds without a heartbeat after which a trial's worker counts as dead (failed, retried once).",
+        ),
+    ]
+    for opt in reversed(_study_option_list(resume=False) + own):
+        f = opt(f)
+    return f
+
+
+def _study_option_list(*, resume: bool) -> list[Any]:
+    return [
+        opt
+        for opt in [
             profile_option,
             click.option(
                 "-b", "--backend", default="sim", show_default=True, help="Trial backend: sim, dynamo-local, k8s."
@@ -92,10 +145,10 @@ def study_options(f: Any) -> Any:
                 default=None,
                 help="Results directory (default: results/<profile name>).",
             ),
-            click.option(
-                "--storage", default=None, help="Optuna storage URL (default: a journal file in the results dir)."
-            ),
-            click.option("--resume", is_flag=True, help="Continue the study in the results directory."),
+            storage_option,
+            click.option("--resume", is_flag=True, help="Continue the study in the results directory.")
+            if resume
+            else None,
             click.option(
                 "--seed", type=SEED, default=None, help="Seed for the sampler and the simulator (default: profile)."
             ),
@@ -132,6 +185,5 @@ def study_options(f: Any) -> Any:
             ),
             output_option,
         ]
-    ):
-        f = opt(f)
-    return f
+        if opt is not None
+    ]

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from autotune.cli.k8s import reconcile_on_resume, validate_plan_against_cluster
-from autotune.cli.options import output_option, study_options
+from autotune.cli.options import output_option, storage_option, study_options
 from autotune.cli.output import emit
 from autotune.errors import InputError
 from autotune.results.directory import check_results_dir, results_lock
@@ -103,7 +103,7 @@ def _reconcile_cluster(prof: Any, cfg: Any, kw: dict[str, Any]) -> None:
     logging.getLogger("autotune").info("resume: reconciled the cluster with the study: %s", rec)
 
 
-def _execute(
+def study_config(
     profile: str,
     backend: str,
     trials: int | None,
@@ -113,11 +113,10 @@ def _execute(
     seed: int | None,
     jobs: int | None,
     sampler: str,
-    fmt: str,
-    prediction: bool,
-    **kw: Any,
-) -> None:
-    from autotune import pipeline
+    kw: dict[str, Any],
+    **extra: Any,
+) -> tuple[Any, Any]:
+    """The profile and the ``StudyConfig`` of ``run``, ``plan`` and ``worker``, every flag checked first."""
     from autotune.backends import available
     from autotune.profile import load_profile
     from autotune.search.study import StudyConfig
@@ -140,7 +139,8 @@ def _execute(
         _connect(kw["kubeconfig"], kw["context"]).close()
     from autotune.search.study import study_name
 
-    graphs = os.environ.get("AUTOTUNE_STUDY") or study_name(prof)  # label of this study's trial graphs
+    name = extra.get("study_name") or study_name(prof)
+    graphs = os.environ.get("AUTOTUNE_STUDY") or name  # label of this study's trial graphs
     cfg = StudyConfig(
         out,
         trials or prof.search.trials,
@@ -149,9 +149,32 @@ def _execute(
         storage,
         resume,
         prof.seed,
-        jobs or ((os.cpu_count() or 1) if backend == "sim" else 1),
+        jobs or ((os.cpu_count() or 1) if backend == "sim" and not extra.get("worker") else 1),
         sampler,
+        **extra,
     )
+    check_results_dir(out)
+    return prof, cfg
+
+
+def _execute(
+    profile: str,
+    backend: str,
+    trials: int | None,
+    results: str | None,
+    storage: str | None,
+    resume: bool,
+    seed: int | None,
+    jobs: int | None,
+    sampler: str,
+    fmt: str,
+    prediction: bool,
+    **kw: Any,
+) -> None:
+    from autotune import pipeline
+
+    prof, cfg = study_config(profile, backend, trials, results, storage, resume, seed, jobs, sampler, kw)
+    out = cfg.results_dir
     check_results_dir(out)
     with results_lock(out):
         if backend == "k8s" and resume and (out / "study.journal").exists():
@@ -199,20 +222,21 @@ def plan(**kw: Any) -> None:
 @click.command()
 @click.argument("results_dir", type=click.Path(file_okay=False))
 @click.option("-p", "--profile", default=None, help="Profile (default: the directory's profile.resolved.yaml).")
-@click.option("--storage", default=None, help="Optuna storage URL if the study is not in the directory.")
+@storage_option
+@click.option("--study", "study_name", default=None, help="Study name in --storage (default: autotune-<profile>).")
 @output_option
-def report(results_dir: str, profile: str | None, storage: str | None, fmt: str) -> None:
+def report(results_dir: str, profile: str | None, storage: str | None, study_name: str | None, fmt: str) -> None:
     """Re-render a results directory from its study (no trial is re-run)."""
     from autotune import pipeline
     from autotune.profile import load_profile
     from autotune.search.study import StudyConfig
 
     out = Path(results_dir)
-    if not out.is_dir():
+    if not out.is_dir() and not storage:  # from a shared database, a new directory is fine
         raise InputError(f"RESULTS_DIR: {out} is not a directory")
     check_results_dir(out, "RESULTS_DIR")
     with results_lock(out):
         prof = load_profile(profile or str(out / "profile.resolved.yaml"))
-        cfg = StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed, read_only=True)
+        cfg = StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed, read_only=True, study_name=study_name)
         summary = pipeline.report(prof, cfg)
     emit(summary, fmt, rows=[_table_row(summary)], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")

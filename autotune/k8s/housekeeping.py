@@ -161,3 +161,15 @@ def plan(kube: Kube, dgds: list[dict[str, Any]]) -> list[PlanCheck]:
         else:
             checks.append(PlanCheck(md["name"], True, "would update (exists)" if exists else "would create"))
     return checks
+
+
+def sweep_trials(
+    kube: Kube, namespace: str, study: str, trial_ids: set[str], *, version: str, timeout_s: float = 300.0
+) -> list[Leftover]:
+    """Delete the graphs of some trials of ``study`` (a dead worker's), by label, and wait until gone."""
+    found = [lo for lo in list_leftovers(kube, namespace, study, version=version) if lo.trial_id in trial_ids]
+    for lo in found:
+        delete(kube, namespace, lo.name, version=version)
+    for lo in found:
+        wait_gone(kube, namespace, lo.name, version=version, timeout_s=timeout_s)
+    return found

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -64,20 +65,30 @@ def clean_leftovers(path: Path) -> list[Path]:
 
 
 @contextmanager
-def results_lock(path: Path) -> Iterator[None]:
-    """Hold the directory's lock for the duration (``flock``: released by the kernel if we die)."""
+def results_lock(path: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the directory's lock for the duration (``flock``: released by the kernel if we die).
+
+    ``wait_s``: how long to wait for another holder (a worker finishing a shared study waits out a
+    concurrent ``report`` rather than leave the study without its recommendation).
+    """
     olds = _siblings(path, _OLD)
     if olds and not path.exists():  # killed between the two renames of the fallback swap: undo
         os.rename(olds[-1], path)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"--results: {path} is in use by another autotune process; wait for it or choose another directory"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise InputError(
+                    f"--results: {path} is in use by another autotune process; wait for it or choose another directory"
+                ) from None
         clean_leftovers(path)
         yield
     finally:

@@ -12,57 +12,40 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import sys
-import time
 import warnings
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
+from optuna.exceptions import DuplicatedStudyError
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from autotune.errors import AutotuneError, InfeasibleError, InputError, Interrupted
-from autotune.feasibility import check_feasibility
+from autotune.errors import InfeasibleError, InputError, Interrupted
 from autotune.profile import Profile
 from autotune.redact import redact_text
 from autotune.results.files import private_dir, private_file
-from autotune.scoring import TrialResult
 from autotune.search import trials
-from autotune.search.evaluate import evaluate_topology
+from autotune.search.config import StudyConfig
 from autotune.search.journal import check_journal
-from autotune.search.signals import signals_deferred, sigterm_as_interrupt, worker_init
-from autotune.search.space import outside_space, suggest_topology, topology_params
+from autotune.search.loop import Loop, OnTrial, finished
+from autotune.search.signals import signals_deferred, sigterm_as_interrupt
+from autotune.search.space import outside_space, topology_params
+from autotune.search.workers import OnStale, SharedStudy, one_line, open_rdb, worker_label
 from autotune.topology import DEFAULT_ROUTER, Topology, parse_topology
+
+__all__ = ["StudyConfig", "load_study", "open_storage", "run_study", "study_name"]
 
 log = logging.getLogger("autotune.search")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log lines say what happened, once
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    results_dir: Path
-    trials: int
-    backend: str = "sim"
-    backend_options: tuple[tuple[str, Any], ...] = ()
-    storage: str | None = None  # Optuna storage URL; default: journal file in results_dir
-    resume: bool = False
-    seed: int = 0
-    jobs: int = 1
-    sampler: str = "tpe"
-    read_only: bool = False  # report: never repair or change the study
 
 
 def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     """The study's storage: ``--storage URL`` or the journal file in the results directory."""
-    if cfg.storage:
-        return optuna.storages.get_storage(cfg.storage)
+    if cfg.storage:  # a database: heartbeats on, so a dead worker's trial does not stay RUNNING
+        return open_rdb(cfg.storage, heartbeat_s=cfg.heartbeat_s, stale_after_s=cfg.stale_after_s)
     path = cfg.results_dir / "study.journal"
     if cfg.read_only and not path.exists():
         raise InputError(f"{cfg.results_dir}: no study journal here (study.journal); nothing to report")
@@ -73,8 +56,8 @@ def open_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def study_name(profile: Profile) -> str:
-    return f"autotune-{profile.name}"
+def study_name(profile: Profile, cfg: StudyConfig | None = None) -> str:
+    return (cfg.study_name if cfg else None) or f"autotune-{profile.name}"
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -92,7 +75,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 def load_study(
     profile: Profile, cfg: StudyConfig, *, create: bool, storage: optuna.storages.BaseStorage | None = None
 ) -> optuna.Study:
-    name = study_name(profile)
+    name = study_name(profile, cfg)
     try:
         storage = storage or open_storage(cfg)
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
@@ -100,7 +83,9 @@ def load_study(
         raise
     except Exception as exc:  # noqa: BLE001 - any storage error here means an unusable URL or file
         where = redact_text(cfg.storage) if cfg.storage else cfg.results_dir
-        raise InputError(f"--storage: cannot open {where}: {redact_text(str(exc))}") from None
+        raise InputError(f"--storage: cannot open {where}: {one_line(exc)}") from None
+    if cfg.worker and create:  # one of many workers: join the study, whoever created it
+        return _join_study(profile, cfg, storage, name, existing)
     if name in existing and create and not cfg.resume:
         raise InputError(
             f"--results: {cfg.results_dir} already holds study {name!r}; pass --resume to continue it "
@@ -116,26 +101,53 @@ def load_study(
         n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
     # a resumed sampler must not replay its start-up points (optuna #3255): offset its seed
     sampler = make_sampler(cfg.sampler, cfg.seed + n_before)
-    if name in existing:  # load, not create(load_if_exists): that would append a record even for `report`
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    else:
-        study = optuna.create_study(
-            study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler
-        )
     if name not in existing:
-        study.set_metric_names(list(trials.OBJECTIVES))
-        study.set_user_attr("profile_digest", profile.digest())
-        for topo in baseline_topologies(profile):
-            why = outside_space(topo, profile)
-            if why:
-                log.warning("baseline %s is outside the search space (%s); not enqueued", topo.shape(), why)
-                continue
-            study.enqueue_trial(topology_params(topo, profile), user_attrs={trials.BASELINE: topo.to_string()})
-    elif study.user_attrs.get("profile_digest") not in (None, profile.digest()):
+        return _new_study(profile, storage, name, sampler)
+    # load, not create(load_if_exists): that would append a record even for `report`
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    _check_digest(study, profile, "--resume")
+    return study
+
+
+def _new_study(
+    profile: Profile, storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=storage, directions=list(trials.DIRECTIONS), sampler=sampler)
+    study.set_metric_names(list(trials.OBJECTIVES))
+    study.set_user_attr("profile_digest", profile.digest())
+    for topo in baseline_topologies(profile):
+        why = outside_space(topo, profile)
+        if why:
+            log.warning("baseline %s is outside the search space (%s); not enqueued", topo.shape(), why)
+            continue
+        study.enqueue_trial(topology_params(topo, profile), user_attrs={trials.BASELINE: topo.to_string()})
+    return study
+
+
+def _check_digest(study: optuna.Study, profile: Profile, flag: str) -> None:
+    if study.user_attrs.get("profile_digest") not in (None, profile.digest()):
         raise InputError(
-            f"--resume: the profile changed since the study started (digest "
-            f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new --results"
+            f"{flag}: the profile changed since the study started (digest "
+            f"{study.user_attrs.get('profile_digest')} != {profile.digest()}); use a new study"
         )
+
+
+def _join_study(
+    profile: Profile, cfg: StudyConfig, storage: optuna.storages.BaseStorage, name: str, existing: set[str]
+) -> optuna.Study:
+    """A worker creates the study if it is the first, else loads it; only the creator enqueues the baselines.
+
+    Each worker's sampler gets its own seed (``worker_index``): shared seeds propose the same points (optuna #4714).
+    """
+    n_before = len(optuna.load_study(study_name=name, storage=storage).trials) if name in existing else 0
+    sampler = make_sampler(cfg.sampler, cfg.seed + n_before + cfg.worker_index)
+    if name not in existing:
+        try:
+            return _new_study(profile, storage, name, sampler)
+        except DuplicatedStudyError:
+            pass  # another worker created it a moment ago
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    _check_digest(study, profile, "--profile")
     return study
 
 
@@ -183,140 +195,8 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     return stale
 
 
-def _finished(study: optuna.Study) -> int:
-    """Trials that count towards the budget: evaluated ones (pruned infeasible points cost nothing)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL))
-
-
-def _pruned(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED)
-
-
-OnTrial = Callable[[optuna.trial.FrozenTrial, int, int], None]
-PRUNE_CAP_FACTOR = 20  # stop asking after this many infeasible proposals per budgeted trial
-
-
-@dataclass
-class _InFlight:
-    trial: optuna.Trial
-    topology: Topology
-    future: Future[TrialResult] | None  # None: evaluated in this process when its turn comes
-    started: float = field(default_factory=time.monotonic)
-
-
-class _Loop:
-    """One study run: ask, prune what cannot run, evaluate (in a pool on ``-j N``), record, tell.
-
-    Storage is only touched with SIGINT/SIGTERM held, so no trial is created or told half-way.
-    """
-
-    def __init__(self, profile: Profile, cfg: StudyConfig, study: optuna.Study, on_trial: OnTrial | None) -> None:
-        self.profile, self.cfg, self.study, self.on_trial = profile, cfg, study, on_trial
-        s = profile.search
-        self.eval_kw: dict[str, Any] = {
-            "seed": profile.seed,
-            "concurrency": list(s.concurrency or profile.workload.concurrency),
-            "requests": s.requests_per_point,
-            "backend_options": dict(cfg.backend_options),
-        }
-        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
-        self.inflight: dict[int, _InFlight] = {}
-        self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
-
-    def run(self) -> None:
-        while True:
-            self._fill()
-            if not self.inflight:
-                return
-            self._finish(min(self.inflight))
-
-    def _fill(self) -> None:
-        """Ask until ``jobs`` trials are in flight or the budget is spoken for; infeasible ones cost nothing."""
-        cfg, study = self.cfg, self.study
-        while len(self.inflight) < cfg.jobs and _finished(study) + len(self.inflight) < cfg.trials:
-            if _pruned(study) >= PRUNE_CAP_FACTOR * cfg.trials:
-                return
-            with signals_deferred():
-                trial = self.pending = study.ask()
-                topo = suggest_topology(trial, self.profile)
-                trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
-            reason = self._infeasible(topo)
-            if reason:
-                with signals_deferred():
-                    trial.set_user_attr(trials.PRUNE_REASON, reason)
-                    study.tell(trial, state=TrialState.PRUNED)
-                    self.pending = None
-                self._report(trial.number)
-                continue
-            fut = None
-            if self.pool is not None:
-                with signals_deferred():  # the pool's threads start here and inherit the blocked signals
-                    fut = self.pool.submit(
-                        evaluate_topology, self.profile, topo, cfg.backend, **self.eval_kw, trial_id=f"t{trial.number}"
-                    )
-            self.inflight[trial.number] = _InFlight(trial, topo, fut)
-            self.pending = None
-
-    def _infeasible(self, topo: Topology) -> str:
-        feas = check_feasibility(topo, self.profile)
-        if feas.ok and topo.gpus < self.profile.search.min_gpus:
-            return f"uses {topo.gpus} GPUs, below search.min_gpus ({self.profile.search.min_gpus})"
-        return feas.reason
-
-    def _finish(self, number: int) -> None:
-        job = self.inflight[number]
-        res: TrialResult | None = None
-        error = ""
-        try:
-            res = (
-                job.future.result()
-                if job.future is not None
-                else evaluate_topology(
-                    self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}"
-                )
-            )
-        except AutotuneError as exc:
-            error = str(exc)
-        if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
-            error = "no routing decisions were measured"
-        with signals_deferred():
-            if res is not None:
-                job.trial.set_user_attr(trials.DURATION_S, time.monotonic() - job.started)
-                trials.record(job.trial, res)
-            if error or res is None:
-                job.trial.set_user_attr(trials.FAIL_REASON, error)
-                self.study.tell(job.trial, state=TrialState.FAIL)
-            else:
-                self.study.tell(job.trial, trials.objective_values(res))
-            del self.inflight[number]
-        self._report(number)
-
-    def _report(self, number: int) -> None:
-        if self.on_trial:
-            self.on_trial(self.study.trials[number], _finished(self.study), self.cfg.trials)
-
-    def fail_unfinished(self, why: str) -> None:
-        """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``."""
-        left = [j.trial for j in self.inflight.values()] + ([self.pending] if self.pending is not None else [])
-        for job in self.inflight.values():
-            if job.future is not None:
-                job.future.cancel()
-        for trial in left:
-            if self.study.trials[trial.number].state.is_finished():
-                continue
-            trial.set_user_attr(trials.FAIL_REASON, why)
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-
-    def close(self, *, kill: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
-                for child in multiprocessing.active_children():
-                    child.terminate()
-
-
 def _raise_if_nothing_ran(study: optuna.Study) -> None:
-    if _finished(study):
+    if finished(study):
         return
     reasons = [t.user_attrs.get(trials.PRUNE_REASON, "") for t in study.trials if t.state == TrialState.PRUNED]
     common = max(set(reasons), key=reasons.count) if reasons else "the search space is empty"
@@ -325,18 +205,29 @@ def _raise_if_nothing_ran(study: optuna.Study) -> None:
     )
 
 
-def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = None) -> optuna.Study:
-    """Run (or resume) the study until ``cfg.trials`` trials have finished."""
+def run_study(
+    profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = None, on_stale: OnStale | None = None
+) -> optuna.Study:
+    """Run (or resume, or join as a worker) the study until ``cfg.trials`` trials have finished.
+
+    A database storage is shared: heartbeats tell live trials from a dead worker's, and
+    ``on_stale`` gets the trials failed for lack of one (to sweep their deployments).
+    """
     storage = open_storage(cfg)
     study = load_study(profile, cfg, create=True, storage=storage)
-    stale = fail_stale_trials(study, storage)
-    if stale:
-        log.warning("failed %d trial(s) left RUNNING by an interrupted run: %s", len(stale), stale)
-    with signals_deferred():
-        again = requeue_interrupted_baselines(study, profile)
-    if again:
-        log.info("resume: the interrupted baseline(s) %s run again", ", ".join(again))
-    loop = _Loop(profile, cfg, study, on_trial)
+    shared = None
+    if isinstance(storage, RDBStorage):
+        shared = SharedStudy(storage, study, cfg.worker or worker_label(None), cfg.stale_after_s, on_stale)
+    else:
+        stale = fail_stale_trials(study, storage)
+        if stale:
+            log.warning("failed %d trial(s) left RUNNING by an interrupted run: %s", len(stale), stale)
+    if not cfg.worker:
+        with signals_deferred():
+            again = requeue_interrupted_baselines(study, profile)
+        if again:
+            log.info("resume: the interrupted baseline(s) %s run again", ", ".join(again))
+    loop = Loop(profile, cfg, study, on_trial, shared)
     try:
         with sigterm_as_interrupt():
             loop.run()
@@ -344,12 +235,23 @@ def run_study(profile: Profile, cfg: StudyConfig, on_trial: OnTrial | None = Non
     except KeyboardInterrupt:
         with signals_deferred():
             loop.fail_unfinished(INTERRUPTED)
-        raise Interrupted(
-            f"interrupted; {_finished(study)} finished trial(s) are saved, continue with --resume"
-        ) from None
+        again_with = "start the worker again" if cfg.worker else "continue with --resume"
+        raise Interrupted(f"interrupted; {finished(study)} finished trial(s) are saved, {again_with}") from None
     finally:
         loop.close()
     return study
+
+
+def claim_finish(study: optuna.Study, cfg: StudyConfig) -> str:
+    """Which worker writes the recommendation of a shared study: the first to ask (maybe this one)."""
+    storage = open_storage(cfg)
+    if not isinstance(storage, RDBStorage):
+        return cfg.worker
+    shared = SharedStudy(storage, study, cfg.worker, cfg.stale_after_s, None)
+    try:
+        return shared.claim_finish()
+    finally:
+        shared.close()
 
 
 def print_line(t: optuna.trial.FrozenTrial, done: int, total: int) -> None:

@@ -266,8 +266,9 @@ def trial_line(t: FrozenTrial, done: int, total: int) -> str:
     if t.state == TrialState.COMPLETE:
         poa, regret, tput = objective_intervals(t)[0].value, regret_interval(t).value, t.values[1]
         return (
-            f"trial {done}/{total} {topo}: PoA-hat {poa:.3g} (routing regret {regret:.3f}), {tput:.0f} tok/s/GPU, "
+            f"trial {done}/{total} #{t.number} {topo}: PoA-hat {poa:.3g} (routing regret {regret:.3f}), "
+            f"{tput:.0f} tok/s/GPU, "
             f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
             f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}"
         )
-    return f"trial {done}/{total} {topo}: {t.state.name.lower()} — {reason(t)}"
+    return f"trial {done}/{total} #{t.number} {topo}: {t.state.name.lower()} — {reason(t)}"

@@ -12,7 +12,7 @@ from k8s_profiles import make_profile
 
 from autotune.k8s import API_VERSIONS, FIELD_MANAGER, GROUP, PLURAL
 from autotune.k8s.diagnose import PodWatcher
-from autotune.k8s.housekeeping import cleanup, list_leftovers, reconcile, served_version
+from autotune.k8s.housekeeping import cleanup, list_leftovers, reconcile, served_version, sweep_trials
 from autotune.k8s.lifecycle import TrialFailed, apply, delete_and_wait, readiness, wait_ready
 from autotune.k8s.render import render_dgd, worker_status
 from autotune.topology import RouterSettings, parse_topology
@@ -128,3 +128,14 @@ def test_cleanup_by_label_and_reconcile_on_resume(kube, namespace, operator, api
     gone = cleanup(kube, namespace, version=api_version, timeout_s=20)
     assert [lo.study for lo in gone] == ["beta"]
     assert _names(kube, namespace, api_version) == ["not-ours"]  # never touches what autotune did not make
+
+
+def test_sweep_removes_only_the_dead_workers_trial_graphs(kube, namespace, operator, api_version) -> None:
+    """A shared study: a surviving worker deletes the graph of a dead worker's trial, not the live ones."""
+    operator.behavior = lambda obj: "never"
+    for study, trial in (("shared", "t3"), ("shared", "t4"), ("other", "t3")):
+        apply(kube, _dgd(namespace, api_version, study=study, trial=trial))
+    gone = sweep_trials(kube, namespace, "shared", {"t3"}, version=api_version, timeout_s=20)
+    assert [(lo.study, lo.trial_id) for lo in gone] == [("shared", "t3")]
+    left = {(lo.study, lo.trial_id) for lo in list_leftovers(kube, namespace, version=api_version)}
+    assert left == {("shared", "t4"), ("other", "t3")}

@@ -24,6 +24,8 @@ NS = "autotune"
 SA = f"system:serviceaccount:{NS}:autotune"
 # ... except ttlSecondsAfterFinished: alpha behind a feature gate in 1.20 (dropped there), GA since 1.23
 K120_FEATURE_GATED = {"spec.ttlSecondsAfterFinished", "spec.jobTemplate.spec.ttlSecondsAfterFinished"}
+# ... and completionMode: Indexed Jobs are alpha in 1.21, GA in 1.24 (k8s/workers.yaml says 1.22+)
+K120_NEWER_FIELDS = {"spec.completionMode"}
 
 
 def _docs() -> list[dict[str, Any]]:
@@ -51,7 +53,19 @@ def autotune_ns(kube) -> str:
 
 def test_manifest_set_is_complete() -> None:
     kinds = sorted(d["kind"] for d in _docs())
-    assert kinds == ["ConfigMap", "CronJob", "Job", "PersistentVolumeClaim", "Role", "RoleBinding", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap",
+        "CronJob",
+        "Deployment",
+        "Job",
+        "Job",
+        "PersistentVolumeClaim",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     cron = next(d for d in _docs() if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     for job_spec in (cron["spec"]["jobTemplate"]["spec"], next(d for d in _docs() if d["kind"] == "Job")["spec"]):
@@ -74,10 +88,28 @@ def test_manifests_pass_server_side_dry_run(kube, autotune_ns) -> None:
         sent = _for_k120(doc)
         stored = _create(kube, sent, dry_run="All").to_dict()
         assert stored["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "autotune"
-        if doc["kind"] in ("Job", "CronJob"):  # no field of ours pruned (1.20 prunes silently) ...
-            lost = set(pruned_paths(sent["spec"], stored["spec"], "spec")) - K120_FEATURE_GATED
+        if doc["kind"] in ("Job", "CronJob", "Deployment"):  # no field of ours pruned (1.20 prunes silently) ...
+            lost = set(pruned_paths(sent["spec"], stored["spec"], "spec")) - K120_FEATURE_GATED - K120_NEWER_FIELDS
             assert lost == set(), doc["kind"]
     assert kube.core.list_namespaced_config_map(NS, label_selector="app.kubernetes.io/name=autotune").items == []
+
+
+def test_workers_job_shares_one_postgresql_study() -> None:
+    """N pods of an Indexed Job, one study (named after the Job), the URL from a Secret, never in the args."""
+    job = next(d for d in _docs() if d["kind"] == "Job" and d["metadata"]["generateName"] == "autotune-workers-")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] >= 2
+    container = spec["template"]["spec"]["containers"][0]
+    args = container["args"][0]
+    assert "autotune worker" in args and '--study "$AUTOTUNE_STUDY"' in args and "postgresql://" not in args
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AUTOTUNE_STORAGE"]["valueFrom"]["secretKeyRef"] == {"name": "autotune-postgres", "key": "url"}
+    assert "job-completion-index" in env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    pg = next(d for d in _docs() if d["kind"] == "Deployment")
+    pg_env = {e["name"]: e for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "autotune-postgres"
+    svc = next(d for d in _docs() if d["kind"] == "Service")
+    assert svc["spec"]["selector"] == pg["spec"]["selector"]["matchLabels"]
 
 
 def test_profile_in_configmap_is_valid(tmp_path: Path) -> None:

@@ -1,0 +1,29 @@
+"""What one study run is asked to do: shared by the study set-up, its loop and the worker mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_S = 30  # a worker records a heartbeat for each trial in flight this often
+STALE_AFTER_S = 180  # a RUNNING trial without a heartbeat for this long belongs to a dead worker
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    results_dir: Path
+    trials: int
+    backend: str = "sim"
+    backend_options: tuple[tuple[str, Any], ...] = ()
+    storage: str | None = None  # Optuna storage URL; default: journal file in results_dir
+    resume: bool = False
+    seed: int = 0
+    jobs: int = 1
+    sampler: str = "tpe"
+    read_only: bool = False  # report: never repair or change the study
+    study_name: str | None = None  # default: autotune-<profile name>
+    worker: str = ""  # set: one of many workers joining a shared (RDB) study
+    worker_index: int = 0  # offsets the sampler's seed, so workers do not propose the same points
+    heartbeat_s: int = HEARTBEAT_S
+    stale_after_s: int = STALE_AFTER_S

@@ -1,0 +1,195 @@
+"""One study run's ask-and-tell loop: ask, prune what cannot run, evaluate (in a pool on ``-j N``), record, tell.
+
+Storage is only touched with SIGINT/SIGTERM held, so no trial is created or told half-way. As one
+of many workers on a shared study (``SharedStudy``), the budget check and the ask happen inside the
+workers' common turn, trials in flight send heartbeats, and a worker with nothing left to ask stays
+until the other workers' trials are done, failing and retrying those whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from autotune.errors import AutotuneError
+from autotune.feasibility import check_feasibility
+from autotune.profile import Profile
+from autotune.scoring import TrialResult
+from autotune.search import trials
+from autotune.search.config import StudyConfig
+from autotune.search.evaluate import evaluate_topology
+from autotune.search.signals import signals_deferred, worker_init
+from autotune.search.space import suggest_topology
+from autotune.search.workers import SharedStudy, budget_used, finished_count
+from autotune.topology import Topology
+
+log = logging.getLogger("autotune.search")
+
+OnTrial = Callable[[optuna.trial.FrozenTrial, int, int], None]
+PRUNE_CAP_FACTOR = 20  # stop asking after this many infeasible proposals per budgeted trial
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards the budget: evaluated ones (pruned infeasible points cost nothing)."""
+    return finished_count(study.get_trials(deepcopy=False))
+
+
+def _pruned(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED)
+
+
+@dataclass
+class _InFlight:
+    trial: optuna.Trial
+    topology: Topology
+    future: Future[TrialResult] | None  # None: evaluated in this process when its turn comes
+    started: float = field(default_factory=time.monotonic)
+
+
+class Loop:
+    def __init__(
+        self,
+        profile: Profile,
+        cfg: StudyConfig,
+        study: optuna.Study,
+        on_trial: OnTrial | None,
+        shared: SharedStudy | None = None,
+    ) -> None:
+        self.profile, self.cfg, self.study, self.on_trial, self.shared = profile, cfg, study, on_trial, shared
+        s = profile.search
+        self.eval_kw: dict[str, Any] = {
+            "seed": profile.seed,
+            "concurrency": list(s.concurrency or profile.workload.concurrency),
+            "requests": s.requests_per_point,
+            "backend_options": dict(cfg.backend_options),
+        }
+        self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
+        self.inflight: dict[int, _InFlight] = {}
+        self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
+
+    def run(self) -> None:
+        while True:
+            self._fill()
+            if not self.inflight:
+                if self.shared is None or not self.shared.wait_for_others():
+                    return
+                continue
+            self._finish(min(self.inflight))
+
+    def _fill(self) -> None:
+        """Ask until ``jobs`` trials are in flight or the budget is spoken for; infeasible ones cost nothing."""
+        if self.shared is not None:
+            with signals_deferred():
+                self.shared.fail_stale()
+        while len(self.inflight) < self.cfg.jobs:
+            with signals_deferred(), self.shared.turn() if self.shared else nullcontext():
+                if (
+                    budget_used(self.study) >= self.cfg.trials
+                    or _pruned(self.study) >= PRUNE_CAP_FACTOR * self.cfg.trials
+                ):
+                    return
+                trial = self.pending = self.study.ask()
+                topo = suggest_topology(trial, self.profile)
+                trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
+                reason = self._infeasible(topo)
+                if reason:
+                    trial.set_user_attr(trials.PRUNE_REASON, reason)
+                    self.study.tell(trial, state=TrialState.PRUNED)
+                    self.pending = None
+                elif self.shared is not None:
+                    self.shared.started(trial)
+            if reason:
+                self._report(trial.number)
+                continue
+            fut = None
+            if self.pool is not None:
+                with signals_deferred():  # the pool's threads start here and inherit the blocked signals
+                    fut = self.pool.submit(
+                        evaluate_topology,
+                        self.profile,
+                        topo,
+                        self.cfg.backend,
+                        **self.eval_kw,
+                        trial_id=f"t{trial.number}",
+                    )
+            self.inflight[trial.number] = _InFlight(trial, topo, fut)
+            self.pending = None
+
+    def _infeasible(self, topo: Topology) -> str:
+        feas = check_feasibility(topo, self.profile)
+        if feas.ok and topo.gpus < self.profile.search.min_gpus:
+            return f"uses {topo.gpus} GPUs, below search.min_gpus ({self.profile.search.min_gpus})"
+        return feas.reason
+
+    def _finish(self, number: int) -> None:
+        job = self.inflight[number]
+        res: TrialResult | None = None
+        error = ""
+        try:
+            res = (
+                job.future.result()
+                if job.future is not None
+                else evaluate_topology(
+                    self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}"
+                )
+            )
+        except AutotuneError as exc:
+            error = str(exc)
+        if res is not None and res.poa_objective != res.poa_objective:  # NaN: nothing was routed
+            error = "no routing decisions were measured"
+        with signals_deferred():
+            try:
+                if res is not None:
+                    job.trial.set_user_attr(trials.DURATION_S, time.monotonic() - job.started)
+                    trials.record(job.trial, res)
+                if error or res is None:
+                    job.trial.set_user_attr(trials.FAIL_REASON, error)
+                    self.study.tell(job.trial, state=TrialState.FAIL)
+                else:
+                    self.study.tell(job.trial, trials.objective_values(res))
+            except UpdateFinishedTrialError:  # our heartbeats stalled past the grace period; it was retried
+                log.warning("trial %d was failed as stale by another worker; its result is dropped", number)
+            if self.shared is not None:
+                self.shared.stopped(job.trial)
+            del self.inflight[number]
+        self._report(number)
+
+    def _report(self, number: int) -> None:
+        if self.on_trial:
+            self.on_trial(self.study.trials[number], finished(self.study), self.cfg.trials)
+
+    def fail_unfinished(self, why: str) -> None:
+        """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``.
+
+        On a shared study each is also enqueued once more, for the workers that go on (an evicted pod).
+        """
+        left = [j.trial for j in self.inflight.values()] + ([self.pending] if self.pending is not None else [])
+        for job in self.inflight.values():
+            if job.future is not None:
+                job.future.cancel()
+        for trial in left:
+            if self.study.trials[trial.number].state.is_finished():
+                continue
+            trial.set_user_attr(trials.FAIL_REASON, why)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if self.shared is not None and trial.params:
+                self.shared.retry_once(self.study.trials[trial.number])
+
+    def close(self, *, kill: bool = False) -> None:
+        if self.shared is not None:
+            self.shared.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
+                for child in multiprocessing.active_children():
+                    child.terminate()
