@@ -68,6 +68,16 @@ def measured_windows(
     m = len(log.workers)
     decode = log.stage == "decode"
     prefill = PrefillPricer([timers[w] for w in log.workers])
+    steps: dict[tuple[int, int, int], np.ndarray] = {}  # (worker, window size, ctx) -> step time per slot
+
+    def decode_steps(w: int, n: int, ctx: int) -> np.ndarray:
+        key = (w, n, ctx)
+        got = steps.get(key)
+        if got is None:
+            step = timers[w].step_s
+            got = steps[key] = np.array([step(0, 0.0, k + 1, (k + 1) * ctx, 0.0) for k in range(n)])
+        return got
+
     out = []
     for rows in decision_windows(log, window, time_range, keep=lambda i: log.request_id[i] in latencies):
         n = len(rows)
@@ -77,8 +87,7 @@ def measured_windows(
                 isl, osl = log.input_tokens[i], log.output_tokens[i]
                 ctx = isl + osl // 2
                 for j, w in enumerate(log.workers):
-                    step = timers[w].step_s
-                    cost[r, j] = [max(osl - 1, 0) * step(0, 0.0, k + 1, (k + 1) * ctx, 0.0) for k in range(n)]
+                    cost[r, j] = max(osl - 1, 0) * decode_steps(w, n, ctx)
             act = sum(latencies[log.request_id[i]][1] for i in rows)
         else:
             cost = prefill.own(log, rows, block_size)[:, :, None] * (1.0 + np.arange(n)[None, None, :])
