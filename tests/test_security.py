@@ -57,7 +57,7 @@ def _secret_profile(tmp_path: Path) -> Path:
     return p
 
 
-def _autotune(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _autotune(*args: str, cwd: Path = ROOT, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd

@@ -26,7 +26,7 @@ from autotune.topology import parse_topology
 pytestmark = pytest.mark.slow
 
 
-def _autotune(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _autotune(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args],
         cwd=REPO,

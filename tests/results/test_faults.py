@@ -53,7 +53,7 @@ def _profile(tmp_path: Path, ttft: float = 5000, itl: float = 100) -> Path:
     return p
 
 
-def _autotune(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _autotune(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
@@ -280,7 +280,7 @@ def test_a_signal_in_any_phase_loses_no_finished_trial(tmp_path: Path, sig: int,
     else:
         pytest.fail("the run ended before the phase: " + "".join(seen))
     child.send_signal(sig)
-    _, rest = child.communicate(timeout=300)
+    _, rest = child.communicate(timeout=1200)
     err = "".join(seen) + rest
     assert child.returncode == (-9 if sig == signal.SIGKILL else 130), err
     assert "Traceback" not in err
@@ -343,7 +343,7 @@ def test_ctrl_c_with_parallel_workers_prints_no_tracebacks(tmp_path: Path) -> No
     else:
         pytest.fail("the study ended before its first trial: " + "".join(seen))
     os.killpg(child.pid, signal.SIGINT)
-    _, rest = child.communicate(timeout=300)
+    _, rest = child.communicate(timeout=1200)
     assert child.returncode == 130, "".join(seen) + rest
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert "finished trial(s) are saved" in rest

@@ -49,7 +49,7 @@ def _profile(tmp_path: Path, extra: str = "") -> Path:
     return p
 
 
-def _autotune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _autotune(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
@@ -234,7 +234,7 @@ def test_sigint_fails_inflight_trial_and_exits_130(tmp_path: Path) -> None:
         time.sleep(0.2)
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=1200)
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
