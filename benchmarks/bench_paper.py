@@ -6,12 +6,13 @@ For each paper profile at its paper topology (the profile's first baseline), in 
    routing regret, each with its 95 % interval, the regime labels and the knee (``bench_regimes``);
 2. the controller derived from that sweep (``autotune.adaptive.derive_controller``: (τ, ω) grids on
    common random numbers per regime, Dynamo's default kept unless a cell is significantly better);
-3. the 16-cell (τ, ω) spread (``autotune.presets.heatmap``, ``grid_spread``) below the knee (C = 64)
-   and at the first saturated point: PoA-hat mean ± SD and max/min over the cells, and how many cells
+3. the 16-cell (τ, ω) spread (``autotune.presets.heatmap``, ``grid_spread``) below the knee (C = 64),
+   at the paper's C = 128 and at the first saturated point: PoA-hat mean ± SD and max/min over the cells, and how many cells
    differ from the default beyond their intervals;
 4. adaptive vs static over the open-loop spike (``autotune.controller_eval``), per phase, ratios over
-   seeds with intervals; when every derived preset is the default the controller cannot change a run,
-   so the paper's presets (paper.md §5) are run as well, as the paper's controller would set them.
+   seeds with intervals, with the derived presets and with the paper's (paper.md §5), as the paper's
+   controller sets them (when every derived preset is the default, the derived controller cannot
+   change a run; the paper's can).
 
     python benchmarks/bench_paper.py [--quick] [-p paper-70b-1p2d ...] [--seed 0]
 
@@ -89,13 +90,20 @@ def print_spreads(spreads: dict[int, tuple[GridSpread, pd.DataFrame]]) -> None:
         "\n| C | cells | PoA-hat mean ± SD | min – max (max/min) | default PoA-hat | cells ≠ default: PoA-hat / TTFT P99 |"
     )
     print("|---|---|---|---|---|---|")
-    for c, (s, g) in spreads.items():
-        d = g[(g["temperature"] == DEFAULT_ROUTER.temperature) & (g["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)]
+    for c, (_, grid) in spreads.items():
+        d = grid[
+            (grid["temperature"] == DEFAULT_ROUTER.temperature)
+            & (grid["overlap_weight"] == DEFAULT_ROUTER.overlap_weight)
+        ]
         dflt = fmt_interval(_col(d.iloc[0], "poa_hat"), 1) if len(d) else "-"
-        print(
-            f"| {c} | {s.cells} | {s.poa_mean:.1f} ± {s.poa_sd:.2f} | {s.poa_min:.1f} – {s.poa_max:.1f} "
-            f"({s.max_over_min:.3f}×) | {dflt} | {s.poa_differs} / {s.ttft_differs} |"
-        )
+        # Dynamo 0.9.0 at ω = 0 keeps no overlap index and logs overlap 0 (docs/paper-reproduction.md), which
+        # prices the frozen no-queue optimum on the whole prompt: the ω > 0 cells show the spread without it
+        for label, g in ((str(c), grid), (f"{c} (ω > 0)", grid[grid["overlap_weight"] > 0])):
+            s = grid_spread(g)
+            print(
+                f"| {label} | {s.cells} | {s.poa_mean:.1f} ± {s.poa_sd:.2f} | {s.poa_min:.1f} – {s.poa_max:.1f} "
+                f"({s.max_over_min:.3f}×) | {dflt} | {s.poa_differs} / {s.ttft_differs} |"
+            )
 
 
 def print_spike(label: str, rep: SpikeReport) -> None:
@@ -139,7 +147,7 @@ def reproduce(name: str, grid: list[int], seed: int, quick: bool) -> dict[str, o
     settings, grids, choices = derive_controller(profile, topo, result, seed=seed, requests=requests)
     by_c = {int(k.split("@C")[1]): g for k, g in grids.items()}
     spreads: dict[int, tuple[GridSpread, pd.DataFrame]] = {}
-    for c in (BELOW_C, saturated_c(result)):
+    for c in sorted({BELOW_C, PAPER_SAT_C, saturated_c(result)}):
         g = by_c.get(c)
         if g is None:
             g = heatmap(profile, topo, c, seed=seed, requests=requests)
@@ -148,7 +156,7 @@ def reproduce(name: str, grid: list[int], seed: int, quick: bool) -> dict[str, o
     for ch in choices.values():
         print(f"- preset {ch.regime}: τ {ch.preset.temperature:g} ω {ch.preset.overlap_weight:g} — {ch.reason}")
     reports = {"derived presets": evaluate_controller(profile, topo, settings, result, seed=seed, sensitivity=False)}
-    if all(p == DEFAULT_ROUTER for p in settings.presets.values()):
+    if settings.presets != PAPER_PRESETS:
         paper: ControllerSettings = replace(settings, presets=dict(PAPER_PRESETS))
         reports["paper presets (§5)"] = evaluate_controller(profile, topo, paper, result, seed=seed, sensitivity=False)
     for label, rep in reports.items():
@@ -160,15 +168,13 @@ def reproduce(name: str, grid: list[int], seed: int, quick: bool) -> dict[str, o
 def summary(rows: dict[str, dict[str, object]]) -> None:
     """One row per profile: the figures the paper's headline numbers are compared with."""
     print("\n## Summary (paper numbers: reference/paper.md §4, §5, §7)\n")
-    print(
-        "| profile | knee | PoA-hat C=64 spread | PoA-hat at saturation spread | overload phase: PoA-hat / TTFT P99 / tok/s ratio |"
-    )
-    print("|---|---|---|---|---|")
+    print("| profile | knee | 16-cell PoA-hat mean ± SD (max/min) | spike-phase ratio PoA-hat / TTFT P99 / tok/s |")
+    print("|---|---|---|---|")
     for name, r in rows.items():
         res: TrialResult = r["result"]  # type: ignore[assignment]
         spreads: dict[int, tuple[GridSpread, pd.DataFrame]] = r["spreads"]  # type: ignore[assignment]
         reports: dict[str, SpikeReport] = r["reports"]  # type: ignore[assignment]
-        sp = [f"C={c}: {s.poa_mean:.1f} ± {s.poa_sd:.2f}" for c, (s, _) in spreads.items()]
+        sp = [f"C={c}: {s.poa_mean:.1f} ± {s.poa_sd:.2f} ({s.max_over_min:.2f}×)" for c, (s, _) in spreads.items()]
         eff = []
         for label, rep in reports.items():
             e = rep.effect[rep.effect["load_x_capacity"] > 1].iloc[-1]
@@ -176,7 +182,7 @@ def summary(rows: dict[str, dict[str, object]]) -> None:
                 f"{label}, {e['phase']}: {_r(_col(e, 'poa_hat_ratio'))} / {_r(_col(e, 'ttft_p99_ms_ratio'))} / "
                 f"{_r(_col(e, 'output_tok_s_ratio'))}"
             )
-        print(f"| {name} | {res.knee_concurrency} | {sp[0]} | {sp[-1]} | {'; '.join(eff)} |")
+        print(f"| {name} | {res.knee_concurrency} | {'; '.join(sp)} | {'; '.join(eff)} |")
 
 
 def main() -> None:
