@@ -38,6 +38,7 @@ from bench_regimes import PAPER_PROFILES, fmt_interval, paper_topology, run_swee
 from autotune.adaptive import derive_controller  # noqa: E402
 from autotune.controller import PAPER_PRESETS, ControllerSettings  # noqa: E402
 from autotune.controller_eval import SpikeReport, evaluate_controller  # noqa: E402
+from autotune.errors import AutotuneError  # noqa: E402
 from autotune.intervals import Interval  # noqa: E402
 from autotune.presets import GridSpread, grid_spread, heatmap  # noqa: E402
 from autotune.profile import Profile, load_profile  # noqa: E402
@@ -185,17 +186,25 @@ def summary(rows: dict[str, dict[str, object]]) -> None:
         print(f"| {name} | {res.knee_concurrency} | {'; '.join(sp)} | {'; '.join(eff)} |")
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-p", "--profile", action="append", help="profile name (repeatable); default: the paper's three")
     ap.add_argument("--quick", action="store_true", help="smoke run: 4-point grid, short runs, two seeds")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     t0 = time.monotonic()
-    rows = {n: reproduce(n, QUICK_GRID if a.quick else GRID, a.seed, a.quick) for n in a.profile or PAPER_PROFILES}
+    try:
+        names = a.profile or PAPER_PROFILES
+        for n in names:
+            load_profile(n)  # every name checked before the first minute of simulation
+        rows = {n: reproduce(n, QUICK_GRID if a.quick else GRID, a.seed, a.quick) for n in names}
+    except AutotuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     summary(rows)
     print(f"\n(wall time {time.monotonic() - t0:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
