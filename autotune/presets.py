@@ -164,3 +164,45 @@ def choose_preset(regime: str, grid: pd.DataFrame) -> PresetChoice:
         _figs(d),
         _figs(r),
     )
+
+
+@dataclass(frozen=True)
+class GridSpread:
+    """How much a (τ, ω) grid moves PoA-hat: the paper's "mean ± SD across the 16 configs" (paper.md §4),
+    the max/min spread, and how many cells differ from Dynamo's default beyond their intervals."""
+
+    cells: int
+    poa_mean: float
+    poa_sd: float  # sample SD across cells (ddof 1), as the paper's ± reads
+    poa_min: float
+    poa_max: float
+    poa_differs: int  # cells whose PoA-hat interval does not overlap the default's
+    ttft_differs: int  # the same for TTFT P99
+
+    @property
+    def max_over_min(self) -> float:
+        return self.poa_max / self.poa_min if self.poa_min > 0 else float("nan")
+
+
+def grid_spread(grid: pd.DataFrame) -> GridSpread:
+    """The spread of one ``heatmap`` grid (cells without a PoA-hat left out)."""
+    g = grid.dropna(subset=["poa_hat"])
+    poa = g["poa_hat"].astype(float)
+    is_default = (g["temperature"] == DEFAULT_ROUTER.temperature) & (
+        g["overlap_weight"] == DEFAULT_ROUTER.overlap_weight
+    )
+    poa_differs = ttft_differs = 0
+    if is_default.any():
+        d = g[is_default].iloc[0]
+        others = [r for _, r in g[~is_default].iterrows()]
+        poa_differs = sum(differ(_cell(r, "poa_hat"), _cell(d, "poa_hat")) for r in others)
+        ttft_differs = sum(differ(_cell(r, "ttft_p99_ms"), _cell(d, "ttft_p99_ms")) for r in others)
+    return GridSpread(
+        cells=len(g),
+        poa_mean=float(poa.mean()) if len(g) else float("nan"),
+        poa_sd=float(poa.std(ddof=1)) if len(g) > 1 else float("nan"),
+        poa_min=float(poa.min()) if len(g) else float("nan"),
+        poa_max=float(poa.max()) if len(g) else float("nan"),
+        poa_differs=poa_differs,
+        ttft_differs=ttft_differs,
+    )

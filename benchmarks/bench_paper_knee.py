@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autotune.backends.sim import SimBackend  # noqa: E402
+from bench_regimes import run_sweep  # noqa: E402
+
 from autotune.profile import Profile, load_profile  # noqa: E402
-from autotune.scoring import score_point, score_sweep, step_timers  # noqa: E402
 from autotune.topology import parse_topology  # noqa: E402
 
 PROFILES = ("paper-70b-1p5d", "paper-70b-1p2d", "paper-340b-1p2d")
@@ -56,14 +57,8 @@ def with_cost(profile: Profile, servers: int, request_ms: float) -> Profile:
 
 def knee(profile: Profile, topology: str, seed: int, grid: tuple[int, ...]) -> dict[str, Any]:
     """The knee of one steady-state sweep over ``grid``, and the sweep's TTFT P99 and req/s per point."""
-    topo = parse_topology(topology)
-    dep = SimBackend("roofline").deploy(profile, topo)
-    timers = step_timers(dep.perf, topo)
-    points = []
-    for c in grid:
-        run = dep.run_point(c, seed=seed, requests=profile.measurement.start_requests(c))
-        points.append(score_point(run, timers, profile.engine.block_size))
-    res = score_sweep(profile, topo, list(grid), points)
+    res = run_sweep(profile, parse_topology(topology), list(grid), seed)
+    points = res.points
     return {
         "knee": res.knee_concurrency,
         "ttft_p99_ms": [p.metrics.ttft_p99_ms for p in points],

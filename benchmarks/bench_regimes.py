@@ -19,13 +19,14 @@ import time
 from autotune import backends
 from autotune.intervals import Interval
 from autotune.perf import get_perf_model
-from autotune.profile import load_profile, profile_topology
-from autotune.scoring import score_point, score_sweep, step_timers
+from autotune.profile import Profile, load_profile, profile_topology
+from autotune.scoring import TrialResult, score_point, score_sweep, step_timers
+from autotune.topology import Topology
 
 PAPER_PROFILES = ["paper-70b-1p5d", "paper-70b-1p2d", "paper-340b-1p2d"]
 
 
-def _iv(i: Interval, nd: int = 0) -> str:
+def fmt_interval(i: Interval, nd: int = 0) -> str:
     if not math.isfinite(i.value):
         return "-"
     if not (math.isfinite(i.lo) and math.isfinite(i.hi)):
@@ -33,19 +34,29 @@ def _iv(i: Interval, nd: int = 0) -> str:
     return f"{i.value:.{nd}f} [{i.lo:.{nd}f}, {i.hi:.{nd}f}]"
 
 
-def sweep(profile_name: str, grid: list[int] | None, router: str, seed: int) -> None:
-    profile = load_profile(profile_name)
+def paper_topology(profile: Profile, router: str = "") -> Topology:
+    """The profile's paper topology (its first baseline), with ``router`` settings if given."""
     shape = profile.baselines[0].split("@")[0]
-    topo = profile_topology(profile, f"{shape}@{router}" if router else shape, "--router")
-    concurrency = grid or list(profile.workload.concurrency)
+    return profile_topology(profile, f"{shape}@{router}" if router else shape, "--router")
+
+
+def run_sweep(profile: Profile, topo: Topology, concurrency: list[int], seed: int) -> TrialResult:
+    """A steady-state closed-loop sweep in the simulator, scored and labelled as a trial is."""
     timers = step_timers(get_perf_model("roofline", profile), topo)
-    t0 = time.monotonic()
     points = []
     with backends.create("sim").deploy(profile, topo, trial_id="bench-regimes") as dep:
         for c in concurrency:
             run = dep.run_point(c, seed=seed, requests=profile.measurement.start_requests(c))
             points.append(score_point(run, timers, profile.engine.block_size))
-    result = score_sweep(profile, topo, concurrency, points)
+    return score_sweep(profile, topo, concurrency, points)
+
+
+def sweep(profile_name: str, grid: list[int] | None, router: str, seed: int) -> None:
+    profile = load_profile(profile_name)
+    topo = paper_topology(profile, router)
+    concurrency = grid or list(profile.workload.concurrency)
+    t0 = time.monotonic()
+    result = run_sweep(profile, topo, concurrency, seed)
     wall = time.monotonic() - t0
     print(f"\n### {profile_name}: {topo.to_string()} (Dynamo {profile.dynamo.version}, seed {seed}, {wall:.0f} s)\n")
     print("| C | TTFT P99 ms [95 % CI] | output tok/s [95 % CI] | PoA-hat [95 % CI] | regime |")
@@ -53,8 +64,8 @@ def sweep(profile_name: str, grid: list[int] | None, router: str, seed: int) -> 
     for p in result.points:
         m = p.metrics
         print(
-            f"| {m.concurrency} | {_iv(m.interval('ttft_p99_ms'))} | {_iv(m.interval('output_tok_s'))} | "
-            f"{_iv(p.poa_interval, 3)} | {p.regime} |"
+            f"| {m.concurrency} | {fmt_interval(m.interval('ttft_p99_ms'))} | {fmt_interval(m.interval('output_tok_s'))} | "
+            f"{fmt_interval(p.poa_interval, 3)} | {p.regime} |"
         )
     print(f"\nknee: {result.knee_concurrency if result.knee_concurrency is not None else 'none in the grid'}")
 
