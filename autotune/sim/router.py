@@ -169,16 +169,19 @@ class KvRouter:
                 - (ov if credit else 0)  # ω = 0 or credit 0: no affinity
                 for w, ov in zip(candidates, overlaps, strict=True)
             ]
+        # the decision log records what the workers' caches really held (PoA-hat prices the uncached
+        # prompt), even where the router itself looked at no index and scored overlap 0
+        logged = [caches[w].match(hashes) for w in candidates] if no_index and stage != "decode" else overlaps
         pool = list(range(len(candidates)))
         if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
             pool = [i for i in pool if not self._busy(candidates[i], caches, state)]
             if not pool:
                 if log is not None:
-                    self._log(log, now, rid, -1, candidates, isl, osl, overlaps, state, logits)
+                    self._log(log, now, rid, -1, candidates, isl, osl, logged, state, logits)
                 return None
         pick = self._pick(pool, logits, candidates, None if no_index else caches, s.temperature)
         if log is not None:
-            self._log(log, now, rid, pick, candidates, isl, osl, overlaps, state, logits)
+            self._log(log, now, rid, pick, candidates, isl, osl, logged, state, logits)
         return candidates[pick], overlaps[pick]
 
     def _busy(self, w: int, caches: list[KvCache], state: RouterState) -> bool:

@@ -88,8 +88,9 @@ def test_decode_pull_towards_the_same_template() -> None:
 
 
 def test_prefill_at_zero_omega_ties_at_random_without_an_index() -> None:
-    """0.9.0 at ω = 0: no overlap index, so overlap 0 is logged and the tree size breaks no tie:
-    both workers win about half the time (1.x gives every tie to the smaller tree)."""
+    """0.9.0 at ω = 0: no overlap index, so the router sees overlap 0 and the tree size breaks no tie:
+    both workers win about half the time (1.x gives every tie to the smaller tree). The decision log
+    still records what the caches held (PoA-hat prices the uncached prompt)."""
     caches = [cache_with(REQ), KvCache(100)]
     st = RouterState(2)
     st.active_prefill_tokens = [10_000, 0]
@@ -98,7 +99,7 @@ def test_prefill_at_zero_omega_ties_at_random_without_an_index() -> None:
         log = DecisionLog("prefill", [0, 1])
         got = choose(router(V09, omega=0.0, seed=seed), "prefill", caches, st, log)
         assert got is not None and got[1] == 0
-        assert log.logits[0] == (0.0, 0.0) and log.overlap_blocks[0] == (0, 0)
+        assert log.logits[0] == (0.0, 0.0) and log.overlap_blocks[0] == (len(REQ), 0)
         picks.append(got[0])
     assert 150 < picks.count(0) < 250
     assert {choose(router(V16, omega=0.0, seed=s), "prefill", caches, st)[0] for s in range(50)} == {1}  # type: ignore[index]
