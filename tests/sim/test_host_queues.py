@@ -200,8 +200,8 @@ def test_the_local_stack_twin_takes_the_host_costs_for_unset_knobs_only() -> Non
         {**{k: v for k, v in BASE.items() if k not in NO_QUEUES}, "dynamo": {"frontend_request_ms": 3.0}}
     )
     assert bare.dynamo.frontend_workers == 0  # a GPU cluster's frontend: no queue unless the profile says
-    assert mocker_equivalent(bare, host_costs=False).dynamo.frontend_workers == 0  # the pre-queue twin
-    twin = mocker_equivalent(bare)
+    assert mocker_equivalent(bare).dynamo.frontend_workers == 0  # the default twin: no host queue
+    twin = mocker_equivalent(bare, host_costs=True)
     assert twin.dynamo.frontend_request_ms == 3.0  # set by the profile: kept
     assert twin.dynamo.frontend_workers == HOST_COSTS["dynamo"]["frontend_workers"]
     assert twin.dynamo.frontend_output_token_us == HOST_COSTS["dynamo"]["frontend_output_token_us"]
