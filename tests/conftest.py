@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ import pytest
 from autotune.profile import Profile, load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_signals() -> None:
+    """``preexec_fn`` for a child a test will signal: it starts as a process from a shell would, with no
+    signal blocked or ignored. A child inherits its parent's signal mask and ignored signals across exec,
+    and Python installs its Ctrl-C handler only where SIGINT is not ignored; the test runner's own state
+    after hundreds of in-process tests is not what a user's shell hands autotune."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def shared_path() -> Path:

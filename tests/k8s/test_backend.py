@@ -26,6 +26,7 @@ from autotune.k8s import ANN_TOPOLOGY, API_VERSIONS, GROUP, PLURAL, V1BETA1
 from autotune.k8s.lifecycle import TrialFailed
 from autotune.profile import Profile, profile_from_dict
 from autotune.topology import RouterSettings, parse_topology
+from tests.conftest import fresh_signals
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +183,12 @@ def test_signal_mid_trial_deletes_everything(kube, local_cluster, namespace, ope
         tests=str(Path(__file__).parent), kubeconfig=str(local_cluster.kubeconfig), namespace=namespace
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=fresh_signals,
     )
     want = "ready" if phase == "serving" else "reconcile:never"
     # serving: after the pause the child is inside the `with` body

@@ -20,7 +20,7 @@ import pytest
 from autotune.errors import InputError
 from autotune.results.directory import clean_leftovers, results_lock, staged
 from autotune.search.journal import check_journal
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_signals
 
 TINY = """
 extends: {base}
@@ -256,6 +256,7 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
         text=True,
         env=env,
         cwd=ROOT,
+        preexec_fn=fresh_signals,
     )
 
 
@@ -327,6 +328,7 @@ def test_ctrl_c_with_parallel_workers_prints_no_tracebacks(tmp_path: Path) -> No
             "-o",
             "json",
         ],
+        preexec_fn=fresh_signals,
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
