@@ -97,7 +97,7 @@ class Profile(_Strict):
     @model_validator(mode="after")
     def _check(self) -> Profile:
         w = self.workload
-        if w.prefix_tokens > w.min_input_tokens():
+        if w.trace is None and w.prefix_tokens > w.min_input_tokens():
             raise ValueError(
                 f"workload.prefix_tokens ({w.prefix_tokens}) exceeds the shortest input ({w.min_input_tokens()})"
             )
@@ -255,8 +255,20 @@ def find_profile(ref: str) -> Path:
     return PROFILES_DIR / f"{ref}.yaml"
 
 
+def _anchor_trace(data: dict[str, Any], path: Path) -> None:
+    """A ``workload.trace.path`` is relative to the profile file that names it (a parent's to the parent)."""
+    w = data.get("workload")
+    trace = w.get("trace") if isinstance(w, dict) else None
+    if isinstance(w, dict) and isinstance(trace, dict) and isinstance(trace.get("path"), str) and trace["path"]:
+        data["workload"] = {
+            **w,
+            "trace": {**trace, "path": str(path.parent.absolute() / Path(trace["path"]).expanduser())},
+        }
+
+
 def _load_raw(path: Path, display: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = _read_yaml(path, display)
+    _anchor_trace(data, path)
     parent = data.pop("extends", None)
     if parent is None:
         return data
