@@ -48,6 +48,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     _Strict,
 )
 from autotune.topology import CREDIT_MIN_VERSION, Topology, check_router_version, parse_topology, shorten
+from autotune.traces.trace import load_trace
 
 
 def shipped_profiles_dir() -> Path:
@@ -136,8 +137,10 @@ class Profile(_Strict):
         return self
 
     def digest(self) -> str:
-        """Stable hash of the resolved profile: provenance for every result."""
+        """Stable hash of the resolved profile, and of the trace file it replays: provenance for every result."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        if self.workload.trace is not None:
+            blob += load_trace(self.workload.trace).sha256.encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def resolved_dict(self) -> dict[str, Any]:

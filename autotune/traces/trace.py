@@ -17,6 +17,7 @@ identity in every pass (a system prompt recurs); blocks of one request only are 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class Trace:
     template: np.ndarray  # prefix group: the first block's prefix id ranked by first use; -1 if not shared
     period_s: float  # how far each pass over the slice shifts its arrivals
     skipped: int
+    sha256: str  # of the file: a study resumed on an edited trace is another study
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -189,7 +191,16 @@ def build_trace(spec: TraceSpec, path: Path) -> Trace:
         template,
         span / spec.rate_scale,
         rows.skipped,
+        _sha256(path),
     )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _open_span(rel: np.ndarray) -> float:

@@ -141,3 +141,11 @@ def test_relative_path_is_relative_to_the_profile_file(tmp_path, monkeypatch) ->
     prof = load_profile("sub/p.yaml")
     assert prof.workload.trace is not None and Path(prof.workload.trace.path) == tmp_path / "sub" / "t.jsonl"
     assert prof.workload.max_request_tokens() == 1044
+
+
+def test_profile_digest_follows_the_trace_content(tmp_path) -> None:
+    path = write_jsonl(tmp_path / "m.jsonl", MOONCAKE)
+    before = trace_profile({"path": str(path)}).digest()
+    assert trace_profile({"path": str(path)}).digest() == before
+    write_jsonl(path, [{**MOONCAKE[0], "output_length": 11}, *MOONCAKE[1:]])
+    assert trace_profile({"path": str(path)}).digest() != before
