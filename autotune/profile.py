@@ -48,6 +48,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     _Strict,
 )
 from autotune.topology import CREDIT_MIN_VERSION, Topology, check_router_version, parse_topology, shorten
+from autotune.traces.trace import load_trace
 
 
 def shipped_profiles_dir() -> Path:
@@ -97,7 +98,7 @@ class Profile(_Strict):
     @model_validator(mode="after")
     def _check(self) -> Profile:
         w = self.workload
-        if w.prefix_tokens > w.min_input_tokens():
+        if w.trace is None and w.prefix_tokens > w.min_input_tokens():
             raise ValueError(
                 f"workload.prefix_tokens ({w.prefix_tokens}) exceeds the shortest input ({w.min_input_tokens()})"
             )
@@ -136,8 +137,10 @@ class Profile(_Strict):
         return self
 
     def digest(self) -> str:
-        """Stable hash of the resolved profile: provenance for every result."""
+        """Stable hash of the resolved profile, and of the trace file it replays: provenance for every result."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        if self.workload.trace is not None:
+            blob += load_trace(self.workload.trace).sha256.encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def resolved_dict(self) -> dict[str, Any]:
@@ -255,8 +258,20 @@ def find_profile(ref: str) -> Path:
     return PROFILES_DIR / f"{ref}.yaml"
 
 
+def _anchor_trace(data: dict[str, Any], path: Path) -> None:
+    """A ``workload.trace.path`` is relative to the profile file that names it (a parent's to the parent)."""
+    w = data.get("workload")
+    trace = w.get("trace") if isinstance(w, dict) else None
+    if isinstance(w, dict) and isinstance(trace, dict) and isinstance(trace.get("path"), str) and trace["path"]:
+        data["workload"] = {
+            **w,
+            "trace": {**trace, "path": str(path.parent.absolute() / Path(trace["path"]).expanduser())},
+        }
+
+
 def _load_raw(path: Path, display: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = _read_yaml(path, display)
+    _anchor_trace(data, path)
     parent = data.pop("extends", None)
     if parent is None:
         return data

@@ -40,6 +40,8 @@ from autotune.profile_types import (  # noqa: F401 - re-exported
     _Strict,
 )
 from autotune.topology import MAX_WORKERS, ROUTER_MAX
+from autotune.traces.spec import TraceSpec
+from autotune.traces.trace import load_trace
 
 
 class GpuSpec(_Strict):
@@ -174,11 +176,17 @@ class WorkloadSpec(_Strict):
     requests_per_point: Requests = 2000
     warmup_requests: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
     cooldown_requests: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
+    # replay a trace instead of the length distributions, templates and arrival above (docs/traces.md)
+    trace: TraceSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadSpec:
         if sorted(set(self.concurrency)) != list(self.concurrency):
             raise ValueError("concurrency must be strictly increasing without repeats")
+        if self.trace is not None and (self.arrival == "open" or self.spike is not None):
+            raise ValueError("trace: the trace's mode sets the arrivals; drop workload.arrival 'open' and spike")
+        if self.trace is not None:
+            load_trace(self.trace)  # a missing file or a bad line is an error of the profile: file:line: field
         if self.arrival == "open" and self.rate_rps is None:
             raise ValueError("open-loop arrival needs rate_rps")
         if self.spike is not None and self.arrival != "open":
@@ -187,12 +195,19 @@ class WorkloadSpec(_Strict):
             raise ValueError("warmup_requests + cooldown_requests leave no measured requests")
         return self
 
+    @property
+    def open_loop(self) -> bool:
+        """Requests arrive at set times (a rate, or a trace's timestamps), not when a client is free."""
+        return self.arrival == "open" or (self.trace is not None and self.trace.mode == "timestamps")
+
     def min_input_tokens(self) -> int:
         d = self.input_tokens
         return d.value if isinstance(d, FixedDist) else d.min
 
     def max_request_tokens(self) -> int:
         """Longest request (input + output) the workload can send (a normal without max: mean + 4 std)."""
+        if self.trace is not None:
+            return load_trace(self.trace).max_request_tokens
 
         def hi(d: FixedDist | UniformDist | NormalDist) -> int:
             if isinstance(d, FixedDist):
@@ -216,7 +231,7 @@ class WorkloadSpec(_Strict):
         """Why ``n`` requests cannot measure a closed-loop point at ``concurrency`` (or ''): the measured
         window needs at least ``concurrency`` requests between the warm-up and cool-down edges, else the
         point is all ramp-up and ramp-down and its throughput is meaningless."""
-        if self.arrival == "open":
+        if self.open_loop:
             return ""
         warm, cool = self.measurement_edges(n)
         need = concurrency + warm + cool

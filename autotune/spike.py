@@ -35,7 +35,7 @@ from autotune.records import PointRun
 from autotune.regimes import BELOW, SATURATED
 from autotune.scoring import TrialResult
 from autotune.topology import RouterSettings, Topology
-from autotune.workload import ArrivalSchedule, RateSegment, mean_length
+from autotune.workload import ArrivalSchedule, RateSegment, mean_shape
 
 UPDATES_PER_PHASE = 8
 
@@ -106,7 +106,7 @@ def measure_capacity(profile: Profile, topology: Topology, result: TrialResult, 
 
 
 def _mean_e2e_s(profile: Profile, m: PointMetrics) -> float:
-    osl = mean_length(profile.workload.output_tokens)
+    osl = mean_shape(profile.workload).output_tokens
     return (m.ttft_p50_ms + max(osl - 1, 0) * m.itl_mean_ms) / 1000
 
 

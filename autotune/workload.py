@@ -6,7 +6,8 @@ measured window (``WorkloadSpec.measurement_edges``). The simulator runs this st
 ``loadgen.prompts`` renders the same stream as real prompts. So ``autotune validate`` compares the same workload on both sides by construction.
 
 Everything is drawn up front from one generator, so a run is reproducible and the event loop
-never touches the RNG for workload decisions.
+never touches the RNG for workload decisions. A workload with a ``trace`` replays it instead
+(``autotune.traces``): the same requests for every seed, in the trace's order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autotune.profile import FixedDist, NormalDist, UniformDist, WorkloadSpec
+from autotune.traces.trace import TraceBlocks, load_trace
 
 
 def draw_lengths(dist: FixedDist | UniformDist | NormalDist, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,6 +36,22 @@ def mean_length(dist: FixedDist | UniformDist | NormalDist) -> float:
     if isinstance(dist, UniformDist):
         return (dist.min + dist.max) / 2
     return float(dist.mean)
+
+
+@dataclass(frozen=True)
+class MeanShape:
+    """A workload's mean request, for sizing (client spread, open-loop capacity plans)."""
+
+    input_tokens: float
+    output_tokens: float
+    prefix_tokens: float  # shared with other requests
+
+
+def mean_shape(w: WorkloadSpec) -> MeanShape:
+    if w.trace is not None:
+        t = load_trace(w.trace)
+        return MeanShape(float(t.input_tokens.mean()), float(t.output_tokens.mean()), t.mean_shared_tokens())
+    return MeanShape(mean_length(w.input_tokens), mean_length(w.output_tokens), float(w.prefix_tokens))
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,14 @@ class ArrivalSchedule:
         return out
 
 
+def trace_meta(w: WorkloadSpec, n: int) -> dict[str, int]:
+    """What a point of ``n`` requests records about its trace: the slice's length and the passes over it."""
+    if w.trace is None:
+        return {}
+    size = len(load_trace(w.trace))
+    return {"trace_requests": size, "trace_passes": -(-n // size)}
+
+
 @dataclass
 class RequestStream:
     """Column arrays, one entry per request in issue order."""
@@ -94,12 +120,16 @@ class RequestStream:
     output_tokens: np.ndarray
     arrival_s: np.ndarray | None  # open loop only
     prefix_tokens: int
+    blocks: TraceBlocks | None = None  # a trace's prefix sharing (then ``template`` is its prefix group)
 
     def __len__(self) -> int:
         return len(self.template)
 
     def block_hashes(self, rid: int, block_size: int) -> tuple[int, ...]:
-        """Hashes of the request's full prompt blocks: shared while inside the template prefix."""
+        """Hashes of the request's full prompt blocks: shared while inside the template prefix (a trace:
+        while inside the blocks its hash ids share)."""
+        if self.blocks is not None:
+            return self.blocks.block_hashes(rid, block_size)
         n_full = int(self.input_tokens[rid]) // block_size
         shared = min(n_full, self.prefix_tokens // block_size)
         t = int(self.template[rid]) + 1
@@ -116,6 +146,7 @@ def request_stream(
     *,
     part: int = 0,
     after_s: float = 0.0,
+    first_index: int = 0,
 ) -> RequestStream:
     """The ``n`` requests of one point for ``seed``; arrival times when ``schedule`` is given (open loop).
 
@@ -125,8 +156,16 @@ def request_stream(
     A live point that runs longer continues its stream rather than starting a new one: ``part`` k > 0
     is the k-th continuation, drawn from its own generator keyed by (seed, k) so that part 0 stays
     exactly the stream the simulator runs, with arrivals continuing after ``after_s``.
+
+    A trace replays requests ``first_index`` .. ``first_index + n`` (looping, ``autotune.traces.trace``),
+    at the trace's times in its ``timestamps`` mode unless ``schedule`` gives others.
     """
     rng = np.random.default_rng(seed if part == 0 else [seed, part])
+    if w.trace is not None:
+        win = load_trace(w.trace).window(first_index, n)
+        timed = win.arrival_s if w.trace.mode == "timestamps" else None
+        sent = schedule.times(n, rng, after_s) if schedule is not None else timed
+        return RequestStream(win.template, win.input_tokens, win.output_tokens, sent, 0, win.blocks())
     template = rng.integers(0, w.templates, size=n)
     isl = draw_lengths(w.input_tokens, n, rng)
     isl = np.maximum(isl, w.prefix_tokens + 1) if w.prefix_tokens else isl

@@ -15,7 +15,7 @@ from autotune.records import PointRun
 from autotune.runlength import MAX_REQUESTS, TARGETS_MET, precision, run_meta, sim_next_requests
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
-from autotune.workload import ArrivalSchedule, mean_length, request_stream
+from autotune.workload import ArrivalSchedule, mean_shape, request_stream, trace_meta
 
 log = logging.getLogger("autotune.sim")
 
@@ -70,8 +70,8 @@ class SimDeployment(Deployment):
     ) -> PointRun:
         w = self.profile.workload
         warm, cool = w.measurement_edges(n)
-        open_loop = schedule is not None or w.arrival == "open"
-        if open_loop and schedule is None:
+        open_loop = schedule is not None or w.open_loop
+        if open_loop and schedule is None and w.trace is None:  # a trace brings its own arrival times
             schedule = ArrivalSchedule.from_workload(w)
         reqs = request_stream(w, n, seed, schedule if open_loop else None)
         sim = ClusterSim(self.profile, self.topology, self.perf, self.feas, seed)
@@ -81,6 +81,7 @@ class SimDeployment(Deployment):
             sim.run_closed(reqs, concurrency, controller, spread_s=self.request_duration_s(concurrency))
         run = sim.result(concurrency if not open_loop else -1, warm, cool)
         run.meta.update(self.perf.describe())
+        run.meta.update(trace_meta(w, n))
         return run
 
     def request_duration_s(self, concurrency: int) -> float:
@@ -90,12 +91,13 @@ class SimDeployment(Deployment):
         wave whose clumps persist for dozens of request cycles (autotune.steady).
         """
         w, topo = self.profile.workload, self.topology
-        isl, osl = mean_length(w.input_tokens), mean_length(w.output_tokens)
+        shape = mean_shape(w)
+        isl, osl, prefix = shape.input_tokens, shape.output_tokens, int(shape.prefix_tokens)
         decoders = [tp for role, tp in topo.worker_tps() if role in ("decode", "agg")]
         prefillers = [tp for role, tp in topo.worker_tps() if role in ("prefill", "agg")]
         seqs = max(1, round(concurrency / max(len(decoders), 1)))
-        new = max(int(isl - w.prefix_tokens), 1)
-        prefill_s = self.perf.timer(prefillers[0]).step_s(new, prefill_attn_work(new, w.prefix_tokens), 0, 0, 0.0)
+        new = max(int(isl - prefix), 1)
+        prefill_s = self.perf.timer(prefillers[0]).step_s(new, prefill_attn_work(new, prefix), 0, 0, 0.0)
         step_s = self.perf.timer(decoders[0]).step_s(0, 0.0, seqs, int(seqs * (isl + osl / 2)), 0.5)
         return float(prefill_s + osl * step_s)
 

@@ -18,6 +18,7 @@ from autotune import __version__
 from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
 from autotune.cli.simulate import simulate
+from autotune.cli.trace import trace_cmd
 from autotune.cli.validate import validate_cmd
 from autotune.cli.worker import worker_cmd
 from autotune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STORAGE, AutotuneError
@@ -44,6 +45,7 @@ cli.add_command(validate_cmd)
 cli.add_command(cleanup_cmd)
 cli.add_command(dgd_cmd)
 cli.add_command(worker_cmd)
+cli.add_command(trace_cmd)
 
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

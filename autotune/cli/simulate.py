@@ -123,7 +123,15 @@ FIGURES = [
     ("routing_regret", "routing regret"),
 ]
 # how the adaptive run length ended (autotune.backends.sim), kept in -o json|yaml rows
-RUN_META = ("requests_run", "converged", "limiting_figure", "precision_ratio", "stop_reason")
+RUN_META = (
+    "requests_run",
+    "converged",
+    "limiting_figure",
+    "precision_ratio",
+    "stop_reason",
+    "trace_requests",
+    "trace_passes",
+)
 
 
 def _imprecision(steady: bool, meta: dict[str, Any]) -> str:

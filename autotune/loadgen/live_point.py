@@ -25,6 +25,7 @@ from autotune.metrics import MIN_PER_BATCH, summarize
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.runlength import FIXED, WALL_BOUND, live_extension, precision, run_meta
+from autotune.workload import trace_meta
 
 
 class LazyBodies(Sequence[bytes]):
@@ -177,4 +178,5 @@ class LivePoint:
             client_stalled_s=round(burst.stalled_s, 4),
             run_length_checks=self.checks,
         )
+        run.meta.update(trace_meta(self.profile.workload, len(burst.records)))
         return run

@@ -5,7 +5,8 @@ that encodes to exactly one token as `` word``; ``autotune.dynamo.model_dir`` li
 same symbols render either as token ids for ``/v1/completions`` (exact token counts, no
 tokenizer involved) or as words for ``/v1/chat/completions`` (exact up to the chat template's
 fixed overhead, which is subtracted from the word budget). Requests of one template share their
-first ``prefix_tokens`` symbols, so the KV router sees real prefix overlap.
+first ``prefix_tokens`` symbols, so the KV router sees real prefix overlap; a trace's requests share
+the blocks their hash ids share (``autotune.traces.tokens``).
 
 Request bodies are serialised once before the burst so the client spends its CPU on timing
 streams, not on building JSON.
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autotune.profile import WorkloadSpec
+from autotune.traces.tokens import BlockTokens
 from autotune.workload import ArrivalSchedule, RequestStream, request_stream
 
 Api = Literal["completions", "chat"]
@@ -82,23 +84,20 @@ def render_stream(
     """
     rng = np.random.default_rng([seed, 104729] if part == 0 else [seed, 104729, part])
     v = len(vocab.words)
-    prefixes = template_prefixes(workload, v, profile_seed)
     overhead = vocab.chat_overhead_tokens if api == "chat" else 0
+    blocks = stream.blocks
+    traced = BlockTokens(v, profile_seed) if blocks is not None else None
+    prefixes = template_prefixes(workload, v, profile_seed) if blocks is None else []
     out: list[RequestSpec] = []
     for i in range(len(stream)):
         template = int(stream.template[i])
         words = max(1, int(stream.input_tokens[i]) - overhead)
-        prefix = prefixes[template][:words]
-        suffix = rng.integers(0, v, size=words - len(prefix), dtype=np.int32)
-        out.append(
-            RequestSpec(
-                first_index + i,
-                template,
-                words + overhead,
-                int(stream.output_tokens[i]),
-                np.concatenate([prefix, suffix]),
-            )
-        )
+        if traced is not None and blocks is not None:
+            symbols = traced.prompt(blocks, i, words)
+        else:
+            prefix = prefixes[template][:words]
+            symbols = np.concatenate([prefix, rng.integers(0, v, size=words - len(prefix), dtype=np.int32)])
+        out.append(RequestSpec(first_index + i, template, words + overhead, int(stream.output_tokens[i]), symbols))
     return out
 
 
@@ -136,8 +135,10 @@ def plan_burst(
     """The same stream the simulator runs for ``seed`` (lengths, templates, arrivals), rendered as prompts;
     ``part`` > 0: its continuation past request ``first_index`` (and arrival ``after_s``), as a live point
     that runs longer extends it."""
-    schedule = ArrivalSchedule.from_workload(workload) if workload.arrival == "open" else None
-    stream = request_stream(workload, n, seed, schedule, part=part, after_s=after_s)
+    schedule = (
+        ArrivalSchedule.from_workload(workload) if workload.arrival == "open" and workload.trace is None else None
+    )
+    stream = request_stream(workload, n, seed, schedule, part=part, after_s=after_s, first_index=first_index)
     specs = render_stream(
         stream, workload, vocab=vocab, api=api, seed=seed, profile_seed=profile_seed, part=part, first_index=first_index
     )
