@@ -231,8 +231,11 @@ def make_k8s_actuator(
 ) -> K8sActuator:
     """What ``autotune control --dgd NAME -N NAMESPACE`` uses: connect (``--kubeconfig``/``--context``/
     in-cluster), find the served DGD apiVersion, and check the graph exists and its frontend runs the KV router."""
-    act = K8sActuator(
-        connect(kube or KubeOptions()), dgd, namespace, frontend_access=frontend_access, ready_timeout_s=ready_timeout_s
-    )
-    act.current()  # fail now, with the DGD's name, rather than at the first switch
+    k = connect(kube or KubeOptions())
+    try:
+        act = K8sActuator(k, dgd, namespace, frontend_access=frontend_access, ready_timeout_s=ready_timeout_s)
+        act.current()  # fail now, with the DGD's name, rather than at the first switch
+    except BaseException:
+        k.close()
+        raise
     return act
