@@ -97,14 +97,28 @@ class K8sActuator:
         return dict(obj)
 
     def _args(self, obj: dict[str, Any]) -> list[str]:
-        args = frontend_container(obj).get("args")
+        """The frontend container's args; ``InputError`` for a graph whose router is configured elsewhere
+        (Dynamo's examples set ``DYN_ROUTER_MODE`` in env and leave the operator's default command)."""
+        where = f"DGD {self.namespace}/{self.dgd}"
+        hint = (
+            "the controller switches graphs whose frontend container carries the router flags in args, "
+            "as `autotune dgd` renders them"
+        )
+        try:
+            args = frontend_container(obj).get("args")
+        except InputError as exc:
+            raise InputError(f"{exc}; {hint}") from None
         if not isinstance(args, list):
-            raise InputError(f"DGD {self.namespace}/{self.dgd}: the frontend's main container has no args list")
+            raise InputError(f"{where}: the frontend's main container has no args list; {hint}")
         return [str(a) for a in args]
 
     def current(self) -> RouterSettings:
         """The preset in the DGD's frontend args (what the frontend runs once the graph is Ready)."""
-        return router_from_args(self._args(self.read()))
+        try:
+            return router_from_args(self._args(self.read()))
+        except InputError as exc:
+            where = f"DGD {self.namespace}/{self.dgd}"
+            raise InputError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
     def _version_for(self, args: list[str]) -> tuple[int, int]:
         """Flag names to write: the given Dynamo version, else the era the frontend's args already speak."""

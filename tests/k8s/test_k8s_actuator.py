@@ -13,11 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import yaml
+from k8s_cluster import EXAMPLES_DIRS
 from k8s_profiles import DYNAMO_RENDERING, make_profile
 
 from autotune.control.k8s_actuator import K8sActuator, make_k8s_actuator
-from autotune.errors import BackendError
-from autotune.k8s import API_VERSIONS, GROUP, PLURAL
+from autotune.errors import BackendError, InputError
+from autotune.k8s import API_VERSIONS, GROUP, PLURAL, V1ALPHA1, V1BETA1
 from autotune.k8s.client import KubeOptions
 from autotune.k8s.lifecycle import apply, wait_ready
 from autotune.k8s.render import render_dgd
@@ -118,3 +120,20 @@ def test_make_k8s_actuator_from_a_kubeconfig(kube, local_cluster, namespace, ope
         act.kube.close()
     with pytest.raises(BackendError, match="not found"):
         make_k8s_actuator("other", namespace, KubeOptions(kubeconfig=str(local_cluster.kubeconfig)))
+
+
+@pytest.mark.parametrize(("api_version", "example"), [(V1ALPHA1, "vllm-disagg_router"), (V1BETA1, "vllm-agg_router")])
+def test_a_graph_configured_the_dynamo_example_way_is_refused_in_one_line(
+    kube, namespace, shared, api_version, example
+) -> None:
+    """Dynamo's examples leave the frontend's command to the operator and set DYN_ROUTER_MODE in env:
+    there are no args to switch, and the controller says so instead of guessing a command line."""
+    obj = yaml.safe_load((shared / EXAMPLES_DIRS[api_version] / f"{example}.yaml").read_text())
+    obj["metadata"]["namespace"] = namespace
+    apply(kube, obj)
+    act = K8sActuator(kube, obj["metadata"]["name"], namespace, api_version=api_version)
+    for attempt in (act.current, lambda: act.apply(PRESET)):
+        with pytest.raises(InputError, match="carries the router flags in args, as `autotune dgd` renders them"):
+            attempt()
+    stored = kube.custom.get_namespaced_custom_object(GROUP, api_version, namespace, PLURAL, obj["metadata"]["name"])
+    assert stored["metadata"]["generation"] == 1  # nothing patched
