@@ -52,6 +52,15 @@ def _status(exc: BackendError) -> int | None:
     return status_of(exc.__cause__) if exc.__cause__ is not None else None
 
 
+def _retopologised(metadata: dict[str, Any], router: RouterSettings) -> str | None:
+    """The graph's autotune topology annotation with ``router``; None when it has none autotune can read."""
+    ann = (metadata.get("annotations") or {}).get(ANN_TOPOLOGY)
+    try:
+        return parse_topology(ann).with_router(router).to_string() if ann else None
+    except InputError:
+        return None  # someone else's annotation: not ours to rewrite
+
+
 class K8sActuator:
     """Applies router presets to one DGD by patching its frontend's args (either DGD apiVersion)."""
 
@@ -170,10 +179,8 @@ class K8sActuator:
         md = obj["metadata"]
         body = frontend_args_patch(obj, args)
         body["metadata"] = {"resourceVersion": md["resourceVersion"]}  # optimistic concurrency
-        ann = (md.get("annotations") or {}).get(ANN_TOPOLOGY)
-        if ann:  # the topology annotation names the router too: keep it true
-            router = router_from_args(args)
-            body["metadata"]["annotations"] = {ANN_TOPOLOGY: parse_topology(ann).with_router(router).to_string()}
+        if topology := _retopologised(md, router_from_args(args)):  # it names the router too: keep it true
+            body["metadata"]["annotations"] = {ANN_TOPOLOGY: topology}
         try:
             resp: Any = call(
                 lambda: self.kube.custom.patch_namespaced_custom_object(
@@ -195,27 +202,21 @@ class K8sActuator:
         return dict(resp)
 
     def _wait_serving(self, *, deadline: float) -> str:
-        """Re-open the way to the frontend (a port-forward or a test LB may have moved) and wait for /v1/models."""
+        """Wait for /v1/models, re-resolving the way to the frontend after every failure (a port-forward
+        dies with the old pod; a LoadBalancer or Service may move)."""
         self.close()
         last = "no answer yet"
         while True:
             try:
-                if self._access is None:
-                    self._access = frontend_url_for(
-                        self.dgd,
-                        self.namespace,
-                        self.kube,
-                        mode=self.frontend_access,
-                        port=self.frontend_port,
-                        kubectl=self.kubectl,
-                    )
+                url = self.frontend_url()
                 with httpx.Client(timeout=3.0, trust_env=False, verify=False) as http:
-                    r = http.get(f"{self._access.url}/v1/models")
+                    r = http.get(f"{url}/v1/models")
                 if r.status_code == 200 and r.json().get("data"):
-                    return self._access.url
+                    return url
                 last = f"/v1/models answered {r.status_code} {r.text[:80]!r}"
             except (httpx.HTTPError, ValueError, BackendError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
+            self.close()
             if time.monotonic() > deadline:
                 raise BackendError(f"kubernetes: {self.dgd} is Ready but its frontend does not serve: {last}")
             time.sleep(0.2)
@@ -224,7 +225,12 @@ class K8sActuator:
         """The frontend's base URL now (re-resolved after each switch); metrics at ``+ "/metrics"``."""
         if self._access is None:
             self._access = frontend_url_for(
-                self.dgd, self.namespace, self.kube, mode=self.frontend_access, port=self.frontend_port
+                self.dgd,
+                self.namespace,
+                self.kube,
+                mode=self.frontend_access,
+                port=self.frontend_port,
+                kubectl=self.kubectl,
             )
         return self._access.url
 
