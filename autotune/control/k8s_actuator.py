@@ -248,12 +248,20 @@ def make_k8s_actuator(
     *,
     frontend_access: str = "auto",
     ready_timeout_s: float = 600.0,
+    dynamo_version: tuple[int, int] | None = None,
 ) -> K8sActuator:
     """What ``autotune control --dgd NAME -N NAMESPACE`` uses: connect (``--kubeconfig``/``--context``/
     in-cluster), find the served DGD apiVersion, and check the graph exists and its frontend runs the KV router."""
     k = connect(kube or KubeOptions())
     try:
-        act = K8sActuator(k, dgd, namespace, frontend_access=frontend_access, ready_timeout_s=ready_timeout_s)
+        act = K8sActuator(
+            k,
+            dgd,
+            namespace,
+            dynamo_version=dynamo_version,  # flag names; None: the era the frontend's args already speak
+            frontend_access=frontend_access,
+            ready_timeout_s=ready_timeout_s,
+        )
         act.current()  # fail now, with the DGD's name, rather than at the first switch
     except BaseException:
         k.close()
