@@ -35,3 +35,68 @@ def router_args(version: tuple[int, int], router: RouterSettings) -> list[str]:
         )
     flag = "--router-kv-overlap-score-weight" if version >= (1, 0) else "--kv-overlap-score-weight"
     return args + [flag, f"{router.overlap_weight:g}"]
+
+
+# Every flag ``router_args`` writes, in any era: what ``replace_router_args`` takes out before writing anew.
+_OMEGA_FLAGS = ("--router-prefill-load-scale", "--router-kv-overlap-score-weight", "--kv-overlap-score-weight")
+_ROUTER_FLAGS = ("--router-mode", "--router-temperature", "--router-kv-overlap-score-credit", *_OMEGA_FLAGS)
+_ERA_OF_OMEGA = {"--router-prefill-load-scale": (1, 3), "--router-kv-overlap-score-weight": (1, 0)}
+
+
+def _router_values(args: list[str]) -> tuple[dict[str, str], list[int]]:
+    """Router flag -> value (``--flag value`` and ``--flag=value``), and the indexes those take in ``args``."""
+    values: dict[str, str] = {}
+    taken: list[int] = []
+    i = 0
+    while i < len(args):
+        flag, eq, inline = args[i].partition("=")
+        if flag in _ROUTER_FLAGS:
+            if eq:
+                values[flag], span = inline, 1
+            elif i + 1 < len(args):
+                values[flag], span = args[i + 1], 2
+            else:
+                raise InputError(f"frontend args: {flag} has no value")
+            taken += range(i, i + span)
+            i += span
+        else:
+            i += 1
+    return values, taken
+
+
+def flag_era(args: list[str]) -> tuple[int, int] | None:
+    """The oldest Dynamo version whose ω flag name ``args`` use (flags are the same up to the next rename);
+    None when they carry no ω flag."""
+    values, _ = _router_values(args)
+    for flag in _OMEGA_FLAGS:
+        if flag in values:
+            return _ERA_OF_OMEGA.get(flag, (0, 9))
+    return None
+
+
+def router_from_args(args: list[str]) -> RouterSettings:
+    """The KV-router settings frontend ``args`` run with, Dynamo's defaults for flags absent (the inverse of
+    ``router_args``). ω = 0 reads back with credit 1: the flag carries the effective credit, 0 there."""
+    values, _ = _router_values(args)
+    mode = values.get("--router-mode")
+    if mode != "kv":
+        raise InputError(f"frontend args: --router-mode is {mode!r}, not 'kv': the frontend runs no KV router")
+    omega = next((values[f] for f in _OMEGA_FLAGS if f in values), "1")
+    try:
+        tau = float(values.get("--router-temperature", "0"))
+        weight = float(omega)
+        credit = float(values.get("--router-kv-overlap-score-credit", "1"))
+    except ValueError as exc:
+        raise InputError(f"frontend args: a router flag is not a number ({exc})") from None
+    return RouterSettings(temperature=tau, overlap_weight=weight, overlap_credit=credit if weight else 1.0)
+
+
+def replace_router_args(args: list[str], version: tuple[int, int], router: RouterSettings) -> list[str]:
+    """``args`` with their router flags replaced by ``router_args(version, router)``, where the old ones
+    stood (at the front when there were none); every other argument kept, in order."""
+    _, taken = _router_values(args)
+    at = taken[0] if taken else 0
+    gone = set(taken)
+    rest = [a for i, a in enumerate(args) if i not in gone]
+    head = len([i for i in range(at) if i not in gone])
+    return rest[:head] + router_args(version, router) + rest[head:]

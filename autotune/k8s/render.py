@@ -98,3 +98,15 @@ def worker_status(obj: dict[str, Any]) -> dict[str, Any]:
     """The operator's per-worker replica counts of a fetched DGD, keyed by service/component name."""
     status: dict[str, Any] = _SHAPES[version_of(obj)].replica_status(obj)
     return status
+
+
+def frontend_container(dgd: dict[str, Any]) -> dict[str, Any]:
+    """The container whose args carry the router flags (the frontend's main container), a reference into ``dgd``."""
+    container: dict[str, Any] = _SHAPES[version_of(dgd)].frontend_container(dgd)
+    return container
+
+
+def frontend_args_patch(dgd: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    """JSON merge patch giving the frontend of ``dgd`` (as read) the ``args``; no worker field changes."""
+    patch: dict[str, Any] = _SHAPES[version_of(dgd)].frontend_args_patch(dgd, args)
+    return patch

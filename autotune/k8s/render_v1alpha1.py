@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotune.errors import InputError
 from autotune.k8s.containers import (
     FRONTEND_COMMAND,
     Worker,
@@ -80,3 +81,23 @@ def worker_replicas(dgd: dict[str, Any]) -> dict[str, int]:
 def replica_status(obj: dict[str, Any]) -> dict[str, Any]:
     """Per-service replica counts the operator reports, keyed by service name."""
     return (obj.get("status") or {}).get("services") or {}
+
+
+def _frontend_key(dgd: dict[str, Any]) -> str:
+    services = dgd.get("spec", {}).get("services") or {}
+    keys = [k for k, v in services.items() if v.get("componentType") == "frontend"]
+    if len(keys) != 1:
+        raise InputError(f"DGD {dgd.get('metadata', {}).get('name')}: {len(keys)} frontend services, expected 1")
+    return keys[0]
+
+
+def frontend_container(dgd: dict[str, Any]) -> dict[str, Any]:
+    """The frontend's main container (``extraPodSpec.mainContainer``), as a reference into ``dgd``."""
+    svc = dgd["spec"]["services"][_frontend_key(dgd)]
+    container: dict[str, Any] = (svc.get("extraPodSpec") or {}).get("mainContainer") or {}
+    return container
+
+
+def frontend_args_patch(dgd: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    """JSON merge patch setting the frontend's args; the other services are not in it, so they stay as they are."""
+    return {"spec": {"services": {_frontend_key(dgd): {"extraPodSpec": {"mainContainer": {"args": args}}}}}}

@@ -7,8 +7,10 @@ command, args, env, ``envFrom`` and the ``nvidia.com/gpu`` limit (../dynamo/crd-
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from autotune.errors import InputError
 from autotune.k8s.containers import (
     FRONTEND_COMMAND,
     Worker,
@@ -76,3 +78,29 @@ def worker_replicas(dgd: dict[str, Any]) -> dict[str, int]:
 def replica_status(obj: dict[str, Any]) -> dict[str, Any]:
     """Per-component replica counts the operator reports, keyed by component name."""
     return (obj.get("status") or {}).get("components") or {}
+
+
+def _frontend_index(dgd: dict[str, Any]) -> int:
+    comps = dgd.get("spec", {}).get("components") or []
+    found = [i for i, c in enumerate(comps) if c.get("type") == "frontend"]
+    if len(found) != 1:
+        raise InputError(f"DGD {dgd.get('metadata', {}).get('name')}: {len(found)} frontend components, expected 1")
+    return found[0]
+
+
+def frontend_container(dgd: dict[str, Any]) -> dict[str, Any]:
+    """The frontend component's ``main`` container, as a reference into ``dgd``."""
+    comp = dgd["spec"]["components"][_frontend_index(dgd)]
+    for c in ((comp.get("podTemplate") or {}).get("spec") or {}).get("containers") or []:
+        if c.get("name") == MAIN_CONTAINER:
+            container: dict[str, Any] = c
+            return container
+    raise InputError(f"DGD {dgd.get('metadata', {}).get('name')}: frontend has no container named {MAIN_CONTAINER!r}")
+
+
+def frontend_args_patch(dgd: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    """JSON merge patch setting the frontend's args. A CRD list is replaced whole by a merge patch, so it
+    carries every component as read, only the frontend's args changed; the caller pins resourceVersion."""
+    comps = copy.deepcopy(dgd["spec"]["components"])
+    frontend_container({"metadata": dgd.get("metadata", {}), "spec": {"components": comps}})["args"] = list(args)
+    return {"spec": {"components": comps}}

@@ -35,6 +35,10 @@ def _docs() -> list[dict[str, Any]]:
     return out
 
 
+def _named(kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in _docs() if d["kind"] == kind and d["metadata"].get("name") == name)
+
+
 def _for_k120(doc: dict[str, Any]) -> dict[str, Any]:
     if doc["kind"] == "CronJob" and doc["apiVersion"] == "batch/v1":
         return {**doc, "apiVersion": "batch/v1beta1"}
@@ -55,17 +59,22 @@ def test_manifest_set_is_complete() -> None:
     kinds = sorted(d["kind"] for d in _docs())
     assert kinds == [
         "ConfigMap",
+        "ConfigMap",
         "CronJob",
+        "Deployment",
         "Deployment",
         "Job",
         "Job",
         "PersistentVolumeClaim",
         "PersistentVolumeClaim",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
-    ]
+        "ServiceAccount",
+    ]  # the controller (k8s/controller.yaml) brings its own ConfigMap, Deployment and RBAC
     cron = next(d for d in _docs() if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     for job_spec in (cron["spec"]["jobTemplate"]["spec"], next(d for d in _docs() if d["kind"] == "Job")["spec"]):
@@ -105,7 +114,7 @@ def test_workers_job_shares_one_postgresql_study() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["AUTOTUNE_STORAGE"]["valueFrom"]["secretKeyRef"] == {"name": "autotune-postgres", "key": "url"}
     assert "job-completion-index" in env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
-    pg = next(d for d in _docs() if d["kind"] == "Deployment")
+    pg = _named("Deployment", "autotune-postgres")
     pg_env = {e["name"]: e for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "autotune-postgres"
     svc = next(d for d in _docs() if d["kind"] == "Service")
@@ -113,7 +122,7 @@ def test_workers_job_shares_one_postgresql_study() -> None:
 
 
 def test_profile_in_configmap_is_valid(tmp_path: Path) -> None:
-    cm = next(d for d in _docs() if d["kind"] == "ConfigMap")
+    cm = _named("ConfigMap", "autotune-profile")
     path = tmp_path / "profile.yaml"
     path.write_text(cm["data"]["profile.yaml"])
     prof = load_profile(path)
