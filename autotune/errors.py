@@ -12,6 +12,7 @@ EXIT_BAD_INPUT = 2  # profile, flags, topology strings
 EXIT_INFEASIBLE = 3  # nothing in the search space fits the cluster
 EXIT_BACKEND = 4  # a backend (Dynamo, Kubernetes) failed or answered nonsense
 EXIT_STORAGE = 5  # the study storage or the results directory could not be written (disk full, permissions)
+EXIT_IMPROVEMENT_AVAILABLE = 10  # `autotune drift`: a better topology than the deployed one is available
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM (128 + 2); finished trials are kept
 
 

@@ -1,0 +1,157 @@
+"""``autotune drift``: measure the deployed graph, compare with the last study, retune when it matters.
+
+Standalone like every command; ``autotune.cli.app`` registers it. Exit codes: 0 nothing to do
+(steady, or drifted with no better topology), 10 a better topology is available, 2/4/5 as elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from autotune.cli.output import FORMATS, emit
+from autotune.errors import EXIT_IMPROVEMENT_AVAILABLE, InputError
+
+COLUMNS = (
+    ("figure", "figure"),
+    ("against", "against"),
+    ("reference", "reference"),
+    ("measured", "measured"),
+    ("change", "change"),
+    ("significant", "outside noise"),
+    ("drifted", "drifted"),
+)
+
+
+def _frontend(frontend: str | None, dgd: str | None, namespace: str | None, kube: dict[str, Any]) -> Any:
+    """(url, closer): the frontend given, or the DGD's frontend Service reached like the k8s backend does."""
+    if bool(frontend) == bool(dgd):
+        raise InputError("--frontend / --dgd: give exactly one (the frontend URL, or the DGD name with -N)")
+    if frontend:
+        if not frontend.startswith(("http://", "https://")):
+            raise InputError(f"--frontend: {frontend!r} is not an http(s) URL")
+        return frontend, None
+    if not namespace:
+        raise InputError("-N/--namespace: required with --dgd")
+    from autotune.k8s.access import open_frontend
+    from autotune.k8s.client import KubeOptions, connect
+
+    context = kube["context"] or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
+    access = open_frontend(connect(KubeOptions(kube["kubeconfig"], context)), namespace, str(dgd), mode=kube["access"])
+    return access.url, access
+
+
+@click.command("drift")
+@click.option(
+    "--study",
+    "study_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results directory of the study whose recommendation is deployed.",
+)
+@click.option("--frontend", default=None, help="The deployed frontend's base URL (local or reachable).")
+@click.option("--dgd", default=None, help="k8s: the deployed DynamoGraphDeployment's name.")
+@click.option("-N", "--namespace", default=None, help="k8s: the DGD's namespace.")
+@click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster).")
+@click.option("--context", default=None, help="k8s: kubeconfig context.")
+@click.option(
+    "--frontend-access",
+    "access",
+    default="auto",
+    show_default=True,
+    help="k8s: auto|service-dns|load-balancer|port-forward.",
+)
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the drift history is kept (default: STUDY/drift).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.01, 10.0),
+    default=0.15,
+    show_default=True,
+    help="Relative change that counts as drift (when outside the noise too).",
+)
+@click.option(
+    "--min-gain",
+    type=click.FloatRange(0.0, 10.0),
+    default=0.05,
+    show_default=True,
+    help="A better topology must beat the deployed one by this much, with its whole interval.",
+)
+@click.option(
+    "--retune",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Re-run the search: only after drift (auto), always, never.",
+)
+@click.option(
+    "--trials", type=click.IntRange(1, 100000), default=60, show_default=True, help="Trials of a retune study."
+)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option(
+    "-n",
+    "--requests",
+    type=click.IntRange(20, 1_000_000),
+    default=None,
+    help="Probe length before the adaptive rule extends it (default: the profile's).",
+)
+@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def drift_cmd(
+    study_dir: Path,
+    frontend: str | None,
+    dgd: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    access: str,
+    history_dir: Path | None,
+    threshold: float,
+    min_gain: float,
+    retune: str,
+    trials: int,
+    seed: int,
+    requests: int | None,
+    fmt: str,
+) -> None:
+    """Is the deployed graph still what the study predicted? Retune on the simulator when it moved."""
+    from autotune.drift.check import DriftOptions, drift_check
+    from autotune.drift.prediction import load_prediction
+
+    prediction = load_prediction(study_dir)
+    url, closer = _frontend(frontend, dgd, namespace, {"kubeconfig": kubeconfig, "context": context, "access": access})
+    history = history_dir or study_dir / "drift"
+    options = DriftOptions(
+        threshold=threshold, min_gain=min_gain, retune=retune, trials=trials, seed=seed, requests=requests
+    )
+    try:
+        record = drift_check(prediction, url, history, history, options)
+    finally:
+        if closer is not None:
+            closer.close()
+    rows = [
+        {
+            "figure": d["figure"],
+            "against": d["against"],
+            "reference": round(d["reference"], 3),
+            "measured": round(d["measured"], 3),
+            "change": f"{d['change'] * 100:+.1f} %",
+            "significant": d["significant"],
+            "drifted": d["drifted"],
+        }
+        for d in record["figures"]
+    ]
+    title = f"{record['topology']} @ C={record['concurrency']}: {record['verdict']}" + (
+        f"; retune: {record['retune']['verdict']}" if record["retune"] else ""
+    )
+    emit(record, fmt, rows=rows, columns=COLUMNS, title=title)
+    if record["improvement_available"]:
+        sys.exit(EXIT_IMPROVEMENT_AVAILABLE)
