@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from autotune.cli.output import FORMATS, emit
 from autotune.errors import EXIT_IMPROVEMENT_AVAILABLE, InputError
@@ -27,22 +28,52 @@ COLUMNS = (
 )
 
 
-def _frontend(frontend: str | None, dgd: str | None, namespace: str | None, kube: dict[str, Any]) -> Any:
+def _study_dgd(study_dir: Path) -> tuple[str, str]:
+    """The name and namespace of the DGD the study rendered for its recommendation (STUDY/dgd.yaml)."""
+    path = study_dir / "dgd.yaml"
+    try:
+        md = (yaml.safe_load(path.read_text()) or {}).get("metadata") or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); pass --dgd and -N") from None
+    if not md.get("name"):
+        raise InputError(f"{path}: metadata.name missing; pass --dgd and -N")
+    return str(md["name"]), str(md.get("namespace") or "")
+
+
+def _frontend(
+    study_dir: Path,
+    frontend: str | None,
+    k8s: bool,
+    dgd: str | None,
+    namespace: str | None,
+    kube: dict[str, Any],
+    predicted: Any,
+) -> Any:
     """(url, closer): the frontend given, or the DGD's frontend Service reached like the k8s backend does."""
-    if bool(frontend) == bool(dgd):
-        raise InputError("--frontend / --dgd: give exactly one (the frontend URL, or the DGD name with -N)")
+    k8s = k8s or bool(dgd)
+    if bool(frontend) == k8s:
+        raise InputError("--frontend / --k8s: give exactly one (the frontend URL, or the deployed DGD on Kubernetes)")
     if frontend:
         if not frontend.startswith(("http://", "https://")):
             raise InputError(f"--frontend: {frontend!r} is not an http(s) URL")
         return frontend, None
+    name, ns = _study_dgd(study_dir) if not (dgd and namespace) else (dgd, namespace)
+    dgd, namespace = dgd or name, namespace or ns
     if not namespace:
-        raise InputError("-N/--namespace: required with --dgd")
-    from autotune.k8s.access import open_frontend
+        raise InputError("-N/--namespace: required (the study's dgd.yaml names none)")
+    from autotune.drift.deployed import check_same_graph, open_deployed
     from autotune.k8s.client import KubeOptions, connect
 
     context = kube["context"] or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
-    access = open_frontend(connect(KubeOptions(kube["kubeconfig"], context)), namespace, str(dgd), mode=kube["access"])
-    return access.url, access
+    graph = open_deployed(
+        connect(KubeOptions(kube["kubeconfig"], context)), namespace, str(dgd), access_mode=kube["access"]
+    )
+    try:
+        check_same_graph(graph, predicted)
+    except BaseException:
+        graph.close()
+        raise
+    return graph.access.url, graph
 
 
 @click.command("drift")
@@ -54,7 +85,10 @@ def _frontend(frontend: str | None, dgd: str | None, namespace: str | None, kube
     help="Results directory of the study whose recommendation is deployed.",
 )
 @click.option("--frontend", default=None, help="The deployed frontend's base URL (local or reachable).")
-@click.option("--dgd", default=None, help="k8s: the deployed DynamoGraphDeployment's name.")
+@click.option("--k8s", "k8s", is_flag=True, help="Probe the DGD the study rendered (STUDY/dgd.yaml) on Kubernetes.")
+@click.option(
+    "--dgd", default=None, help="k8s: the deployed DGD's name, when not the study's dgd.yaml (implies --k8s)."
+)
 @click.option("-N", "--namespace", default=None, help="k8s: the DGD's namespace.")
 @click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster).")
 @click.option("--context", default=None, help="k8s: kubeconfig context.")
@@ -108,6 +142,7 @@ def _frontend(frontend: str | None, dgd: str | None, namespace: str | None, kube
 def drift_cmd(
     study_dir: Path,
     frontend: str | None,
+    k8s: bool,
     dgd: str | None,
     namespace: str | None,
     kubeconfig: str | None,
@@ -127,7 +162,8 @@ def drift_cmd(
     from autotune.drift.prediction import load_prediction
 
     prediction = load_prediction(study_dir)
-    url, closer = _frontend(frontend, dgd, namespace, {"kubeconfig": kubeconfig, "context": context, "access": access})
+    kube = {"kubeconfig": kubeconfig, "context": context, "access": access}
+    url, closer = _frontend(study_dir, frontend, k8s, dgd, namespace, kube, prediction.topology)
     history = history_dir or study_dir / "drift"
     options = DriftOptions(
         threshold=threshold, min_gain=min_gain, retune=retune, trials=trials, seed=seed, requests=requests
