@@ -148,6 +148,9 @@ def drift_cmd(
     kubeconfig: str | None,
     context: str | None,
     access: str,
+    traffic: Path | None,
+    traffic_format: str,
+    traffic_last_s: float | None,
     history_dir: Path | None,
     threshold: float,
     min_gain: float,
@@ -160,13 +163,21 @@ def drift_cmd(
     """Is the deployed graph still what the study predicted? Retune on the simulator when it moved."""
     from autotune.drift.check import DriftOptions, drift_check
     from autotune.drift.prediction import load_prediction
+    from autotune.drift.traffic import traffic_spec
 
     prediction = load_prediction(study_dir)
+    window = traffic_spec(traffic, traffic_format, traffic_last_s) if traffic is not None else None
     kube = {"kubeconfig": kubeconfig, "context": context, "access": access}
     url, closer = _frontend(study_dir, frontend, k8s, dgd, namespace, kube, prediction.topology)
     history = history_dir or study_dir / "drift"
     options = DriftOptions(
-        threshold=threshold, min_gain=min_gain, retune=retune, trials=trials, seed=seed, requests=requests
+        threshold=threshold,
+        min_gain=min_gain,
+        retune=retune,
+        trials=trials,
+        seed=seed,
+        requests=requests,
+        traffic=window,
     )
     try:
         record = drift_check(prediction, url, history, history, options)

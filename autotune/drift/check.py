@@ -17,8 +17,10 @@ from autotune.drift.history import append_history, read_history, write_report
 from autotune.drift.prediction import FIGURES, Prediction
 from autotune.drift.probe import ProbeResult, probe
 from autotune.drift.retune import RetuneResult, retune
+from autotune.drift.traffic import traffic_drift, with_traffic
 from autotune.drift.verdict import FigureDrift, compare_all
 from autotune.intervals import Interval
+from autotune.traces.spec import TraceSpec
 
 RETUNE_MODES = ("auto", "always", "never")
 LABELS = {
@@ -27,6 +29,14 @@ LABELS = {
     "itl_mean_ms": "ITL mean",
     "itl_p99_ms": "ITL P99",
     "output_tok_s": "output tok/s",
+    "input_tokens_mean": "traffic: mean input tokens",
+    "output_tokens_mean": "traffic: mean output tokens",
+    "rate_rps": "traffic: request rate (req/s)",
+}
+AGAINST = {
+    "prediction": "the study predicted",
+    "last_probe": "the last probe measured",
+    "assumed_traffic": "the study's workload assumed",
 }
 
 
@@ -38,6 +48,7 @@ class DriftOptions:
     trials: int = 60
     seed: int = 0
     requests: int | None = None  # probe length before the adaptive rule extends it
+    traffic: TraceSpec | None = None  # a window of the real traffic, held against the study's workload
 
 
 def measured_figures(result: ProbeResult) -> dict[str, Interval]:
@@ -59,7 +70,7 @@ def _ci(lo: float, hi: float) -> str:
 
 def sentence(d: FigureDrift, threshold: float) -> str:
     """One figure's comparison in words, with both intervals and what it means."""
-    ref = "the study predicted" if d.against == "prediction" else "the last probe measured"
+    ref = AGAINST[d.against]
     head = (
         f"{LABELS[d.figure]}: measured {d.measured:.4g} ({_ci(d.measured_lo, d.measured_hi)}); "
         f"{ref} {d.reference:.4g} ({_ci(d.reference_lo, d.reference_hi)}): {d.change * 100:+.1f} %"
@@ -93,13 +104,20 @@ def drift_check(
     last = _last_probe(history, topo)
     if last is not None:
         figures += compare_all("last_probe", last, measured, options.threshold)
+    traffic: dict[str, Any] | None = None
+    retune_profile = prediction.profile
+    if options.traffic is not None:
+        moved, traffic = traffic_drift(prediction.profile, options.traffic, options.threshold)
+        figures += moved
+        if any(d.drifted for d in moved):  # retune on the traffic as it is now
+            retune_profile = with_traffic(prediction.profile, options.traffic)
     drifted = any(d.drifted for d in figures)
     verdict = "drifted" if drifted else "steady"
     rt: RetuneResult | None = None
     if options.retune == "always" or (options.retune == "auto" and drifted):
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         rt = retune(
-            prediction.profile,
+            retune_profile,
             prediction.topology,
             retune_dir / f"retune-{stamp}",
             trials=options.trials,
@@ -122,6 +140,7 @@ def drift_check(
         "improvement_available": bool(rt and rt.improvement_available),
         "measured": {f: [i.value, i.lo, i.hi] for f, i in measured.items()},
         "probe": {"sent": result.sent, "failed": result.failed, **_probe_meta(result.meta)},
+        "traffic": traffic,
         "figures": [d.as_dict() for d in figures],
         "retune": rt.as_dict() if rt else None,
         "sentences": words,

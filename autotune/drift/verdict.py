@@ -22,13 +22,17 @@ HIGHER_IS_WORSE: dict[str, bool] = {
     "itl_mean_ms": True,
     "itl_p99_ms": True,
     "output_tok_s": False,
+    # traffic (a trace window against the workload the study assumed): more of any is more work
+    "input_tokens_mean": True,
+    "output_tokens_mean": True,
+    "rate_rps": True,
 }
 
 
 @dataclass(frozen=True)
 class FigureDrift:
     figure: str
-    against: str  # "prediction" (the study) or "last_probe" (the previous drift run)
+    against: str  # "prediction" (the study), "last_probe" (the previous drift run) or "assumed_traffic"
     reference: float
     reference_lo: float
     reference_hi: float
