@@ -273,7 +273,8 @@ class _Loop:
                 break
             delay = self.tick()
             next_due = max(next_due + delay, self.now()) if delay == self.s.interval_s else self.now() + delay
-            if wait(max(next_due - self.now(), 0.0)):
+            until = next_due if o.duration_s is None else min(next_due, o.duration_s)
+            if wait(max(until - self.now(), 0.0)):
                 self.record.stopped_by = "signal"
                 break
         if o.apply and not o.keep_on_exit and self.served != self.baseline:

@@ -235,3 +235,27 @@ def test_sigterm_with_keep_on_exit_leaves_the_current_preset() -> None:
 
 def test_settings_round_trip_through_the_recommendation() -> None:
     assert parse_settings(settings_document(SETTINGS), "x.yaml") == SETTINGS
+
+
+def test_own_metrics_are_served_on_loopback() -> None:
+    import httpx
+
+    from autotune.control.observe import ControlMetrics
+    from autotune.dynamo.stack import free_port
+
+    m = ControlMetrics(SETTINGS)
+    m.observe(SATURATED, 61.0, 70.0)
+    m.switched("switch")
+    m.errors.labels("garbage").inc()
+    port = free_port()
+    server = m.serve(port)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+    assert 'autotune_control_regime{regime="saturated"} 1.0' in text
+    assert "autotune_control_ewma_ttft_p99_ms 61.0" in text
+    assert 'autotune_control_threshold_ms{threshold="theta2"} 50.0' in text
+    assert 'autotune_control_switches_total{kind="switch"} 1.0' in text
+    assert 'autotune_control_errors_total{kind="garbage"} 1.0' in text
+    assert "autotune_control_last_switch_age_seconds" in text
