@@ -48,7 +48,13 @@ class _ReadOnly:
 @click.option("--prometheus", default=None, help="Prometheus base URL: read the P99 by PromQL instead of scraping.")
 @click.option("--prom-selector", default="", help='PromQL label selector, e.g. {namespace="llm"}.')
 @click.option("--apply/--advisory", "apply", default=False, help="Switch presets (default: advisory, log only).")
-@click.option("--max-switches-per-hour", type=click.IntRange(1, 3600), default=12, show_default=True)
+@click.option(
+    "--max-switches-per-hour",
+    type=click.IntRange(1, 3600),
+    default=12,
+    show_default=True,
+    help="Switch rate limit over any sliding hour (failed attempts count).",
+)
 @click.option(
     "--rollback-margin",
     type=click.FloatRange(0, None),
@@ -56,12 +62,24 @@ class _ReadOnly:
     show_default=True,
     help="Roll back a switch whose P99 after is worse than before by more than this fraction.",
 )
-@click.option("--rollback-intervals", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option(
+    "--rollback-intervals",
+    type=click.IntRange(1, 1000),
+    default=3,
+    show_default=True,
+    help="Intervals before and after a switch that the roll-back rule compares.",
+)
 @click.option("--keep-on-exit", is_flag=True, help="On SIGTERM leave the current preset (default: restore baseline).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve /metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--record", "record_path", type=click.Path(path_type=Path), default=None, help="JSONL record file.")
-@click.option("--duration", "duration_s", type=click.FloatRange(0, None, min_open=True), default=None)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(0, None, min_open=True),
+    default=None,
+    help="Stop after this many seconds (restoring the baseline; exit 0). Default: until SIGTERM/SIGINT (exit 130).",
+)
 def control_cmd(
     settings_path: Path,
     frontend: str | None,

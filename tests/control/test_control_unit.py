@@ -105,6 +105,25 @@ def test_frontend_source_scrapes_deltas_and_survives_faults(metrics_server) -> N
     assert src.read() == pytest.approx(0.099 * 1000)
 
 
+def test_promql_source_reads_the_quantile_and_reports_faults(metrics_server) -> None:
+    from autotune.control.source import PrometheusQuery
+
+    url, bodies = metrics_server
+    ok = '{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.25"]}]}}'
+    nan = '{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}'
+    bodies += [(200, ok), (200, nan), (200, "<html>"), (503, "down")]
+    src = PrometheusQuery(url.removesuffix("/metrics"), window_s=2.0)
+    assert "histogram_quantile(0.99" in src.query and "[2s]" in src.query
+    assert src.read() == pytest.approx(250.0)
+    assert src.read() is None  # no requests in the window
+    kinds = []
+    for _ in range(2):
+        with pytest.raises(MetricsError) as info:
+            src.read()
+        kinds.append(info.value.kind)
+    assert kinds == ["garbage", "unreachable"]
+
+
 # ---- the loop, with a scripted source, a fake actuator and a fake clock ---------------------------------
 
 
