@@ -6,7 +6,7 @@ one request in flight, capacity at twice the batch slots), then the same open-lo
 (ramp 40 %, spike 200 %, recovery 30 % of capacity; the same seed, so the same requests and arrivals)
 twice through the controller's proxy: advisory (static router; the controller only watches) and
 ``--apply`` (adaptive). Per phase: TTFT P99 with a 95 % batch-means interval (autotune.intervals,
-5 batches by arrival time). Switch cost from the controller's record. The simulator runs the same
+5 batches by arrival time; P90 too, as a phase of a few hundred requests cannot bound its P99). Switch cost from the controller's record. The simulator runs the same
 phases at its own measured capacity (same load multiples, same seed) with the same controller
 multiples of its own baseline (autotune.spike.run_policy).
 
@@ -57,7 +57,7 @@ def fmt(iv: Interval) -> str:
     return f"{iv.value:8.0f} [{iv.lo:.0f}, {iv.hi:.0f}]"
 
 
-def live_phases(burst, phases: tuple[Phase, ...]) -> dict[str, tuple[int, Interval]]:
+def live_phases(burst, phases: tuple[Phase, ...]) -> dict[str, tuple[int, Interval, Interval]]:
     ok = [r for r in burst.records if r.status == "ok"]
     send = np.array([r.send_s for r in ok])
     ttft = np.array([(r.first_token_s - r.send_s) * 1000 for r in ok])
@@ -65,11 +65,12 @@ def live_phases(burst, phases: tuple[Phase, ...]) -> dict[str, tuple[int, Interv
     for p in phases:
         m = (send >= p.start_s) & (send < p.end_s)
         b = batch_index(send[m], p.start_s, p.end_s, BATCHES)
-        out[p.name] = (int(m.sum()), quantile_interval(ttft[m], b, BATCHES, 0.99, LEVEL))
+        p99 = quantile_interval(ttft[m], b, BATCHES, 0.99, LEVEL)
+        out[p.name] = (int(m.sum()), p99, quantile_interval(ttft[m], b, BATCHES, 0.90, LEVEL))
     return out
 
 
-def sim_phases(pr: PolicyRun, phases: tuple[Phase, ...]) -> dict[str, tuple[int, Interval]]:
+def sim_phases(pr: PolicyRun, phases: tuple[Phase, ...]) -> dict[str, tuple[int, Interval, Interval]]:
     df = pr.run.requests
     ok = df[df["status"] == "ok"]
     arr = ok["arrival_s"].to_numpy(dtype=float)
@@ -78,7 +79,8 @@ def sim_phases(pr: PolicyRun, phases: tuple[Phase, ...]) -> dict[str, tuple[int,
     for p in phases:
         m = (arr >= p.start_s) & (arr < p.end_s)
         b = batch_index(arr[m], p.start_s, p.end_s, BATCHES)
-        out[p.name] = (int(m.sum()), quantile_interval(ttft[m], b, BATCHES, 0.99, LEVEL))
+        p99 = quantile_interval(ttft[m], b, BATCHES, 0.99, LEVEL)
+        out[p.name] = (int(m.sum()), p99, quantile_interval(ttft[m], b, BATCHES, 0.90, LEVEL))
     return out
 
 
@@ -100,9 +102,9 @@ def simulate(live: LiveStack, scale: float, seed: int, theta_x: tuple[float, flo
     }
     for name, pr in runs.items():
         rows = {r["phase"]: r for r in phase_rows(pr, phases, timers, prof.engine.block_size)}
-        for ph, (n, iv) in sim_phases(pr, phases).items():
+        for ph, (n, iv, p90) in sim_phases(pr, phases).items():
             poa = rows[ph]["poa_hat"]
-            print(f"  sim {name:8s} {ph:14s} n={n:4d} TTFT P99 ms {fmt(iv)}  PoA-hat {poa:.3f}")
+            print(f"  sim {name:8s} {ph:14s} n={n:4d} TTFT P99 ms {fmt(iv)}  P90 {fmt(p90)}  PoA-hat {poa:.3f}")
     changes, last = [], None
     for t, _ewma, regime in runs["adaptive"].history:
         if regime != last:
@@ -147,8 +149,8 @@ def main() -> None:
         for policy, (burst, rows, code) in results.items():
             lost = sum(r.status != "ok" for r in burst.records)
             print(f"\nlive {policy} (controller exit {code}): {len(burst.records)} sent, {lost} not ok")
-            for ph, (n, iv) in live_phases(burst, phases).items():
-                print(f"  live {policy:8s} {ph:14s} n={n:4d} TTFT P99 ms {fmt(iv)}")
+            for ph, (n, iv, p90) in live_phases(burst, phases).items():
+                print(f"  live {policy:8s} {ph:14s} n={n:4d} TTFT P99 ms {fmt(iv)}  P90 {fmt(p90)}")
             tl = regime_timeline(rows, burst.t0_wall)
             print("  regime timeline: " + ", ".join(f"{t:.0f}s {r} ({phase_of(t, phases)})" for t, r in tl))
             for s in (r for r in rows if r["type"] == "switch"):
