@@ -4,7 +4,8 @@ The regime logic (EWMA, θ1/θ2, hysteresis, dwell) is the simulator's ``Adaptiv
 interval's P99 directly (``update_p99``). Around it, the safety rules a live deployment needs:
 
 * advisory by default: without ``apply`` the loop decides and logs, and never calls the actuator;
-* dwell: the controller changes regime at most once per ``dwell_s`` (its own rule);
+* dwell: the controller changes regime at most once per ``dwell_s`` (its own rule), counted from the
+  end of the switch (a switch can take longer than the dwell);
 * rate limit: at most ``max_switches_per_hour`` switches in any sliding hour (failed attempts count,
   so a broken actuator is not hammered); a switch over the limit is logged ``rate-limited`` and held;
 * roll-back: at a switch, ``before`` = mean interval P99 of the last ``rollback_intervals`` intervals;
@@ -148,6 +149,7 @@ class _Loop:
             self._emit(row | {"ok": False, "error": str(exc)[:300]})
             return False
         self.served = preset
+        self.ctl.since_s = max(self.ctl.since_s, self.now())  # the dwell counts from when the preset serves
         self.metrics.switched(kind)
         out = row | {
             "ok": True,
