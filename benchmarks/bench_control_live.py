@@ -91,7 +91,7 @@ def simulate(live: LiveStack, scale: float, seed: int, theta_x: tuple[float, flo
     slots = prof.engine.max_num_seqs * len(topo.worker_tps())
     full = summarize(dep.run_point(2 * slots, seed=seed + 2, requests=8 * slots))
     settings = ControllerSettings(
-        base.ttft_p99_ms, *theta_x, ewma_alpha=0.5, interval_s=1.0, dwell_s=3.0, presets=dict(PRESETS)
+        base.ttft_p99_ms, *theta_x, ewma_alpha=0.3, interval_s=1.0, dwell_s=3.0, presets=dict(PRESETS)
     )
     plan, phases = spike_plan(full.req_s, scale)
     print(f"\nsimulator: baseline TTFT P99 {base.ttft_p99_ms:.0f} ms, capacity {full.req_s:.2f} req/s")

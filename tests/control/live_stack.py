@@ -130,11 +130,11 @@ class Calibration:
         return edge_s * 1000 / self.baseline_ttft_p99_ms
 
     def settings(self) -> ControllerSettings:
-        """θ1 ≥ 3×, θ2 ≥ 8× the baseline, at bucket edges; 1 s updates, 3 s dwell (recommended.yaml's defaults)."""
+        """θ1 ≥ 3×, θ2 ≥ 8× the baseline, at bucket edges; α 0.3, 1 s updates, 3 s dwell (recommended.yaml's defaults)."""
         t1 = self.threshold_x(3.0)
         t2 = max(self.threshold_x(8.0), t1 * 2)
         return ControllerSettings(
-            self.baseline_ttft_p99_ms, t1, t2, ewma_alpha=0.5, interval_s=1.0, dwell_s=3.0, presets=dict(PRESETS)
+            self.baseline_ttft_p99_ms, t1, t2, ewma_alpha=0.3, interval_s=1.0, dwell_s=3.0, presets=dict(PRESETS)
         )
 
 
