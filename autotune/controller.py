@@ -90,8 +90,13 @@ class AdaptiveController:
         return want
 
     def update(self, now_s: float, ttft_s: list[float]) -> RouterSettings | None:
-        if ttft_s:
-            p99_ms = float(np.percentile(ttft_s, 99)) * 1000
+        p99_ms = float(np.percentile(ttft_s, 99)) * 1000 if ttft_s else None
+        return self.update_p99(now_s, p99_ms)
+
+    def update_p99(self, now_s: float, p99_ms: float | None) -> RouterSettings | None:
+        """One interval whose TTFT P99 is already known (a live controller reads it from the frontend's
+        histogram); ``None``: no request finished its first token in the interval, the EWMA holds."""
+        if p99_ms is not None:
             a = self.s.ewma_alpha
             self.ewma_ms = p99_ms if self.ewma_ms is None else a * p99_ms + (1 - a) * self.ewma_ms
         if self.ewma_ms is None or not math.isfinite(self.ewma_ms):

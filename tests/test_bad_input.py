@@ -176,6 +176,13 @@ FLAG_CASES: list[tuple[str, list[str], int, str]] = [
     ("profile-missing-file", ["simulate", "-p", "/nonexistent/profile.yaml"], 2, "/nonexistent/profile.yaml"),
     ("report-not-a-directory", ["report", "{new}"], 2, "RESULTS_DIR"),
     ("perf-model-unknown", [*S, "--perf-model", "magic"], 2, "--perf-model"),
+    ("control-settings-a-profile", ["control", "--settings", "{p}", "--frontend", "http://127.0.0.1:9"], 2, "kind:"),
+    (
+        "control-settings-missing",
+        ["control", "--settings", "{new}", "--frontend", "http://127.0.0.1:9"],
+        2,
+        "--settings",
+    ),
 ]
 
 # run through ``python3 -m autotune`` as well, to prove the real entry point
@@ -256,6 +263,49 @@ def test_real_entry_point(env: dict[str, Path], case: str) -> None:
     )
     _check(proc.returncode, proc.stdout, proc.stderr, code, fragment)
     assert _snapshot(env["r"]) == before
+
+
+CONTROL_SETTINGS = {
+    "kind": "autotune/Recommendation",
+    "provenance": {"dynamo_version": "1.6.1"},
+    "controller": {
+        "baseline_ttft_p99_ms": 50.0,
+        "theta1_ms": 100.0,
+        "theta2_ms": 500.0,
+        "ewma_alpha": 0.3,
+        "interval_s": 1.0,
+        "dwell_s": 3.0,
+        "hysteresis": 0.2,
+        "presets": {r: {"temperature": 0.0, "overlap_weight": 1.0} for r in ("below", "transition", "saturated")},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "change,extra,fragment",
+    [
+        ({"kind": "autotune/Profile"}, [], "kind: 'autotune/Profile'"),
+        ({"provenance": {"dynamo_version": "1.7.0"}}, [], "provenance.dynamo_version: 1.7.0"),
+        ({"provenance": {"dynamo_version": "latest"}}, [], "provenance.dynamo_version"),
+        ({"controller": {**CONTROL_SETTINGS["controller"], "ewma_alpha": 2}}, [], "controller.ewma_alpha"),
+        ({"controller": {**CONTROL_SETTINGS["controller"], "theta2_ms": 10}}, [], "controller.theta2_ms"),
+        ({"controller": {**CONTROL_SETTINGS["controller"], "presets": {}}}, [], "controller.presets"),
+        ({}, ["--dgd", "llm", "-N", "prod"], "give one of --frontend URL, --local-stack DIR or --dgd"),
+        ({}, ["--apply"], "--apply"),
+    ],
+    ids=["kind", "version-1.7", "version-text", "alpha", "theta-order", "presets", "dgd", "apply-no-stack"],
+)
+def test_bad_control_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, object], extra: list[str], fragment: str
+) -> None:
+    import yaml
+
+    path = tmp_path / "recommended.yaml"
+    path.write_text(yaml.safe_dump({**CONTROL_SETTINGS, **change}))
+    code, out, err = _in_process(
+        ["control", "--settings", str(path), "--frontend", "http://127.0.0.1:9", *extra], capsys
+    )
+    _check(code, out, err, 2, fragment)
 
 
 def test_corpus_size() -> None:

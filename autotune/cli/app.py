@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from autotune import __version__
+from autotune.cli.control import control_cmd
 from autotune.cli.drift import drift_cmd
 from autotune.cli.k8s import cleanup_cmd, dgd_cmd
 from autotune.cli.run import plan, report, run
@@ -48,6 +49,7 @@ cli.add_command(dgd_cmd)
 cli.add_command(worker_cmd)
 cli.add_command(trace_cmd)
 cli.add_command(drift_cmd)
+cli.add_command(control_cmd)
 
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

@@ -17,12 +17,14 @@ does not reach Dynamo unless a secret reference in ``dynamo.extra_frontend_args`
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,75 @@ def secret_env(profile: Profile, parent: dict[str, str] | None = None) -> dict[s
     return out
 
 
+def stack_env(work_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of every process of the stack in ``work_dir`` (file discovery, loopback planes)."""
+    env = child_env()
+    home = work_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "DYN_DISCOVERY_BACKEND": "file",
+            "DYN_FILE_KV": str(work_dir / "kv"),
+            "DYN_REQUEST_PLANE": "tcp",
+            "DYN_EVENT_PLANE": "zmq",
+            "DYN_EVENT_PLANE_HOST": HOST,
+            "DYN_TCP_RPC_HOST": HOST,
+            "DYN_TCP_RESPONSE_STREAM_HOST": HOST,
+            "DYN_SYSTEM_HOST": HOST,
+            "DYN_LOGGING_JSONL": "1",
+            "DYN_ZMQ_IO_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HOME": str(home),
+            "NO_COLOR": "1",
+            "PYTHONNOUSERSITE": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def frontend_argv(python: Path, http_port: int, router: RouterSettings, extra_args: Sequence[str] = ()) -> list[str]:
+    """The command line of a frontend on ``http_port`` with the KV router set to ``router``."""
+    return [
+        str(python),
+        "-m",
+        "dynamo.frontend",
+        "--http-host",
+        HOST,
+        "--http-port",
+        str(http_port),
+        *router_args(LOCAL_DYNAMO_VERSION, router),
+        *extra_args,
+    ]
+
+
+def frontend_missing(http: httpx.Client, ids: set[int | None], model_name: str, prefill_log: Path | None) -> str:
+    """What a frontend still lacks to serve (``""``: nothing): every worker in ``/health``, the model in
+    ``/v1/models`` and, disaggregated (``prefill_log``: its log), the prefill router activated."""
+    try:
+        health = http.get("/health").json()
+        listed = {int(i["instance_id"]) for i in health.get("instances", []) if i.get("endpoint") == "generate"}
+        if not ids <= listed:
+            return f"/health to list {len(ids)} worker instances (has {len(ids & listed)})"
+        models = http.get("/v1/models").json()
+        if not any(m.get("id") == model_name for m in models.get("data", [])):
+            return f"/v1/models to list {model_name!r}"
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return "the frontend to answer"
+    if prefill_log is not None:
+        try:
+            activated = b"Prefill router target activated" in prefill_log.read_bytes()
+        except OSError:
+            activated = False
+        if not activated:
+            return "the frontend to activate its prefill router"
+    return ""
+
+
+FRONTEND_SPEC = "frontend.json"  # in the work directory: what another process needs to start a frontend here
+
+
 @dataclass
 class Worker:
     index: int  # Topology.worker_tps() order
@@ -132,30 +203,7 @@ class DynamoStack:
 
     # ---- environment ---------------------------------------------------------------------
     def _env(self, **extra: str) -> dict[str, str]:
-        env = child_env()
-        home = self.work_dir / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        env.update(
-            {
-                "DYN_DISCOVERY_BACKEND": "file",
-                "DYN_FILE_KV": str(self.work_dir / "kv"),
-                "DYN_REQUEST_PLANE": "tcp",
-                "DYN_EVENT_PLANE": "zmq",
-                "DYN_EVENT_PLANE_HOST": HOST,
-                "DYN_TCP_RPC_HOST": HOST,
-                "DYN_TCP_RESPONSE_STREAM_HOST": HOST,
-                "DYN_SYSTEM_HOST": HOST,
-                "DYN_LOGGING_JSONL": "1",
-                "DYN_ZMQ_IO_THREADS": "1",
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "HOME": str(home),
-                "NO_COLOR": "1",
-                "PYTHONNOUSERSITE": "1",
-            }
-        )
-        env.update(extra)
-        return env
+        return stack_env(self.work_dir, **extra)
 
     # ---- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -166,6 +214,7 @@ class DynamoStack:
             for i, (role, tp) in enumerate(self.topology.worker_tps()):
                 self._start_worker(i, role, tp)
             self.wait_ready()
+            self._write_frontend_spec()
         except BaseException:
             self.stop()
             raise
@@ -173,20 +222,10 @@ class DynamoStack:
     def _start_frontend(self) -> None:
         self.http_port = free_port()
         self._frontend_starts += 1
-        argv = [
-            str(self.python),
-            "-m",
-            "dynamo.frontend",
-            "--http-host",
-            HOST,
-            "--http-port",
-            str(self.http_port),
-            *router_args(LOCAL_DYNAMO_VERSION, self.router),
-            *(
-                self.secrets[a.env_name] if isinstance(a, SecretRef) else a
-                for a in self.profile.dynamo.extra_frontend_args
-            ),
+        extra = [
+            self.secrets[a.env_name] if isinstance(a, SecretRef) else a for a in self.profile.dynamo.extra_frontend_args
         ]
+        argv = frontend_argv(self.python, self.http_port, self.router, extra)
         env = self._env(DYN_LOG=FRONTEND_LOG, **self.secrets)
         self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, env)
 
@@ -228,6 +267,29 @@ class DynamoStack:
         port = free_port()
         child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
         self.workers.append(Worker(index, role, tp, port, child))
+
+    def _write_frontend_spec(self) -> None:
+        """``frontend.json``: how ``autotune control`` (another process) starts frontends on this stack.
+
+        Secret references are named, never written: that process reads them from its own environment.
+        """
+        spec = {
+            "python": str(self.python),
+            "work_dir": str(self.work_dir),
+            "model_name": self.model_name,
+            "frontend_url": self.base_url,
+            "router": {
+                "temperature": self.router.temperature,
+                "overlap_weight": self.router.overlap_weight,
+                "overlap_credit": self.router.overlap_credit,
+            },
+            "extra_frontend_args": [
+                {"env": a.env_name} if isinstance(a, SecretRef) else a for a in self.profile.dynamo.extra_frontend_args
+            ],
+            "workers": [w.instance_id for w in self.workers],
+            "disaggregated": self.topology.disaggregated,
+        }
+        (self.work_dir / FRONTEND_SPEC).write_text(json.dumps(spec, indent=1))
 
     # ---- readiness -----------------------------------------------------------------------
     @property
@@ -276,26 +338,10 @@ class DynamoStack:
                 time.sleep(0.1)
 
     def _check_served(self, http: httpx.Client, ids: set[int | None]) -> str:
-        try:
-            health = http.get("/health").json()
-            listed = {int(i["instance_id"]) for i in health.get("instances", []) if i.get("endpoint") == "generate"}
-            if not ids <= listed:
-                return f"/health to list {len(ids)} worker instances (has {len(ids & listed)})"
-            models = http.get("/v1/models").json()
-            if not any(m.get("id") == self.model_name for m in models.get("data", [])):
-                return f"/v1/models to list {self.model_name!r}"
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return "the frontend to answer"
-        if self.topology.disaggregated and not self._frontend_log_has(b"Prefill router target activated"):
-            return "the frontend to activate its prefill router"
-        return ""
-
-    def _frontend_log_has(self, needle: bytes) -> bool:
         assert self.frontend is not None
-        try:
-            return needle in self.frontend.log_path.read_bytes()
-        except OSError:
-            return False
+        return frontend_missing(
+            http, ids, self.model_name, self.frontend.log_path if self.topology.disaggregated else None
+        )
 
     # ---- changes and teardown -------------------------------------------------------------
     def restart_frontend(self, router: RouterSettings) -> None:
