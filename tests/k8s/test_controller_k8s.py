@@ -164,3 +164,60 @@ def test_switch_patches_only_the_frontend_and_traffic_continues(kube, namespace,
     # Figures for docs/controller-kubernetes.md (pytest -s): switch = patch -> Ready -> /v1/models answers
     print(f"\n[{api_version}] switch duration {_mean_interval(durations)}; each {[f'{d:.2f}' for d in durations]}")
     print(f"[{api_version}] no successful request for (test operator: stop, then start) {_mean_interval(outages)}")
+
+
+def test_control_command_switches_the_dgd_and_restores_it_on_exit(
+    kube, local_cluster, namespace, operator, api_version, tmp_path
+) -> None:
+    """`autotune control --dgd … --apply` as its own process: with thresholds below any real TTFT the
+    controller must reach saturated, patch the DGD's frontend to the saturated preset, keep serving, and
+    at the end of ``--duration`` restore the baseline preset on the DGD."""
+    import os
+    import subprocess
+    import sys
+
+    from k8s_cluster import REPO
+
+    from autotune.control.observe import read_record
+    from autotune.control.settings import settings_document
+    from autotune.controller import ControllerSettings
+
+    require_dynamo()
+    profile = live_profile(namespace, DYNAMO_RENDERING[api_version])
+    launched: list[Any] = []
+    operator.launch = args_launcher(profile, launched)
+    dgd = render_dgd(profile, parse_topology("1P1-1D1"), study="ctlcli", trial_id="1")
+    name = dgd["metadata"]["name"]
+    apply(kube, dgd)
+    wait_ready(kube, namespace, name, version=api_version, timeout_s=180)
+    # every TTFT is far above θ2 = 4 µs: the EWMA says "saturated" from the first interval
+    settings = ControllerSettings(baseline_ttft_p99_ms=0.001, theta1_x=2.0, theta2_x=4.0, interval_s=1.0, dwell_s=2.0)
+    path = tmp_path / "recommended.yaml"
+    path.write_text(json.dumps(settings_document(settings)))
+    record = tmp_path / "control.jsonl"
+    model = profile.model.served_name or profile.model.name
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(local_cluster.kubeconfig)}
+    argv = ["control", "--settings", str(path), "--dgd", name, "-N", namespace, "--apply"]
+    with SteadyLoad(kube, namespace, name, model) as load:
+        load.wait_ok(after=0.0, count=3)
+        r = subprocess.run(
+            [sys.executable, "-m", "autotune", *argv, "--duration", "40", "--record", str(record)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+            cwd=REPO,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        load.wait_ok(after=time.monotonic(), count=3)  # serving after the controller left
+    rows = read_record(record)
+    switches = [x for x in rows if x.get("type") == "switch"]
+    assert switches and switches[0]["ok"] and switches[0]["regime_to"] == SATURATED, switches
+    assert switches[-1]["kind"] == "restore" and switches[-1]["ok"], switches
+    assert PAPER_PRESETS[SATURATED] in launched  # the operator's frontend really ran the saturated preset
+    act = K8sActuator(kube, name, namespace, api_version=api_version, frontend_access="load-balancer")
+    try:
+        assert act.current() == settings.presets[BELOW] == launched[-1]  # the baseline is back on the DGD
+    finally:
+        act.close()
+    assert operator.errors == []
