@@ -216,12 +216,12 @@ class DynamoStack:
             argv += ["--planner-profile-data", str(timing.npz)]
         if role in ("prefill", "decode"):
             kv = self.profile.kv_transfer
-            bw = self.profile.cluster.intra_bw_gb_s * kv.efficiency
+            bw = kv.bandwidth_gb_s or self.profile.cluster.intra_bw_gb_s * kv.efficiency
             argv += [
                 "--disaggregation-mode",
                 role,
                 "--kv-bytes-per-token",
-                str(int(self.profile.model.kv_bytes_per_token)),
+                str(int(kv.bytes_per_token or self.profile.model.kv_bytes_per_token)),
                 "--kv-transfer-bandwidth",
                 f"{bw:g}",
             ]
