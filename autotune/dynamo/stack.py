@@ -191,6 +191,13 @@ class DynamoStack:
         self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, env)
 
     def _start_worker(self, index: int, role: str, tp: int) -> None:
+        argv = self.mocker_argv(role, tp)
+        port = free_port()
+        child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
+        self.workers.append(Worker(index, role, tp, port, child))
+
+    def mocker_argv(self, role: str, tp: int) -> list[str]:
+        """The mocker worker's command line: the profile's engine limits, KV pool and KV transfer."""
         timing = self.plan.roles[(role, tp)]
         eng = self.profile.engine
         argv = [
@@ -225,9 +232,7 @@ class DynamoStack:
                 "--kv-transfer-bandwidth",
                 f"{bw:g}",
             ]
-        port = free_port()
-        child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
-        self.workers.append(Worker(index, role, tp, port, child))
+        return argv
 
     # ---- readiness -----------------------------------------------------------------------
     @property
