@@ -177,7 +177,9 @@ def _resolve_catalog(data: dict[str, Any], key: str, kind: str, src: str, path: 
         if base not in table:
             hint = "; or describe it by its architecture (layers, hidden, ...) or hf_config" if key == "model" else ""
             raise ProfileError(
-                src, f"{path}.{key}".lstrip("."), f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))}){hint}"
+                src,
+                f"{path}.{key}".lstrip("."),
+                f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))}){hint}",
             )
         entry = {**table[base], "name": base, **entry}
     data[key] = entry
