@@ -24,11 +24,14 @@ def kv_capacity_tokens(profile: Profile, tp: int) -> int:
     """KV pool of one worker at TP ``tp``: HBM × fraction − reserve − weight shard, over KV per token.
 
     KV heads shard across ranks up to ``kv_heads``; beyond that they are replicated (perf_model.md §2).
+    ``engine.num_gpu_blocks_override`` wins over the computation once the weights fit, as in vLLM.
     """
     m, gpu, eng = profile.model, profile.cluster.gpu, profile.engine
     per_gpu_bytes = gpu.hbm_gb * 1e9 * eng.gpu_memory_fraction - eng.reserve_gb * 1e9 - m.weight_bytes / tp
     if per_gpu_bytes <= 0:
         return 0
+    if eng.num_gpu_blocks_override is not None:
+        return eng.num_gpu_blocks_override * eng.block_size
     kv_per_token_per_gpu = m.kv_bytes_per_token / min(tp, m.kv_heads)
     return int(per_gpu_bytes / kv_per_token_per_gpu)
 
@@ -88,6 +91,12 @@ def check_feasibility(topo: Topology, profile: Profile) -> Feasibility:
         need = max(profile.engine.min_kv_tokens, max_request_tokens(profile))
         if tokens < need:
             weights_gb = profile.model.weight_bytes / tp / 1e9
+            if tokens > 0 and profile.engine.num_gpu_blocks_override is not None:
+                return Feasibility(
+                    False,
+                    f"{role} TP{tp}: engine.num_gpu_blocks_override gives a KV pool of {tokens} tokens, "
+                    f"below the minimum {need}",
+                )
             return Feasibility(
                 False,
                 f"{role} TP{tp}: {weights_gb:.1f} GB of weights per GPU leave a KV pool of {max(tokens, 0)} tokens, "

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from autotune import catalog
 from autotune.controller_spec import ControllerEvalSpec
 from autotune.errors import InputError, ProfileError
+from autotune.model_arch import derive_params, expand_hf_config, is_inline
 from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections are part of the profile API
     DTYPE_BYTES,
     ClusterSpec,
@@ -102,6 +103,11 @@ class Profile(_Strict):
             raise ValueError(
                 f"workload.prefix_tokens ({w.prefix_tokens}) exceeds the shortest input ({w.min_input_tokens()})"
             )
+        if w.fixed_tokens > w.prefix_tokens and w.fixed_tokens >= w.min_input_tokens():
+            raise ValueError(
+                f"workload.chat_template_tokens_before/after + prefix_tokens ({w.fixed_tokens}) leave no "
+                f"tokens of its own to the shortest input ({w.min_input_tokens()})"
+            )
         tc = self.search.target_concurrency
         if self.search.operating_point == "target" and tc not in w.concurrency:
             raise ValueError(f"search.target_concurrency ({tc}) is not in workload.concurrency {w.concurrency}")
@@ -165,12 +171,18 @@ def _resolve_catalog(data: dict[str, Any], key: str, kind: str, src: str, path: 
     if not isinstance(entry, dict):
         raise ProfileError(src, f"{path}.{key}", f"expected a catalog name or a mapping, got {type(entry).__name__}")
     entry = dict(entry)
+    table = catalog.load(kind)
+    if key == "model" and is_inline(entry) and entry.get("name") not in table:
+        data[key] = derive_params(entry)  # a model outside the catalog, by its architecture (model_arch)
+        return
     base = entry.pop("base", None) or (entry.get("name") if key == "model" else None)
     if base is not None:
-        table = catalog.load(kind)
         if base not in table:
+            hint = "; or describe it by its architecture (layers, hidden, ...) or hf_config" if key == "model" else ""
             raise ProfileError(
-                src, f"{path}.{key}", f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))})"
+                src,
+                f"{path}.{key}".lstrip("."),
+                f"unknown {kind[:-1]} {base!r} (known: {', '.join(sorted(table))}){hint}",
             )
         entry = {**table[base], "name": base, **entry}
     data[key] = entry
@@ -272,6 +284,7 @@ def _anchor_trace(data: dict[str, Any], path: Path) -> None:
 def _load_raw(path: Path, display: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = _read_yaml(path, display)
     _anchor_trace(data, path)
+    expand_hf_config(data, path.parent, display)  # relative to the file that names it, before any merge
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -294,6 +307,7 @@ def _load_raw(path: Path, display: str, seen: tuple[Path, ...] = ()) -> dict[str
 def profile_from_dict(data: dict[str, Any], source: str = "<memory>") -> Profile:
     """Validate a raw mapping; raises ``ProfileError`` naming the first bad field."""
     data = dict(data)
+    expand_hf_config(data, Path.cwd(), source)  # a mapping built in memory: relative to the working directory
     cluster = data.get("cluster")
     if isinstance(cluster, dict):
         cluster = dict(cluster)

@@ -77,6 +77,8 @@ class ModelSpec(_Strict):
     experts_per_token: PosInt = 1
     weight_dtype: Dtype = "bf16"
     kv_dtype: Dtype = "bf16"
+    # input embedding and LM head share one matrix (HF tie_word_embeddings): one vocab x hidden, not two
+    tied_embeddings: bool = False
     served_name: str | None = None  # the name clients send; defaults to ``name``
     # longest sequence (input + output) the model serves: HF config max_position_embeddings (catalog)
     max_context_tokens: Tokens | None = None
@@ -89,6 +91,8 @@ class ModelSpec(_Strict):
             raise ValueError("active_params_b exceeds params_b")
         if self.experts_per_token > self.experts:
             raise ValueError("experts_per_token exceeds experts")
+        if 1 < self.experts == self.experts_per_token:
+            raise ValueError(f"experts_per_token ({self.experts_per_token}) equals experts: that is a dense model")
         return self
 
     @property
@@ -164,6 +168,31 @@ class SpikeSpec(_Strict):
     peak_rate_rps: Pos
 
 
+class FixedThink(_Strict):
+    dist: Literal["fixed"]
+    value_ms: Annotated[float, Field(ge=0, le=86_400_000)]
+
+
+class ExponentialThink(_Strict):
+    dist: Literal["exponential"]
+    mean_ms: Annotated[float, Field(gt=0, le=86_400_000)]
+
+
+class UniformThink(_Strict):
+    dist: Literal["uniform"]
+    min_ms: Annotated[float, Field(ge=0, le=86_400_000)]
+    max_ms: Annotated[float, Field(ge=0, le=86_400_000)]
+
+    @model_validator(mode="after")
+    def _check(self) -> UniformThink:
+        if self.min_ms > self.max_ms:
+            raise ValueError(f"min_ms ({self.min_ms}) exceeds max_ms ({self.max_ms})")
+        return self
+
+
+ThinkTime = Annotated[Union[FixedThink, ExponentialThink, UniformThink], Field(discriminator="dist")]
+
+
 class WorkloadSpec(_Strict):
     templates: Annotated[int, Field(gt=0, le=MAX_REQUESTS)] = 5
     prefix_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 96  # tokens of a request shared with its template
@@ -178,6 +207,13 @@ class WorkloadSpec(_Strict):
     cooldown_requests: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
     # replay a trace instead of the length distributions, templates and arrival above (docs/traces.md)
     trace: TraceSpec | None = None
+    # closed loop: a client's pause between a response's last token and its next request (unset = none)
+    think_time: ThinkTime | None = None
+    # tokens the chat template puts before the user prompt (system header: the same in every request, so
+    # shared by all) and after it (the assistant header: after unique text, so never shared); part of
+    # every request's input_tokens
+    chat_template_tokens_before: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
+    chat_template_tokens_after: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadSpec:
@@ -191,6 +227,8 @@ class WorkloadSpec(_Strict):
             raise ValueError("open-loop arrival needs rate_rps")
         if self.spike is not None and self.arrival != "open":
             raise ValueError("spike is an open-loop rate schedule: it needs arrival 'open'")
+        if self.think_time is not None and self.arrival != "closed":
+            raise ValueError("think_time is a closed-loop client's pause: it needs arrival 'closed'")
         if self.warmup_requests + self.cooldown_requests >= self.requests_per_point:
             raise ValueError("warmup_requests + cooldown_requests leave no measured requests")
         return self
@@ -199,6 +237,11 @@ class WorkloadSpec(_Strict):
     def open_loop(self) -> bool:
         """Requests arrive at set times (a rate, or a trace's timestamps), not when a client is free."""
         return self.arrival == "open" or (self.trace is not None and self.trace.mode == "timestamps")
+
+    @property
+    def fixed_tokens(self) -> int:
+        """Tokens of a prompt that are not its own: the chat template's and the template's shared prefix."""
+        return self.chat_template_tokens_before + self.prefix_tokens + self.chat_template_tokens_after
 
     def min_input_tokens(self) -> int:
         d = self.input_tokens

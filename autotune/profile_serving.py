@@ -66,6 +66,10 @@ class DynamoSpec(_Strict):
     frontend_request_ms: NonNeg = 0.0
     frontend_input_token_us: NonNeg = 0.0
     frontend_output_token_us: NonNeg = 0.0
+    # host work per prompt token that frontend_overhead_ms does not hold (it was measured on token-id
+    # prompts): tokenising text and applying the chat template. Added to the route delay on top of the
+    # overhead, as a pure delay or, with frontend_workers > 0, as work on the frontend's servers
+    frontend_tokenize_token_us: NonNeg = 0.0
     # per-request work after the last token (closing the stream, usage, the client's side), same servers
     frontend_response_ms: NonNeg = 0.0
     # the frontend's own work to hand a disaggregated request from its prefill to its decode worker (the
@@ -121,6 +125,9 @@ class EngineSpec(_Strict):
     gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
     reserve_gb: NonNeg = 4.0  # activations, CUDA graphs, NCCL buffers (perf_model.md §2: 4 GB/GPU (e))
     min_kv_tokens: Tokens = 4096  # a worker below this KV pool is infeasible
+    # KV pool of each worker in blocks of block_size, instead of the memory computation (vLLM's
+    # num_gpu_blocks_override, the mocker's --num-gpu-blocks-override); unset = from HBM and weights
+    num_gpu_blocks_override: Annotated[int, Field(gt=0, le=1 << 30)] | None = None
     preemption: Literal["recompute"] = "recompute"
     # per-request scheduling work on a worker outside its GPU steps, one request at a time (a queue per
     # worker; 0 = none). Local stack: autotune/host_costs.py
@@ -131,6 +138,12 @@ class KvTransferSpec(_Strict):
     setup_ms: NonNeg = 3.0  # perf_model.md §3: setup 1-5 ms (e)
     handover_ms: NonNeg = 0.0  # perf_model.md §3: orchestration hand-over 20-60 ms seen with vLLM+NIXL (e)
     efficiency: Annotated[float, Field(gt=0, le=1)] = 0.7  # perf_model.md §3: eta 0.5-0.8 inter-node (e)
+    # effective P->D bandwidth of one transfer, GB/s, within and across nodes (the mocker's
+    # --kv-transfer-bandwidth); unset = the cluster's link bandwidth x efficiency
+    bandwidth_gb_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    # KV bytes one prompt token moves, whole model (the mocker's --kv-bytes-per-token); unset = from
+    # the model: 2 x layers x kv_heads x head_dim x kv_dtype bytes
+    bytes_per_token: Annotated[float, Field(gt=0, le=1e9)] | None = None
     # the prefill worker's per-request hand-off work, serialised on it with its intake (request_cost_ms;
     # 0 = none). Local stack: autotune/host_costs.py
     handoff_cost_ms: NonNeg = 0.0

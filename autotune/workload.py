@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autotune.profile import FixedDist, NormalDist, UniformDist, WorkloadSpec
+from autotune.profile_schema import ExponentialThink, FixedThink, ThinkTime
 from autotune.traces.trace import TraceBlocks, load_trace
 
 
@@ -36,6 +37,15 @@ def mean_length(dist: FixedDist | UniformDist | NormalDist) -> float:
     if isinstance(dist, UniformDist):
         return (dist.min + dist.max) / 2
     return float(dist.mean)
+
+
+def draw_think_s(think: ThinkTime, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` client think times in seconds from a profile think-time distribution."""
+    if isinstance(think, FixedThink):
+        return np.full(n, think.value_ms / 1000)
+    if isinstance(think, ExponentialThink):
+        return rng.exponential(think.mean_ms / 1000, size=n)
+    return rng.uniform(think.min_ms / 1000, think.max_ms / 1000, size=n)
 
 
 @dataclass(frozen=True)
@@ -121,20 +131,26 @@ class RequestStream:
     arrival_s: np.ndarray | None  # open loop only
     prefix_tokens: int
     blocks: TraceBlocks | None = None  # a trace's prefix sharing (then ``template`` is its prefix group)
+    lead_tokens: int = 0  # the chat template's tokens before the user prompt: shared by every request
+    think_s: np.ndarray | None = None  # closed loop: the client's pause after each request's response
 
     def __len__(self) -> int:
         return len(self.template)
 
     def block_hashes(self, rid: int, block_size: int) -> tuple[int, ...]:
-        """Hashes of the request's full prompt blocks: shared while inside the template prefix (a trace:
-        while inside the blocks its hash ids share)."""
+        """Hashes of the request's full prompt blocks: shared by all requests inside the chat template's
+        leading tokens, by the template's requests inside its prefix, the request's own after (a trace:
+        shared while inside the blocks its hash ids share)."""
         if self.blocks is not None:
             return self.blocks.block_hashes(rid, block_size)
         n_full = int(self.input_tokens[rid]) // block_size
-        shared = min(n_full, self.prefix_tokens // block_size)
+        common = min(n_full, self.lead_tokens // block_size)
+        shared = min(n_full, (self.lead_tokens + self.prefix_tokens) // block_size)
         t = int(self.template[rid]) + 1
         return tuple(
-            [t * 1_000_003 + i for i in range(shared)] + [-(rid * 65_537 + i + 1) for i in range(shared, n_full)]
+            list(range(common))
+            + [t * 1_000_003 + i for i in range(common, shared)]
+            + [-(rid * 65_537 + i + 1) for i in range(shared, n_full)]
         )
 
 
@@ -150,8 +166,10 @@ def request_stream(
 ) -> RequestStream:
     """The ``n`` requests of one point for ``seed``; arrival times when ``schedule`` is given (open loop).
 
-    Inputs are at least one token longer than the shared prefix, so every request has a suffix of
-    its own (a prompt that is all prefix would be a full cache hit on any worker).
+    Inputs are at least one token longer than the shared prefix and the chat template's tokens, so
+    every request has a suffix of its own (a prompt that is all prefix would be a full cache hit on
+    any worker). Think times come from a generator of their own, so a profile without them draws
+    exactly the stream it drew before they existed.
 
     A live point that runs longer continues its stream rather than starting a new one: ``part`` k > 0
     is the k-th continuation, drawn from its own generator keyed by (seed, k) so that part 0 stays
@@ -165,10 +183,15 @@ def request_stream(
         win = load_trace(w.trace).window(first_index, n)
         timed = win.arrival_s if w.trace.mode == "timestamps" else None
         sent = schedule.times(n, rng, after_s) if schedule is not None else timed
-        return RequestStream(win.template, win.input_tokens, win.output_tokens, sent, 0, win.blocks())
+        return RequestStream(win.template, win.input_tokens, win.output_tokens, sent, 0, blocks=win.blocks())
     template = rng.integers(0, w.templates, size=n)
     isl = draw_lengths(w.input_tokens, n, rng)
-    isl = np.maximum(isl, w.prefix_tokens + 1) if w.prefix_tokens else isl
+    isl = np.maximum(isl, w.fixed_tokens + 1) if w.fixed_tokens else isl
     osl = np.maximum(draw_lengths(w.output_tokens, n, rng), 1)
     arrivals = schedule.times(n, rng, after_s) if schedule is not None else None
-    return RequestStream(template, isl, osl, arrivals, w.prefix_tokens)
+    think = None
+    if w.think_time is not None and schedule is None:
+        think = draw_think_s(w.think_time, n, np.random.default_rng([seed, 7877] if part == 0 else [seed, 7877, part]))
+    return RequestStream(
+        template, isl, osl, arrivals, w.prefix_tokens, lead_tokens=w.chat_template_tokens_before, think_s=think
+    )

@@ -8,6 +8,7 @@ entry point (``python3 -m autotune``) in a fresh interpreter.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,15 @@ name: tiny
 workload: {concurrency: [4, 8], requests_per_point: 60, warmup_requests: 5, cooldown_requests: 5}
 search: {trials: 2, concurrency: [4, 8], requests_per_point: 40, target_concurrency: 8, min_gpus: 4}
 """
+
+
+def arch(**over: object) -> str:
+    """An inline model (not in the catalog) as a YAML flow mapping, with fields ``over``-ridden."""
+    fields = {"name": "my-model", "layers": 4, "hidden": 512, "heads": 8, "kv_heads": 2, "head_dim": 64}
+    fields.update({"ffn": 1024, "vocab": 1000, **over})
+    return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
+
+
 HUGE = "1" * 10_000  # a 10,000-digit number: past Python's 4,300-digit int() limit
 
 # (id, YAML lines over the tiny profile (or "extends: X" first for another base), field the line must name)
@@ -78,6 +88,31 @@ PROFILE_CASES: list[tuple[str, str, str]] = [
     ("baseline-duplicate-key", 'baselines: ["1P4-1D4@tau=1,tau=2"]', "baselines[0]"),
     ("baseline-huge-count", f'baselines: ["{HUGE}P4-1D4"]', "baselines[0]"),
     ("baseline-tau-1e308", 'baselines: ["1P4-1D4@tau=1e308"]', "baselines[0]"),
+    # a model outside the catalog (inline or from a config.json beside the profile; see the env fixture)
+    ("model-unknown-no-architecture", "model: {name: my-model}", "model: unknown model 'my-model'"),
+    ("model-inline-negative-layers", f"model: {arch(layers=-2)}", "model.layers"),
+    ("model-inline-heads-not-dividing", f"model: {arch(heads=9)}", "heads (9) must be a multiple of kv_heads"),
+    ("model-inline-fractional-hidden", f"model: {arch(hidden=40.5)}", "model.hidden"),
+    ("hf-config-missing", "model: {name: my-model, hf_config: absent.json}", "model.hf_config: "),
+    ("hf-config-bad-json", "model: {name: my-model, hf_config: broken.json}", "broken.json: bad JSON at line 2"),
+    ("hf-config-not-object", "model: {name: my-model, hf_config: list.json}", "list.json: expected a JSON object"),
+    ("hf-config-negative", "model: {name: my-model, hf_config: negative.json}", "num_hidden_layers must be a positive"),
+    ("hf-config-heads-not-dividing", "model: {name: my-model, hf_config: odd.json}", "multiple of kv_heads"),
+    ("hf-config-not-a-path", "model: {name: my-model, hf_config: [1]}", "model.hf_config: expected the path"),
+    ("hf-config-and-base", "model: {base: Llama-3.1-8B, hf_config: odd.json}", "either base"),
+    # the deployment's own figures
+    ("num-gpu-blocks-zero", "engine: {num_gpu_blocks_override: 0}", "engine.num_gpu_blocks_override"),
+    ("kv-bandwidth-negative", "kv_transfer: {bandwidth_gb_s: -1}", "kv_transfer.bandwidth_gb_s"),
+    ("kv-bytes-per-token-zero", "kv_transfer: {bytes_per_token: 0}", "kv_transfer.bytes_per_token"),
+    ("tokenize-cost-negative", "dynamo: {frontend_tokenize_token_us: -1}", "dynamo.frontend_tokenize_token_us"),
+    ("think-time-negative", "workload: {think_time: {dist: fixed, value_ms: -1}}", "workload.think_time"),
+    ("think-time-reversed", "workload: {think_time: {dist: uniform, min_ms: 5, max_ms: 1}}", "min_ms (5.0) exceeds"),
+    (
+        "think-time-open-loop",
+        "workload: {arrival: open, rate_rps: 5, think_time: {dist: exponential, mean_ms: 10}}",
+        "think_time is a closed-loop",
+    ),
+    ("chat-template-too-long", "workload: {chat_template_tokens_before: 32}", "chat_template_tokens_before/after"),
 ]
 
 S = ["simulate", "-p", "{p}", "-n", "20", "-c", "1"]  # simulate on the tiny profile
@@ -214,6 +249,12 @@ def _in_process(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[in
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "tiny.yaml").write_text(TINY)
+    # Hugging Face config.json files the model cases name, beside the profile
+    (tmp_path / "broken.json").write_text('{"num_hidden_layers": 4,\n "hidden_size": }\n')
+    (tmp_path / "list.json").write_text("[4, 512]\n")
+    (tmp_path / "negative.json").write_text('{"num_hidden_layers": -4, "hidden_size": 512}\n')
+    odd = {"num_hidden_layers": 4, "hidden_size": 480, "num_attention_heads": 6, "num_key_value_heads": 4}
+    (tmp_path / "odd.json").write_text(json.dumps({**odd, "intermediate_size": 1024, "vocab_size": 1000}))
     results = tmp_path / "results"
     results.mkdir()
     (results / "keep.txt").write_text("untouched\n")

@@ -113,6 +113,7 @@ class DynamoLocalDeployment(Deployment):
             api=api,
             concurrency=concurrency,
             arrivals_s=arrivals,
+            think_s=point.think_time(),
             request_timeout_s=self.backend.request_timeout_s,
             max_wall_s=self.backend.max_burst_s,
         )

@@ -190,6 +190,7 @@ class K8sDeployment(Deployment):
             api=api,
             concurrency=concurrency,
             arrivals_s=arrivals,
+            think_s=live.think_time(),
             request_timeout_s=self.backend.request_timeout_s,
             max_wall_s=self.backend.max_burst_s,
         )

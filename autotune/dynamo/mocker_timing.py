@@ -102,7 +102,8 @@ def plan_timing(
     blocks: dict[tuple[str, int], int] = {}
     for role, tp in sorted(set(topology.worker_tps())):
         cap = kv_capacity_tokens(profile, tp)
-        blocks[(role, tp)] = max(64, min(cap // bs, 4_000_000))
+        override = profile.engine.num_gpu_blocks_override
+        blocks[(role, tp)] = override if override and cap else max(64, min(cap // bs, 4_000_000))
     if timing != "mocker":
         try:
             model = perf.get_perf_model(timing, profile)

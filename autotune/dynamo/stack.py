@@ -230,6 +230,13 @@ class DynamoStack:
         self.frontend = self.procs.start(f"frontend{self._frontend_starts}", argv, env)
 
     def _start_worker(self, index: int, role: str, tp: int) -> None:
+        argv = self.mocker_argv(role, tp)
+        port = free_port()
+        child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
+        self.workers.append(Worker(index, role, tp, port, child))
+
+    def mocker_argv(self, role: str, tp: int) -> list[str]:
+        """The mocker worker's command line: the profile's engine limits, KV pool and KV transfer."""
         timing = self.plan.roles[(role, tp)]
         eng = self.profile.engine
         argv = [
@@ -255,18 +262,16 @@ class DynamoStack:
             argv += ["--planner-profile-data", str(timing.npz)]
         if role in ("prefill", "decode"):
             kv = self.profile.kv_transfer
-            bw = self.profile.cluster.intra_bw_gb_s * kv.efficiency
+            bw = kv.bandwidth_gb_s or self.profile.cluster.intra_bw_gb_s * kv.efficiency
             argv += [
                 "--disaggregation-mode",
                 role,
                 "--kv-bytes-per-token",
-                str(int(self.profile.model.kv_bytes_per_token)),
+                str(int(kv.bytes_per_token or self.profile.model.kv_bytes_per_token)),
                 "--kv-transfer-bandwidth",
                 f"{bw:g}",
             ]
-        port = free_port()
-        child = self.procs.start(f"worker{index}-{role}", argv, self._env(DYN_SYSTEM_PORT=str(port), DYN_LOG="info"))
-        self.workers.append(Worker(index, role, tp, port, child))
+        return argv
 
     def _write_frontend_spec(self) -> None:
         """``frontend.json``: how ``autotune control`` (another process) starts frontends on this stack.

@@ -60,6 +60,7 @@ def workers(profile: Profile, topology: Topology) -> list[Worker]:
 def _engine_args(profile: Profile) -> list[str]:
     """Engine limits the simulator assumed, so the live run measures the same engine."""
     e, fw = profile.engine, profile.dynamo.framework
+    blocks = e.num_gpu_blocks_override
     if fw == "vllm":
         return [
             "--block-size",
@@ -70,6 +71,7 @@ def _engine_args(profile: Profile) -> list[str]:
             str(e.max_num_batched_tokens),
             "--gpu-memory-utilization",
             f"{e.gpu_memory_fraction:g}",
+            *(["--num-gpu-blocks-override", str(blocks)] if blocks else []),
         ]
     if fw == "sglang":
         return [
@@ -81,6 +83,8 @@ def _engine_args(profile: Profile) -> list[str]:
             str(e.max_num_batched_tokens),
             "--mem-fraction-static",
             f"{e.gpu_memory_fraction:g}",
+            # SGLang sizes its KV pool in tokens
+            *(["--max-total-tokens", str(blocks * e.block_size)] if blocks else []),
         ]
     return []  # TRT-LLM takes engine limits from --extra-engine-args YAML (profile extra_worker_args)
 

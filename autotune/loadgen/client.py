@@ -67,6 +67,8 @@ class BurstConfig:
     api: str = "completions"  # or "chat"
     concurrency: int = 16  # closed loop: clients; open loop: cap on requests in flight
     arrivals_s: np.ndarray | None = None  # open loop send times; None = closed loop
+    # closed loop: seconds a client pauses after request i's response before its next (None = none)
+    think_s: Callable[[int], float] | None = None
     request_timeout_s: float = 60.0
     max_wall_s: float = 600.0
     connect_timeout_s: float = 5.0
@@ -345,6 +347,8 @@ async def _closed_loop(client: httpx.AsyncClient, cfg: BurstConfig, feed: _Feed,
         while (i := await feed.take()) is not None:  # each client takes the next unsent request
             feed.records[i].client = c
             await _one(client, cfg, feed.body(i), feed.records[i], t0)
+            if cfg.think_s is not None and (pause := cfg.think_s(i)) > 0:
+                await asyncio.sleep(pause)
 
     await asyncio.gather(*(user(c) for c in range(clients)))
 

@@ -13,7 +13,7 @@ pass ``measurement.live_time_budget_s``; the point records which (``finish``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -155,6 +155,12 @@ class LivePoint:
         if plan.arrivals_s is not None:
             self.last_arrival_s = float(plan.arrivals_s[-1])
         return Growth(LazyBodies(plan.specs, api=self.api, model=self.model, vocab=self.vocab), plan.arrivals_s)
+
+    def think_time(self) -> Callable[[int], float] | None:
+        """The clients' pause after request i (workload.think_time), or None: back to back."""
+        if self.profile.workload.think_time is None or not self.closed_loop:
+            return None
+        return lambda i: self.specs[i].think_s
 
     def grow_callback(self) -> Any:
         """What the burst calls to extend itself (None: the point has a fixed length)."""

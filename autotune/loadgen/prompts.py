@@ -6,7 +6,10 @@ same symbols render either as token ids for ``/v1/completions`` (exact token cou
 tokenizer involved) or as words for ``/v1/chat/completions`` (exact up to the chat template's
 fixed overhead, which is subtracted from the word budget). Requests of one template share their
 first ``prefix_tokens`` symbols, so the KV router sees real prefix overlap; a trace's requests share
-the blocks their hash ids share (``autotune.traces.tokens``).
+the blocks their hash ids share (``autotune.traces.tokens``). The profile's chat template tokens
+(``workload.chat_template_tokens_before/after``) are fixed symbols around that: the leading ones the
+same in every request (shared by all), the trailing ones after the request's own text. In chat mode
+the server's own template comes on top of them, as its overhead.
 
 Request bodies are serialised once before the burst so the client spends its CPU on timing
 streams, not on building JSON.
@@ -54,6 +57,7 @@ class RequestSpec:
     input_tokens: int  # tokens the server will count (chat: including the template overhead)
     output_tokens: int
     symbols: np.ndarray  # int32 indices into the vocabulary; length = prompt tokens we write
+    think_s: float = 0.0  # closed loop: the client's pause after this request's response
 
 
 def template_prefixes(workload: WorkloadSpec, vocab_size: int, seed: int) -> list[np.ndarray]:
@@ -62,6 +66,17 @@ def template_prefixes(workload: WorkloadSpec, vocab_size: int, seed: int) -> lis
         np.random.default_rng([seed, 7919, t]).integers(0, vocab_size, size=workload.prefix_tokens, dtype=np.int32)
         for t in range(workload.templates)
     ]
+
+
+def chat_template_symbols(workload: WorkloadSpec, vocab_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The chat template's fixed symbols before and after the user prompt; keyed by the profile seed."""
+    before = np.random.default_rng([seed, 6007]).integers(
+        0, vocab_size, size=workload.chat_template_tokens_before, dtype=np.int32
+    )
+    after = np.random.default_rng([seed, 6011]).integers(
+        0, vocab_size, size=workload.chat_template_tokens_after, dtype=np.int32
+    )
+    return before, after
 
 
 def render_stream(
@@ -88,16 +103,31 @@ def render_stream(
     blocks = stream.blocks
     traced = BlockTokens(v, profile_seed) if blocks is not None else None
     prefixes = template_prefixes(workload, v, profile_seed) if blocks is None else []
+    before, after = chat_template_symbols(workload, v, profile_seed)
+    think = stream.think_s
     out: list[RequestSpec] = []
     for i in range(len(stream)):
         template = int(stream.template[i])
         words = max(1, int(stream.input_tokens[i]) - overhead)
-        if traced is not None and blocks is not None:
+        if traced is not None and blocks is not None:  # a trace's lengths hold everything, template included
             symbols = traced.prompt(blocks, i, words)
         else:
-            prefix = prefixes[template][:words]
-            symbols = np.concatenate([prefix, rng.integers(0, v, size=words - len(prefix), dtype=np.int32)])
-        out.append(RequestSpec(first_index + i, template, words + overhead, int(stream.output_tokens[i]), symbols))
+            lead = before[: words - 1]  # at least one word of the request's own
+            tail = after[: words - 1 - len(lead)]
+            body = words - len(lead) - len(tail)
+            prefix = prefixes[template][:body]
+            suffix = rng.integers(0, v, size=body - len(prefix), dtype=np.int32)
+            symbols = np.concatenate([lead, prefix, suffix, tail])
+        out.append(
+            RequestSpec(
+                first_index + i,
+                template,
+                words + overhead,
+                int(stream.output_tokens[i]),
+                symbols,
+                float(think[i]) if think is not None else 0.0,
+            )
+        )
     return out
 
 

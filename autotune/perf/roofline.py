@@ -79,7 +79,7 @@ class RooflinePerfModel:
         p, m, fw = self.profile, self.profile.model, self.framework
         gpu, cluster = p.cluster.gpu, p.cluster
         wbytes = DTYPE_BYTES[m.weight_dtype]
-        embed_params = 2 * m.vocab * m.hidden  # input embedding + LM head (untied)
+        embed_params = (1 if m.tied_embeddings else 2) * m.vocab * m.hidden  # input embedding + LM head
         total_ne = m.params_b * 1e9 - embed_params
         active_ne = (m.active_params_b or m.params_b) * 1e9 - embed_params
         if m.experts > 1:

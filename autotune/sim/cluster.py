@@ -93,10 +93,12 @@ class ClusterSim:
         else:
             self.logs = {"agg": DecisionLog("agg", list(self.agg_pool))}
         m, c, x = profile.model, profile.cluster, profile.kv_transfer
-        self._kv_bytes = m.kv_bytes_per_token
-        self._kv_heads = m.kv_heads
-        self._intra_bps = c.intra_bw_gb_s * 1e9 * x.efficiency
-        self._inter_bps = c.inter_bw_gb_s * 1e9 * x.efficiency
+        self._kv_bytes = x.bytes_per_token or m.kv_bytes_per_token
+        # a given transfer bandwidth is the whole request's (as the mocker's): no per-rank parallelism
+        self._kv_ranks = m.kv_heads if x.bandwidth_gb_s is None else 1
+        given_bps = x.bandwidth_gb_s * 1e9 if x.bandwidth_gb_s is not None else None
+        self._intra_bps = given_bps or c.intra_bw_gb_s * 1e9 * x.efficiency
+        self._inter_bps = given_bps or c.inter_bw_gb_s * 1e9 * x.efficiency
         self._xfer_fixed_s = (x.setup_ms + x.handover_ms) / 1000
         self._setup_s, self._handover_s = x.setup_ms / 1000, x.handover_ms / 1000
         # per-request serial work (autotune/sim/frontend.py): the frontend's CPU, each worker's intake
@@ -256,7 +258,7 @@ class ClusterSim:
     def _moving_s(self, seq: Seq) -> float:
         """The time the KV bytes take from the prefill to the decode worker."""
         p, d = seq.pworker, seq.dworker
-        shard = seq.isl * self._kv_bytes / min(self.tps[p], self._kv_heads)  # ranks move their shards in parallel
+        shard = seq.isl * self._kv_bytes / min(self.tps[p], self._kv_ranks)  # ranks move their shards in parallel
         return shard / (self._intra_bps if self.nodes[p] == self.nodes[d] else self._inter_bps)
 
     def _set_up(self, now: float, seq: Seq) -> None:
@@ -296,7 +298,11 @@ class ClusterSim:
         seq.done = max(now, seq.first_token)
         self._pending -= 1
         if self._closed:
-            self._issue(now, seq.client)
+            think = self._requests.think_s if self._requests is not None else None
+            if think is None:
+                self._issue(now, seq.client)
+            else:  # the client thinks before its next request (workload.think_time)
+                self._schedule(now + float(think[seq.rid]), self._issue, seq.client)
 
     def _on_itl(self, start: float, end: float, tokens: int, mean_step_s: float) -> None:
         self._itl.append((end, tokens, mean_step_s))

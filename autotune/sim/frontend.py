@@ -60,6 +60,7 @@ class Frontend:
         self._jitter_s = dyn.frontend_jitter_ms / 1000
         self._request_s = dyn.frontend_request_ms / 1000
         self._input_token_s = dyn.frontend_input_token_us / 1e6
+        self._tokenize_token_s = dyn.frontend_tokenize_token_us / 1e6
         self._output_token_s = dyn.frontend_output_token_us / 1e6
         self._handoff_s = dyn.frontend_handoff_ms / 1000
         self._response_s = dyn.frontend_response_ms / 1000
@@ -71,10 +72,16 @@ class Frontend:
         """Frontend CPU a request needs before it can be routed (template, tokenisation, routing)."""
         return self._request_s + self._input_token_s * input_tokens
 
+    def tokenize_s(self, input_tokens: int) -> float:
+        """Tokenisation and chat-template work the flat overhead does not hold: on top of it."""
+        return self._tokenize_token_s * input_tokens
+
     def admit(self, now: float, seq: Seq, route: Callable[[float, Seq], None]) -> None:
         """A request arrives: after the frontend's delay (and its CPU work, queued) ``route`` runs."""
         if self.pool is None:
             delay = self._fixed_s
+            if self._tokenize_token_s > 0:
+                delay += self.tokenize_s(seq.isl)
         else:
             delay = max(0.0, self._fixed_s - self.request_service_s(seq.isl))
         if self._jitter_s > 0:
@@ -89,7 +96,7 @@ class Frontend:
     def _queue_request(self, now: float, job: tuple[Seq, Callable[[float, Seq], None]]) -> None:
         seq, route = job
         assert self.pool is not None
-        self.pool.submit(now, self.request_service_s(seq.isl), route, seq)
+        self.pool.submit(now, self.request_service_s(seq.isl) + self.tokenize_s(seq.isl), route, seq)
 
     def hand_off(self, now: float, seq: Seq, then: Callable[[float, Seq], None]) -> None:
         """A disaggregated request's prefill is done: the frontend routes its decode leg (queued work)."""
