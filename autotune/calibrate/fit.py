@@ -23,7 +23,9 @@ from autotune.profile import Profile
 
 MAX_CORRELATION = 0.9  # two constants whose estimates correlate more than this are not told apart
 MIN_SAMPLES = 10
-EXP_P50_MINUS_P5 = math.log(2) - math.log(20 / 19)  # of an exponential, in units of its mean  # a kind of sample with fewer than this identifies nothing
+EXP_P50_MINUS_P5 = math.log(2) - math.log(
+    20 / 19
+)  # of an exponential, in units of its mean  # a kind of sample with fewer than this identifies nothing
 MAX_CI_HALF_WIDTH = 0.25  # relative: wider than ±25 % of the value is not a fit
 ROBUST_SCALE = 0.1  # soft-L1 loss: residuals beyond 10 % count linearly (a busy host's stalls)
 

@@ -59,11 +59,6 @@ class PointSamples:
     route: list[RouteSample]
 
 
-def _int(v: object, default: int = 0) -> int:
-    f = float(v)  # type: ignore[arg-type]
-    return default if math.isnan(f) else int(f)
-
-
 def samples(point: LivePoint) -> PointSamples:
     """Decode, alone-prefill and route samples of one point (measured, completed requests)."""
     df = point.run.requests
@@ -81,23 +76,23 @@ def samples(point: LivePoint) -> PointSamples:
     new = (ok["input_tokens"] - ok["cached"]).clip(lower=1).to_numpy(int)
     ctx_mid = ok["ctx_mid"].to_numpy(float)
     measured = ok["measured"].to_numpy(bool)
+    isl, osl = ok["input_tokens"].to_numpy(int), ok["output_tokens"].to_numpy(int)
+    cached, arrival = ok["cached"].to_numpy(int), ok["arrival_s"].to_numpy(float)
     for i in range(len(ok)):
         if not measured[i]:
             continue
         w = int(dworker[i])
-        if 0 <= w < len(tps) and ok["output_tokens"].iat[i] >= 2 and end[i] > first[i]:
+        if 0 <= w < len(tps) and osl[i] >= 2 and end[i] > first[i]:
             same = (dworker == w) & (np.arange(len(ok)) != i)
             span = end[i] - first[i]
             overlap = np.clip(np.minimum(end, end[i]) - np.maximum(first, first[i]), 0, None) * same
             batch = 1 + overlap.sum() / span
             ctx = ctx_mid[i] + float((ctx_mid * overlap).sum() / span)
             co = [] if disagg else [int(n) for n in new[same & (first > first[i]) & (first < end[i])]]
-            decode.append(
-                DecodeSample(tps[w], int(ok["output_tokens"].iat[i]) - 1, span * 1e3, round(batch), round(ctx), co)
-            )
+            decode.append(DecodeSample(tps[w], int(osl[i]) - 1, span * 1e3, round(batch), round(ctx), co))
         if math.isnan(routed[i]):
             continue
-        route.append(RouteSample(int(ok["input_tokens"].iat[i]), (routed[i] - ok["arrival_s"].iat[i]) * 1e3))
+        route.append(RouteSample(int(isl[i]), (routed[i] - arrival[i]) * 1e3))
         p = int(pworker[i])
         if not 0 <= p < len(tps):
             continue
@@ -111,11 +106,11 @@ def samples(point: LivePoint) -> PointSamples:
                 tps[p],
                 (first[i] - routed[i]) * 1e3,
                 int(new[i]),
-                int(ok["cached"].iat[i]),
+                int(cached[i]),
                 int(decoding.sum()),
                 int(ctx_mid[decoding].sum()),
                 disagg,
-                int(ok["input_tokens"].iat[i]) if disagg else 0,
+                int(isl[i]) if disagg else 0,
             )
         )
     return PointSamples(point, decode, prefill, route)

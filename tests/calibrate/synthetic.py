@@ -65,7 +65,9 @@ def write_points(root: Path, base: Profile, topology: str = "2A4", concurrencies
     plan = plan_timing(truth, topo, root / "timing", speedup=SPEEDUP)
     name, opts = plan.sim_backend_options()
     for c in concurrencies:
-        run = SimBackend(name, **opts).deploy(truth, topo).run_point(c, seed=c, requests=base.workload.requests_per_point)
+        run = (
+            SimBackend(name, **opts).deploy(truth, topo).run_point(c, seed=c, requests=base.workload.requests_per_point)
+        )
         run.meta.update(plan.describe())
         save_point(run, topo, base, root / "points" / f"{topo.shape()}-c{c}")
     return root / "points"

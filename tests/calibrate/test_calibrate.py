@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +14,7 @@ import yaml
 from autotune.calibrate.fit import fit_engine, fit_host
 from autotune.calibrate.points import load_points
 from autotune.calibrate.states import samples
+from autotune.cli import main
 from autotune.profile import load_profile
 from tests.calibrate import synthetic
 from tests.conftest import ROOT
@@ -104,7 +104,9 @@ def test_command_writes_a_loadable_calibrated_profile(tmp_path: Path, records: P
         ("json", "not readable as JSON"),
     ],
 )
-def test_bad_records_are_one_line_exit_2(tmp_path: Path, records: Path, damage: str, needle: str) -> None:
+def test_bad_records_are_one_line_exit_2(
+    tmp_path: Path, records: Path, damage: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = synthetic.profile()
     prof_path = tmp_path / "calib.yaml"
     data = base.resolved_dict()
@@ -122,7 +124,9 @@ def test_bad_records_are_one_line_exit_2(tmp_path: Path, records: Path, damage: 
         df.to_csv(src / "p" / "requests.csv", index=False)
         text = (one / "point.json").read_text()
         (src / "p" / "point.json").write_text("{not json" if damage == "json" else text)
-    res = autotune("calibrate", str(src), "-p", str(prof_path), "--no-predict")
-    assert res.returncode == 2, res.stderr
-    assert needle in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", str(src), "-p", str(prof_path), "--no-predict"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1, err
