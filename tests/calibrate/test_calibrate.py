@@ -130,3 +130,19 @@ def test_bad_records_are_one_line_exit_2(
     assert exit_.value.code == 2, err
     assert needle in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_profile_perf_section_overrides_the_catalog() -> None:
+    from autotune.errors import ProfileError
+    from autotune.perf.roofline import RooflinePerfModel
+    from autotune.profile import profile_from_dict
+
+    base = synthetic.profile()
+    slow = synthetic.true_profile(base)
+    t_base, t_slow = RooflinePerfModel(base).timer(4), RooflinePerfModel(slow).timer(4)
+    # compute-bound prefill scales with 1/MFU, weight-bound decode with 1/MBU
+    assert t_slow.compute_rate_prefill / t_base.compute_rate_prefill == pytest.approx(0.35 / 0.5)
+    assert t_slow.mem_rate / t_base.mem_rate == pytest.approx(0.56 / 0.8)
+    assert t_slow.step_s(1024, 1024 * 512, 0, 0, 0.0) > t_base.step_s(1024, 1024 * 512, 0, 0, 0.0)
+    with pytest.raises(ProfileError, match=r"perf\.decode_mbu"):
+        profile_from_dict({**base.resolved_dict(), "perf": {"decode_mbu": 1.5}}, "p.yaml")
