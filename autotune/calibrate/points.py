@@ -131,19 +131,3 @@ def _itl_from_means(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each request's mean gap, weighted by its gaps, when no per-token samples were kept."""
     ok = df[(df["status"] == "ok") & df["itl_mean_ms"].notna() & (df["output_tokens"] > 1)]
     return ok["itl_mean_ms"].to_numpy(float), (ok["output_tokens"] - 1).to_numpy(float)
-
-
-def load_points(root: Path, profile: Profile) -> list[LivePoint]:
-    """Every point under ``root``, in a stable order; one-line errors for what cannot be used."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a directory of point records")
-    paths = sorted(root.rglob("point.json"))
-    if not paths:
-        raise InputError(f"{root}: no point records (point.json) found; write them with --save-records")
-    points = [_read_point(p, profile) for p in paths]
-    for pt in points:
-        ok = pt.run.requests[(pt.run.requests["status"] == "ok") & pt.run.requests["measured"]]
-        if len(ok) == 0:
-            raise _fail(Path(pt.name) / "requests.csv", "no measured request completed")
-    return points

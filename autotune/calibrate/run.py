@@ -8,11 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from autotune.calibrate.aiperf import Deployment
 from autotune.calibrate.engine import EngineConstants
 from autotune.calibrate.fit import HostFit, ParamFit, fit_engine, fit_host
 from autotune.calibrate.heldout import predict, scores
+from autotune.calibrate.inputs import load_points
 from autotune.calibrate.overlay import build_overlay
-from autotune.calibrate.points import LivePoint, load_points
+from autotune.calibrate.points import LivePoint
 from autotune.calibrate.states import frame, samples
 from autotune.errors import InputError
 from autotune.profile import Profile
@@ -59,10 +61,11 @@ def calibrate(
     boot: int = 50,
     seed: int | None = None,
     predict_points: bool = True,
+    aiperf: Deployment | None = None,
 ) -> Calibration:
     """Fit on the points not held out; predict every point before and after."""
     seed = profile.seed if seed is None else seed
-    points = load_points(Path(root), profile)
+    points = load_points(Path(root), profile, aiperf)
     held = choose_held_out(points, Path(root), holdout or [])
     fit_on = [samples(p) for p in points if p.name not in held]
     level = profile.measurement.ci_level

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from autotune.cli.options import SEED
+from autotune.cli.options import SEED, SPEEDUP
 from autotune.cli.output import FORMATS, emit
 
 
@@ -36,6 +36,11 @@ from autotune.cli.output import FORMATS, emit
     help="Bootstrap resamples for the intervals.",
 )
 @click.option("--seed", type=SEED, default=None, help="Random seed (default: the profile's).")
+@click.option("-t", "--topology", default=None, help="Topology of aiperf exports (point records carry their own).")
+@click.option(
+    "--speedup", type=SPEEDUP, default=1.0, show_default=True, help="Mocker speed-up the aiperf exports ran at."
+)
+@click.option("--mocker-tables", is_flag=True, help="aiperf exports came from dynamo-local mockers with NPZ tables.")
 @click.option("--no-predict", is_flag=True, help="Skip the before/after predictions (no simulator runs).")
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def calibrate_cmd(
@@ -45,17 +50,24 @@ def calibrate_cmd(
     holdout: tuple[str, ...],
     bootstrap: int,
     seed: int | None,
+    topology: str | None,
+    speedup: float,
+    mocker_tables: bool,
     no_predict: bool,
     fmt: str,
 ) -> None:
     """Fit perf-model efficiencies, step overhead, host overhead and KV-transfer latency from RECORDS
     (point records written by ``autotune validate --save-records``); write calibrated.yaml and a report."""
+    from autotune.calibrate.aiperf import Deployment
     from autotune.calibrate.report import write
     from autotune.calibrate.run import calibrate
-    from autotune.profile import load_profile
+    from autotune.profile import load_profile, profile_topology
 
     prof = load_profile(profile_ref)
-    cal = calibrate(prof, records, holdout=list(holdout), boot=bootstrap, seed=seed, predict_points=not no_predict)
+    aiperf = Deployment(profile_topology(prof, topology), speedup, mocker_tables) if topology else None
+    cal = calibrate(
+        prof, records, holdout=list(holdout), boot=bootstrap, seed=seed, predict_points=not no_predict, aiperf=aiperf
+    )
     files = write(cal, out_dir or Path(records) / "calibration")
     rows = [
         {

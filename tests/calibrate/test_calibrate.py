@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from autotune.calibrate.fit import fit_engine, fit_host
-from autotune.calibrate.points import load_points
+from autotune.calibrate.inputs import load_points
 from autotune.calibrate.states import samples
 from autotune.cli import main
 from autotune.profile import load_profile
@@ -146,3 +146,60 @@ def test_profile_perf_section_overrides_the_catalog() -> None:
     assert t_slow.step_s(1024, 1024 * 512, 0, 0, 0.0) > t_base.step_s(1024, 1024 * 512, 0, 0, 0.0)
     with pytest.raises(ProfileError, match=r"perf\.decode_mbu"):
         profile_from_dict({**base.resolved_dict(), "perf": {"decode_mbu": 1.5}}, "p.yaml")
+
+
+def _as_aiperf(records: Path, out: Path) -> None:
+    """The synthetic points as aiperf exports (what autotune.loadgen.aiperf_export writes)."""
+    import json
+
+    for f in records.rglob("requests.csv"):
+        df = pd.read_csv(f)
+        dst = out / f.parent.name / "profile_export.jsonl"
+        dst.parent.mkdir(parents=True)
+        lines = []
+        for r in df.itertuples():
+            ns = {
+                k: int(getattr(r, c) * 1e9)
+                for k, c in (
+                    ("request_start_ns", "arrival_s"),
+                    ("request_ack_ns", "first_token_s"),
+                    ("request_end_ns", "completion_s"),
+                )
+            }
+            meta = {
+                **ns,
+                "worker_id": f"client_{r.client}",
+                "benchmark_phase": "profiling" if r.measured else "warmup",
+                "dynamo_worker": str(r.decode_worker),
+            }
+            metrics = {
+                "input_sequence_length": {"value": r.input_tokens, "unit": "tokens"},
+                "output_sequence_length": {"value": r.output_tokens, "unit": "tokens"},
+                "cached_tokens": {"value": r.cached_tokens, "unit": "tokens"},
+            }
+            lines.append(json.dumps({"metadata": meta, "metrics": metrics, "error": None}))
+        dst.write_text("\n".join(lines) + "\n")
+
+
+def test_aiperf_exports_identify_the_decode_side(
+    tmp_path: Path, records: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autotune.calibrate.aiperf import Deployment
+    from autotune.topology import parse_topology
+
+    base = synthetic.profile()
+    _as_aiperf(records, tmp_path / "exports")
+    dep = Deployment(parse_topology("2A4"), synthetic.SPEEDUP, mocker_tables=True)
+    points = load_points(tmp_path / "exports", base, dep)
+    assert sorted(p.concurrency for p in points) == [1, 4, 8]
+    engine, fits = fit_engine(base, [samples(p) for p in points], boot=4, seed=1)
+    by = {f.name: f for f in fits}
+    assert by["prefill_mfu"].status == "not identifiable"  # no routing instant in an export
+    assert by["decode_mbu"].status == "fitted"
+    assert engine.decode_mbu == pytest.approx(synthetic.TRUE_PERF["decode_mbu"], rel=TOLERANCE)
+    prof_path = tmp_path / "calib.yaml"
+    prof_path.write_text(yaml.safe_dump(base.resolved_dict()))
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", str(tmp_path / "exports"), "-p", str(prof_path), "--no-predict"])
+    assert exit_.value.code == 2
+    assert "pass --topology" in capsys.readouterr().err
