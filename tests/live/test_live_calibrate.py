@@ -27,6 +27,9 @@ from tests.calibrate import synthetic
 pytestmark = pytest.mark.slow
 
 CALIBRATION_TOLERANCE = 0.10
+# engine steps 4x as long as the tables say: the busy host's own delays, which the fit cannot tell from
+# engine time, stay small next to them (at 0.5 the efficiencies came out 0-10 % low over four runs)
+LIVE_SPEEDUP = 0.25
 POINTS = (("2A4", 1), ("2A4", 4), ("2A4", 8), ("4A2", 4))
 HELD_OUT = ["2A4-c8", "4A2-c4"]
 HELD_OUT_ITL_TOLERANCE = 0.15
@@ -35,7 +38,7 @@ HELD_OUT_ITL_TOLERANCE = 0.15
 def test_calibrate_recovers_constants_from_a_live_stack(tmp_path: Path) -> None:
     base = synthetic.profile(requests_per_point=48, concurrency=[1, 4, 8])
     truth = synthetic.true_profile(base).model_copy(update={"dynamo": base.dynamo})  # the real frontend
-    backend = DynamoLocalBackend(timing="roofline", speedup=synthetic.SPEEDUP)
+    backend = DynamoLocalBackend(timing="roofline", speedup=LIVE_SPEEDUP)
     for topo_text in dict.fromkeys(t for t, _ in POINTS):
         topo = parse_topology(topo_text)
         with backend.deploy(truth, topo, trial_id=f"calib-{topo_text}") as dep:
