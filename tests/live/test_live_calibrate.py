@@ -8,7 +8,7 @@ Held out: 2A4 at C=8 and 4A2 (other TP, other tables) at C=4. The validate targe
 at C=8 are set by the host's load more than by the engines (their intervals span 2-4x), so the test asserts
 what holds robustly: the ITL mean of the other topology (4A2 at C=4) within 15 %, and calibration moving
 the held-out errors toward zero on average. At C=8 the live host, not the engines, sets the batch: the
-simulated ITL there came out 13-20 % high in two runs (docs/calibrate.md), reported, not asserted.
+simulated ITL there came out 13-20 % high in every run (docs/calibrate.md), reported, not asserted.
 """
 
 from __future__ import annotations
