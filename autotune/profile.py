@@ -37,6 +37,7 @@ from autotune.profile_schema import (  # noqa: F401 - re-exported: the sections 
     ModelSpec,
     NonNeg,
     NormalDist,
+    PerfSpec,
     Pos,
     PosInt,
     SearchSpace,
@@ -77,6 +78,7 @@ class Profile(_Strict):
     dynamo: DynamoSpec = DynamoSpec()
     engine: EngineSpec = EngineSpec()
     kv_transfer: KvTransferSpec = KvTransferSpec()
+    perf: PerfSpec = PerfSpec()  # roofline constants measured for this deployment (autotune calibrate)
     workload: WorkloadSpec = WorkloadSpec()
     measurement: MeasurementSpec = MeasurementSpec()
     slo: SloSpec = SloSpec()

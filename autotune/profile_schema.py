@@ -17,6 +17,7 @@ from autotune.profile_serving import (  # noqa: F401 - re-exported
     EngineSpec,
     ExtraArg,
     KvTransferSpec,
+    PerfSpec,
     SecretRef,
 )
 from autotune.profile_types import (  # noqa: F401 - re-exported

@@ -150,3 +150,22 @@ class KvTransferSpec(_Strict):
     # transfer set-ups a prefill worker runs at once (a queue of setup_ms each); unset = no limit, set-up
     # is a pure delay. No source gives the limit (perf_model.md §3 gives only the 1-5 ms duration)
     setup_slots: Annotated[int, Field(gt=0, le=1024)] | None = None
+
+
+class PerfSpec(_Strict):
+    """Overrides of the roofline's per-framework constants (``catalog/frameworks.yaml``) for this deployment.
+
+    Unset fields keep the catalog's value. ``autotune calibrate`` writes the ones it fits from live runs
+    (docs/calibrate.md), so a profile that ``extends:`` the original carries the measured deployment.
+    """
+
+    prefill_mfu: Annotated[float, Field(gt=0, le=1)] | None = None
+    decode_mfu: Annotated[float, Field(gt=0, le=1)] | None = None
+    decode_mbu: Annotated[float, Field(gt=0, le=1)] | None = None
+    step_overhead_ms: NonNeg | None = None
+    per_layer_overhead_us: NonNeg | None = None
+    per_seq_overhead_us: NonNeg | None = None
+
+    def overrides(self) -> dict[str, float]:
+        """The fields set, by their catalog name."""
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 from autotune.backends.dynamo_local import DynamoLocalBackend
 from autotune.backends.sim import SimBackend
+from autotune.calibrate.points import save_point
 from autotune.host_costs import HOST_COSTS
 from autotune.metrics import PointMetrics, summarize, weighted_quantile
 from autotune.profile import Profile
@@ -235,14 +237,18 @@ def validate(
     timing: str = "roofline",
     speedup: float = VALIDATE_SPEEDUP,
     live_backend: DynamoLocalBackend | None = None,
+    records_dir: Path | None = None,
 ) -> ValidationReport:
-    """Run one point live and simulated; return both summaries and their errors."""
+    """Run one point live and simulated; return both summaries and their errors. With ``records_dir``,
+    the live point's per-request records are kept there for ``autotune calibrate``."""
     c = concurrency or (profile.search.target_concurrency or profile.workload.concurrency[0])
     n = requests or profile.workload.requests_per_point
     seed = profile.seed if seed is None else seed
     live_backend = live_backend or DynamoLocalBackend(timing=timing, speedup=speedup)
     with live_backend.deploy(profile, topology, trial_id="validate") as dep:
         live_run = dep.run_point(c, seed=seed, requests=n)
+        if records_dir is not None:
+            save_point(live_run, topology, profile, Path(records_dir) / f"{topology.shape()}-c{c}-seed{seed}")
         name, opts = dep.plan.sim_backend_options()
         # The sim runs while the deployment (and its timing tables) still exists.
         sim_profile = mocker_equivalent(profile, live_run)

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from autotune import __version__
+from autotune.cli.calibrate import calibrate_cmd
 from autotune.cli.control import control_cmd
 from autotune.cli.drift import drift_cmd
 from autotune.cli.k8s import cleanup_cmd, dgd_cmd
@@ -44,6 +45,7 @@ cli.add_command(plan)
 cli.add_command(report)
 cli.add_command(simulate)
 cli.add_command(validate_cmd)
+cli.add_command(calibrate_cmd)
 cli.add_command(cleanup_cmd)
 cli.add_command(dgd_cmd)
 cli.add_command(worker_cmd)

@@ -5,6 +5,8 @@ Standalone like every command; ``autotune.cli.app`` registers it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from autotune.cli.options import REQUESTS, SEED, SPEEDUP, check_point_size
@@ -40,6 +42,12 @@ from autotune.profile_schema import MAX_CONCURRENCY
 )
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when a metric misses its target.")
+@click.option(
+    "--save-records",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the live point's per-request records under this directory (input of autotune calibrate).",
+)
 def validate_cmd(
     profile_ref: str,
     topology: str,
@@ -50,6 +58,7 @@ def validate_cmd(
     speedup: float,
     fmt: str,
     strict: bool,
+    save_records: Path | None,
 ) -> None:
     """Run one load point on the simulator and on a real local Dynamo; print both with relative errors."""
     from autotune.dynamo.stack import secret_env
@@ -62,7 +71,16 @@ def validate_cmd(
     check_point_size(prof, requests, [concurrency or prof.search.target_concurrency or prof.workload.concurrency[0]])
     if timing == "mocker-npz":
         raise InputError("--timing: mocker-npz is the simulator's reading of the tables, not a source for them")
-    report = validate(prof, topo, concurrency=concurrency, requests=requests, seed=seed, timing=timing, speedup=speedup)
+    report = validate(
+        prof,
+        topo,
+        concurrency=concurrency,
+        requests=requests,
+        seed=seed,
+        timing=timing,
+        speedup=speedup,
+        records_dir=save_records,
+    )
     rows = [
         {
             "metric": r.label,

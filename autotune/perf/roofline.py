@@ -65,8 +65,8 @@ class RooflinePerfModel:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        fw = catalog.load("frameworks")[profile.dynamo.framework]
-        self.framework = fw
+        # the catalog's constants, with what the profile measured for its deployment on top
+        self.framework = {**catalog.load("frameworks")[profile.dynamo.framework], **profile.perf.overrides()}
         self._timers: dict[int, RooflineTimer] = {}
 
     def timer(self, tp: int) -> RooflineTimer:
