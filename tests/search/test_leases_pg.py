@@ -19,6 +19,8 @@ from autotune.search.workers import rdb_url
 from tests.conftest import ROOT
 from tests.pg_cluster import PgCluster, cluster_or_skip
 
+pytestmark = pytest.mark.slow
+
 SHAPE = ClusterShape(nodes=3, gpus_per_node=8)  # 24 GPUs
 DEADLINE_S = 300  # generous: a busy 2-core machine
 
