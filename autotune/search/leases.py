@@ -107,6 +107,10 @@ class Leases(Protocol):
 
     def release(self, holder: str) -> None: ...
 
+    def holds(self, holder: str) -> bool:
+        """Whether this process took that lease (its graph is this process's to release)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -135,6 +139,10 @@ class LocalLeases:
     def release(self, holder: str) -> None:
         with self._lock:
             self._held.pop(holder, None)
+
+    def holds(self, holder: str) -> bool:
+        with self._lock:
+            return holder in self._held
 
     def held(self) -> list[Lease]:
         with self._lock:

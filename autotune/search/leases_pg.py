@@ -135,6 +135,10 @@ class PgLeases:
         with self._lock:
             self._mine.discard(holder)
 
+    def holds(self, holder: str) -> bool:
+        with self._lock:
+            return holder in self._mine
+
     def held(self) -> list[Lease]:
         """Every live lease of the pool (any worker's)."""
         text = self._text

@@ -265,13 +265,17 @@ def open_leases(profile: Profile, cfg: StudyConfig, storage: optuna.storages.Bas
 
 
 def _release_after(on_stale: OnStale | None, leases: Leases) -> OnStale:
-    """Stale trials: sweep their graphs first (k8s), then give their GPUs back."""
+    """Stale trials: sweep their graphs first (k8s), then give their GPUs back.
+
+    Not a lease this process holds: its heartbeats stalled, but its graph still runs until its loop releases it.
+    """
 
     def stale(failed: list[optuna.trial.FrozenTrial]) -> None:
         if on_stale is not None:
             on_stale(failed)
         for t in failed:
-            leases.release(f"t{t.number}")
+            if not leases.holds(f"t{t.number}"):
+                leases.release(f"t{t.number}")
 
     return stale
 
