@@ -37,9 +37,18 @@ def kv_capacity_tokens(profile: Profile, tp: int) -> int:
 
 
 def _pack(tps: list[int], profile: Profile) -> tuple[tuple[int, ...], ...] | None:
-    """First-fit-decreasing onto nodes; multi-node workers take whole nodes. None if it does not fit."""
-    per_node = profile.cluster.gpus_per_node
-    free = [per_node] * profile.cluster.nodes
+    """The workers onto the whole, empty cluster."""
+    c = profile.cluster
+    return pack_onto(tps, [c.gpus_per_node] * c.nodes, c.gpus_per_node)
+
+
+def pack_onto(tps: list[int], free: list[int], per_node: int) -> tuple[tuple[int, ...], ...] | None:
+    """First-fit-decreasing onto nodes with ``free`` GPUs each; multi-node workers take whole free nodes.
+
+    None if it does not fit. The GPU leases call it with what running graphs leave free, so the
+    combined set of graphs always packs (``autotune.search.leases``).
+    """
+    free = list(free)
     placed: dict[int, tuple[int, ...]] = {}
     for i in sorted(range(len(tps)), key=lambda j: -tps[j]):
         tp = tps[i]

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +117,16 @@ def start_cluster() -> PgCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def cluster_or_skip() -> Iterator[PgCluster]:
+    """A fixture's body: a started cluster, stopped after; skips without PostgreSQL (fails in CI)."""
+    import pytest
+
+    if pg_bin() is None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail("PostgreSQL not installed; scripts/setup_postgres.sh must run before the tests", pytrace=False)
+        pytest.skip("PostgreSQL not installed (scripts/setup_postgres.sh)")
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()

@@ -4,6 +4,10 @@ Storage is only touched with SIGINT/SIGTERM held, so no trial is created or told
 of many workers on a shared study (``SharedStudy``), the budget check and the ask happen inside the
 workers' common turn, trials in flight send heartbeats, and a worker with nothing left to ask stays
 until the other workers' trials are done, failing and retrying those whose worker died.
+
+On a live backend every trial leases its GPUs before it deploys (``autotune.search.leases``): one
+that does not fit beside the graphs already running waits, with backoff, while this loop finishes
+its own trials in flight and other workers release theirs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from autotune.scoring import TrialResult
 from autotune.search import trials
 from autotune.search.config import StudyConfig
 from autotune.search.evaluate import evaluate_topology
+from autotune.search.leases import BACKOFF_FIRST_S, BACKOFF_MAX_S, LEASE_GPUS, LEASE_NODES, LEASE_WAIT_S, Lease, Leases
+from autotune.search.leases import topology_tps as lease_tps
 from autotune.search.signals import signals_deferred, worker_init
 from autotune.search.space import suggest_topology
 from autotune.search.workers import SharedStudy, budget_used, finished_count
@@ -56,6 +62,20 @@ class _InFlight:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Waiting:
+    """An asked trial waiting for its GPUs (``leases``): not deployed yet, heartbeats on."""
+
+    trial: optuna.Trial
+    topology: Topology
+    since: float = field(default_factory=time.monotonic)
+    tries: int = 0
+    next_line_at: float = 0.0
+
+
+WAIT_LINE_EVERY_S = 60.0  # a trial still waiting for GPUs says so again this often
+
+
 class Loop:
     def __init__(
         self,
@@ -64,8 +84,11 @@ class Loop:
         study: optuna.Study,
         on_trial: OnTrial | None,
         shared: SharedStudy | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.profile, self.cfg, self.study, self.on_trial, self.shared = profile, cfg, study, on_trial, shared
+        self.leases = leases
+        self.waiting: _Waiting | None = None
         s = profile.search
         self.eval_kw: dict[str, Any] = {
             "seed": profile.seed,
@@ -80,6 +103,9 @@ class Loop:
     def run(self) -> None:
         while True:
             self._fill()
+            if self.waiting is not None and not self.inflight:
+                self._back_off()  # the GPUs it needs are other workers': wait for them to release
+                continue
             if not self.inflight:
                 if self.shared is None or not self.shared.wait_for_others():
                     return
@@ -91,6 +117,8 @@ class Loop:
         if self.shared is not None:
             with signals_deferred():
                 self.shared.fail_stale()
+        if self.waiting is not None and not self._lease(self.waiting):
+            return
         while len(self.inflight) < self.cfg.jobs:
             with signals_deferred(), self.shared.turn() if self.shared else nullcontext():
                 if (
@@ -111,19 +139,56 @@ class Loop:
             if reason:
                 self._report(trial.number)
                 continue
-            fut = None
-            if self.pool is not None:
-                with signals_deferred():  # the pool's threads start here and inherit the blocked signals
-                    fut = self.pool.submit(
-                        evaluate_topology,
-                        self.profile,
-                        topo,
-                        self.cfg.backend,
-                        **self.eval_kw,
-                        trial_id=f"t{trial.number}",
-                    )
-            self.inflight[trial.number] = _InFlight(trial, topo, fut)
-            self.pending = None
+            self.waiting = _Waiting(trial, topo)
+            if not self._lease(self.waiting):
+                return
+
+    def _lease(self, w: _Waiting) -> bool:
+        """Lease the GPUs of a waiting trial and start it; False (and a log line now and then) if it must wait."""
+        if self.leases is not None:
+            with signals_deferred():
+                got = self.leases.try_acquire(f"t{w.trial.number}", lease_tps(w.topology))
+                if not isinstance(got, Lease):
+                    now = time.monotonic()
+                    if now >= w.next_line_at:
+                        what = f"trial #{w.trial.number} {w.topology.shape()}"
+                        log.info("%s; retrying with backoff (waited %.0f s)", got.line(what), now - w.since)
+                        w.next_line_at = now + WAIT_LINE_EVERY_S
+                    return False
+                waited_s = time.monotonic() - w.since
+                w.trial.set_user_attr(LEASE_WAIT_S, round(waited_s, 3))
+                w.trial.set_user_attr(LEASE_GPUS, got.gpus)
+                w.trial.set_user_attr(LEASE_NODES, got.nodes_text())
+                if w.next_line_at:  # it said it was waiting: say when it stops
+                    what = f"trial #{w.trial.number} {w.topology.shape()}"
+                    log.info("%s leased %d GPUs (%s) after waiting %.0f s", what, got.gpus, got.nodes_text(), waited_s)
+        self._start(w.trial, w.topology)
+        return True
+
+    def _back_off(self) -> None:
+        """Wait 1, 2, 4 … s (at most ``BACKOFF_MAX_S``) before the waiting trial tries again.
+
+        The next ``_fill`` fails stale trials first: a dead worker's trial, once failed and swept, gives its GPUs back.
+        """
+        assert self.waiting is not None
+        time.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**self.waiting.tries))
+        self.waiting.tries += 1
+
+    def _start(self, trial: optuna.Trial, topo: Topology) -> None:
+        fut = None
+        if self.pool is not None:
+            with signals_deferred():  # the pool's threads start here and inherit the blocked signals
+                fut = self.pool.submit(
+                    evaluate_topology,
+                    self.profile,
+                    topo,
+                    self.cfg.backend,
+                    **self.eval_kw,
+                    trial_id=f"t{trial.number}",
+                )
+        self.inflight[trial.number] = _InFlight(trial, topo, fut)
+        self.pending = None
+        self.waiting = None
 
     def _infeasible(self, topo: Topology) -> str:
         feas = check_feasibility(topo, self.profile)
@@ -161,6 +226,8 @@ class Loop:
                 log.warning("trial %d was failed as stale by another worker; its result is dropped", number)
             if self.shared is not None:
                 self.shared.stopped(job.trial)
+            if self.leases is not None:  # its graph is deleted and gone: the GPUs are free
+                self.leases.release(f"t{number}")
             del self.inflight[number]
         self._report(number)
 
@@ -188,6 +255,8 @@ class Loop:
     def close(self, *, kill: bool = False) -> None:
         if self.shared is not None:
             self.shared.close()
+        if self.leases is not None:
+            self.leases.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             if kill:  # interrupted: in-flight simulations are failed already, stop their processes now

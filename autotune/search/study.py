@@ -28,6 +28,8 @@ from autotune.results.files import private_dir, private_file
 from autotune.search import trials
 from autotune.search.config import StudyConfig
 from autotune.search.journal import check_journal
+from autotune.search.leases import ClusterShape, Leases, LocalLeases
+from autotune.search.leases_pg import PgLeases
 from autotune.search.loop import Loop, OnTrial, finished
 from autotune.search.signals import signals_deferred, sigterm_as_interrupt
 from autotune.search.space import outside_space, topology_params
@@ -227,7 +229,11 @@ def run_study(
             again = requeue_interrupted_baselines(study, profile)
         if again:
             log.info("resume: the interrupted baseline(s) %s run again", ", ".join(again))
-    loop = Loop(profile, cfg, study, on_trial, shared)
+    leases = open_leases(profile, cfg, storage, study.study_name)
+    if shared is not None and leases is not None:
+        shared.heartbeats.on_beat = leases.renew
+        shared.on_stale = _release_after(on_stale, leases)
+    loop = Loop(profile, cfg, study, on_trial, shared, leases)
     try:
         with sigterm_as_interrupt():
             loop.run()
@@ -240,6 +246,38 @@ def run_study(
     finally:
         loop.close()
     return study
+
+
+def open_leases(profile: Profile, cfg: StudyConfig, storage: optuna.storages.BaseStorage, pool: str) -> Leases | None:
+    """The GPU ledger of a live study: in the shared PostgreSQL database for workers, else in this process.
+
+    Simulated trials take none (each simulates its own copy of the cluster). A lease outlives a dead
+    worker by twice the staleness limit: its trial is failed and its graph swept (releasing the lease)
+    well before the lease would run out by itself.
+    """
+    if cfg.backend == "sim":
+        return None
+    shape = ClusterShape.of(profile)
+    worker = cfg.worker or worker_label(None)
+    if isinstance(storage, RDBStorage) and storage.engine.dialect.name == "postgresql":
+        return PgLeases(storage.engine, pool, worker, shape, ttl_s=2.0 * cfg.stale_after_s)
+    return LocalLeases(shape, worker)
+
+
+def _release_after(on_stale: OnStale | None, leases: Leases) -> OnStale:
+    """Stale trials: sweep their graphs first (k8s), then give their GPUs back.
+
+    Not a lease this process holds: its heartbeats stalled, but its graph still runs until its loop releases it.
+    """
+
+    def stale(failed: list[optuna.trial.FrozenTrial]) -> None:
+        if on_stale is not None:
+            on_stale(failed)
+        for t in failed:
+            if not leases.holds(f"t{t.number}"):
+                leases.release(f"t{t.number}")
+
+    return stale
 
 
 def claim_finish(study: optuna.Study, cfg: StudyConfig) -> str:

@@ -25,6 +25,7 @@ from autotune.intervals import Interval
 from autotune.metrics import FIELDS as METRIC_FIELDS
 from autotune.metrics import PointMetrics
 from autotune.scoring import PointScore, TrialResult
+from autotune.search.leases import LEASE_GPUS, LEASE_NODES, LEASE_WAIT_S
 
 # user-attribute keys (the stored schema; renaming one breaks --resume of older studies)
 TOPOLOGY, GPUS, BASELINE = "topology", "gpus", "baseline"
@@ -245,6 +246,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "slo_ok": bool(a.get("slo_ok", False)),
                 "reason": reason(t),
                 "duration_s": a.get(DURATION_S),
+                "lease_wait_s": a.get(LEASE_WAIT_S),  # live trials: waited for GPUs, and held them
+                "lease_gpus": a.get(LEASE_GPUS),
+                "lease_nodes": a.get(LEASE_NODES, ""),
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )

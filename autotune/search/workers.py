@@ -101,6 +101,7 @@ class Heartbeats:
     def __init__(self, storage: RDBStorage, interval_s: float) -> None:
         self.storage, self.interval_s = storage, interval_s
         self._ids: set[int] = set()
+        self.on_beat: Callable[[], None] | None = None  # also renewed with each beat: the worker's GPU leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="autotune-heartbeat", daemon=True)
@@ -124,6 +125,8 @@ class Heartbeats:
                     self.storage.record_heartbeat(trial_id)
                 except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the grace period covers it
                     log.warning("heartbeat for trial id %d failed: %s", trial_id, redact_text(str(exc)))
+            if self.on_beat is not None:
+                self.on_beat()
 
     def close(self) -> None:
         self._stop.set()

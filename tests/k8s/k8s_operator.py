@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from operator_ledger import GpuLedger
 
 from autotune.k8s import GROUP, PLURAL, POD_LABEL_DGD, V1ALPHA1
 from autotune.k8s.names import FRONTEND, frontend_service_name
@@ -95,6 +96,7 @@ class TestOperator:
     events: list[tuple[str, str]] = field(default_factory=list)  # (action, dgd) in order, for assertions
     errors: list[str] = field(default_factory=list)
     stamps: dict[tuple[str, str], float] = field(default_factory=dict)  # (what, dgd) -> monotonic time, for timing
+    ledger: GpuLedger = field(default_factory=GpuLedger)  # which graphs held how many GPUs when
     _running: dict[str, Running] = field(default_factory=dict)
     _handled: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -186,6 +188,7 @@ class TestOperator:
                 )
                 self.events.append(("finalized", name))
             return
+        self.ledger.seen(obj)
         if FINALIZER not in (md.get("finalizers") or []):
             self.co.patch_namespaced_custom_object(
                 GROUP,
@@ -363,6 +366,7 @@ class TestOperator:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        self.ledger.gone(name)
         self.events.append(("teardown", name))
 
 
