@@ -100,6 +100,18 @@ def _frontend(
     help="k8s: auto|service-dns|load-balancer|port-forward.",
 )
 @click.option(
+    "--traffic",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A trace of the real traffic, held against the study's workload (docs/traces.md formats).",
+)
+@click.option(
+    "--traffic-format", type=click.Choice(["mooncake", "aiperf", "autotune"]), default="mooncake", show_default=True
+)
+@click.option(
+    "--traffic-last-s", type=click.FloatRange(1.0, 1e9), default=None, help="Judge only the trace's last S seconds."
+)
+@click.option(
     "--history",
     "history_dir",
     type=click.Path(path_type=Path),

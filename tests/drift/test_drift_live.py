@@ -159,3 +159,5 @@ def test_drift_bad_input_is_one_line(study: Path, tmp_path: Path) -> None:
     r = _autotune("drift", "--study", str(study), "--frontend", "http://127.0.0.1:9", "--history", str(tmp_path / "h"))
     assert r.returncode == EXIT_BACKEND and "does not answer" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "h" / "history.jsonl").exists()  # nothing measured, nothing recorded
+    r = _autotune("drift", "--study", str(study), "--frontend", "http://127.0.0.1:9", "--traffic", str(tmp_path / "t"))
+    assert r.returncode == EXIT_BAD_INPUT and "--traffic" in r.stderr and "Traceback" not in r.stderr
