@@ -52,7 +52,7 @@ def _frontend(
     """(url, closer): the frontend given, or the DGD's frontend Service reached like the k8s backend does."""
     k8s = k8s or bool(dgd)
     if bool(frontend) == k8s:
-        raise InputError("--frontend / --k8s: give exactly one (the frontend URL, or the deployed DGD on Kubernetes)")
+        raise InputError("--frontend / --k8s / --dgd: give one (the frontend URL, or the deployed DGD on Kubernetes)")
     if frontend:
         if not frontend.startswith(("http://", "https://")):
             raise InputError(f"--frontend: {frontend!r} is not an http(s) URL")
