@@ -21,15 +21,17 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from autotune import backends
+from autotune.backends.base import Backend
 from autotune.errors import AutotuneError
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
 from autotune.scoring import TrialResult
-from autotune.search import trials
+from autotune.search import grouping, trials
 from autotune.search.config import StudyConfig
 from autotune.search.evaluate import evaluate_topology
 from autotune.search.signals import signals_deferred, worker_init
-from autotune.search.space import suggest_topology
+from autotune.search.space import shape_params, suggest_topology
 from autotune.search.workers import SharedStudy, budget_used, finished_count
 from autotune.topology import Topology
 
@@ -76,15 +78,31 @@ class Loop:
         self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}
         self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
+        # In-process trials share one backend, which may keep the last graph for the next trial to patch.
+        self.backend: Backend | None = None
+        serial = self.pool is None
+        self.blocks = grouping.ShapeBlocks(cfg.router_block) if serial and cfg.router_block > 1 else None
 
     def run(self) -> None:
         while True:
             self._fill()
             if not self.inflight:
+                self._drop_kept()  # nothing to ask now: a kept graph would hold GPUs while others finish
                 if self.shared is None or not self.shared.wait_for_others():
                     return
                 continue
             self._finish(min(self.inflight))
+
+    def _in_process_backend(self) -> Backend:
+        if self.backend is None:
+            self.backend = backends.create(self.cfg.backend, **dict(self.cfg.backend_options))
+            if self.cfg.reuse_graphs:
+                self.backend.keep_deployments()
+        return self.backend
+
+    def _drop_kept(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
 
     def _fill(self) -> None:
         """Ask until ``jobs`` trials are in flight or the budget is spoken for; infeasible ones cost nothing."""
@@ -98,9 +116,13 @@ class Loop:
                     or _pruned(self.study) >= PRUNE_CAP_FACTOR * self.cfg.trials
                 ):
                     return
-                trial = self.pending = self.study.ask()
-                topo = suggest_topology(trial, self.profile)
+                fixed = self.blocks.next_fixed() if self.blocks is not None else {}
+                with grouping.fixing(self.study, fixed):
+                    trial = self.pending = self.study.ask()
+                    topo = suggest_topology(trial, self.profile)
                 trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
+                if fixed and shape_params(trial.params) == fixed:
+                    trial.set_user_attr(trials.GROUPED, True)
                 reason = self._infeasible(topo)
                 if reason:
                     trial.set_user_attr(trials.PRUNE_REASON, reason)
@@ -140,7 +162,7 @@ class Loop:
                 job.future.result()
                 if job.future is not None
                 else evaluate_topology(
-                    self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}"
+                    self.profile, job.topology, self._in_process_backend(), **self.eval_kw, trial_id=f"t{number}"
                 )
             )
         except AutotuneError as exc:
@@ -157,6 +179,8 @@ class Loop:
                     self.study.tell(job.trial, state=TrialState.FAIL)
                 else:
                     self.study.tell(job.trial, trials.objective_values(res))
+                if self.blocks is not None:
+                    self.blocks.finished(job.trial.params, complete=not error and res is not None)
             except UpdateFinishedTrialError:  # our heartbeats stalled past the grace period; it was retried
                 log.warning("trial %d was failed as stale by another worker; its result is dropped", number)
             if self.shared is not None:
@@ -186,10 +210,14 @@ class Loop:
                 self.shared.retry_once(self.study.trials[trial.number])
 
     def close(self, *, kill: bool = False) -> None:
-        if self.shared is not None:
-            self.shared.close()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
-                for child in multiprocessing.active_children():
-                    child.terminate()
+        """Stop heartbeats and the pool, and delete a graph kept between trials (end, signal or error alike)."""
+        try:
+            if self.shared is not None:
+                self.shared.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
+                    for child in multiprocessing.active_children():
+                        child.terminate()
+        finally:
+            self._drop_kept()
