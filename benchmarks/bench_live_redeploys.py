@@ -137,14 +137,13 @@ def as_worker(a: argparse.Namespace) -> int:
 
 def run_parallel(a: argparse.Namespace, kubeconfig: str, namespace: str, point_s: float, out: Path) -> dict[str, Any]:
     import optuna
-    from pg_cluster import PgCluster, pg_bin
+    from pg_cluster import start_cluster
 
-    if pg_bin() is None:
-        raise SystemExit("PostgreSQL binaries not found (tests/pg_cluster.py)")
-    pg = PgCluster(out / "pg")
-    pg.start()
+    pg = start_cluster()
     try:
         url = pg.create_db("bench")
+        # Optuna's schema first: workers racing to create it on an empty database collide (UniqueViolation)
+        optuna.storages.RDBStorage(url).remove_session()
         common = ["--trials", str(a.trials), "--seed", str(a.seed), "--router-block", str(a.router_block)]
         t0 = time.monotonic()
         children = [
