@@ -2,7 +2,9 @@
 
 Backends plug in like Optuna samplers (the table is ``autotune.backends.BACKENDS``): the search
 only sees ``Backend.deploy`` and the ``Deployment`` it returns, used as a context manager so teardown happens on success, failure
-and Ctrl-C alike.
+and Ctrl-C alike. A backend asked to ``keep_deployments`` may instead keep a cleanly finished
+deployment for its next ``deploy`` to patch (docs/kubernetes.md, "Redeploys"); whoever asked must
+``close`` the backend, which tears down what it kept.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class Deployment(abc.ABC):
     """A running topology. ``run_point`` may be called several times (a concurrency sweep)."""
 
     topology: Topology
+    redeploy: str = "full"  # what ``deploy`` did: none | frontend | replicas | full (autotune.k8s.redeploy)
+    deploy_s: float | None = None  # wall time of ``deploy`` until it served; None: nothing was deployed
 
     @abc.abstractmethod
     def run_point(
@@ -38,11 +42,18 @@ class Deployment(abc.ABC):
     def close(self) -> None:  # noqa: B027 - nothing to tear down by default (the simulator)
         """Tear down everything ``deploy`` started; must be idempotent."""
 
+    def release(self) -> None:
+        """The trial is done with it and nothing failed: tear down, unless the backend keeps it for the next."""
+        self.close()
+
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.release()
+        else:  # a failed or interrupted trial's graph is never reused
+            self.close()
 
 
 class Backend(abc.ABC):
@@ -56,3 +67,13 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Provenance for results: backend name, versions, timing source."""
         return {"backend": self.name}
+
+    def keep_deployments(self) -> None:  # noqa: B027 - keeping nothing is right where deploying is free
+        """Keep a cleanly released deployment for the next ``deploy`` to reuse; the caller then owns ``close``."""
+
+    def holds_deployment(self) -> bool:
+        """A released deployment is kept (its GPUs are still in use until ``close`` or the next ``deploy``)."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 - nothing kept by default
+        """Tear down whatever the backend kept; idempotent."""

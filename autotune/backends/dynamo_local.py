@@ -69,7 +69,7 @@ class DynamoLocalDeployment(Deployment):
             t = time.monotonic()
             with self.net.inside():
                 self.stack.start()
-            self.startup_s = time.monotonic() - t
+            self.startup_s = self.deploy_s = time.monotonic() - t
         except BaseException:
             self.close()
             raise

@@ -3,31 +3,31 @@
 deploy = render → server-side apply → watch until ready (or fail fast with the pods' reason) →
 open the frontend (Service DNS in-cluster, LoadBalancer address, or port-forward; recorded) →
 ``/v1/models`` lists the model. ``close`` deletes the graph and waits until it and its pods are
-gone; it runs on success, failure, Ctrl-C and SIGTERM (the handler turns SIGTERM into
-``Interrupted`` so the ``with`` block unwinds), and ``atexit`` catches the rest.
+gone; it runs on failure, Ctrl-C and SIGTERM (``k8s_live``), and on success unless the backend keeps
+the graph: then the next ``deploy`` patches it when only the frontend or the replica counts change
+(``autotune.k8s.redeploy``), and ``K8sBackend.close`` deletes it at the end.
 """
 
 from __future__ import annotations
 
-import atexit
-import math
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from autotune.backends.base import Backend, Deployment
-from autotune.dynamo import logparse, scrape
+from autotune.backends.k8s_live import track
+from autotune.backends.k8s_logs import pod_log, routing_log, worker_index
+from autotune.dynamo import scrape
 from autotune.dynamo.point import build_point
-from autotune.errors import BackendError, InfeasibleError, Interrupted
+from autotune.errors import BackendError, InfeasibleError
 from autotune.feasibility import check_feasibility
-from autotune.k8s import POD_LABEL_DGD
 from autotune.k8s.access import FrontendAccess, open_frontend, probe_frontend
 from autotune.k8s.client import Kube, KubeOptions, connect
 from autotune.k8s.diagnose import PodWatcher
 from autotune.k8s.lifecycle import TrialFailed, apply, delete, wait_gone, wait_ready
+from autotune.k8s.redeploy import FULL, Change, classify, graft
 from autotune.k8s.render import render_dgd, version_of, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.live_point import LivePoint
@@ -39,45 +39,6 @@ from autotune.topology import RouterSettings, Topology
 # Token-id prompts from ids every real tokenizer has (and the tiny test model's 4096): load does
 # not need meaningful text, only exact token counts and shared prefixes.
 _VOCAB = Vocabulary(tuple(str(i) for i in range(256, 4096)), tuple(range(256, 4096)), 0)
-_LIVE: dict[str, K8sDeployment] = {}
-_LIVE_LOCK = threading.Lock()
-
-
-def _sigterm(signum: int, frame: object) -> None:
-    if any(d.closing for d in list(_LIVE.values())):
-        return  # already tearing down: let the deletes finish
-    raise Interrupted(f"received signal {signum}; trial graphs are being deleted")
-
-
-_previous_handler: list[Any] = []
-
-
-def _track(dep: K8sDeployment, live: bool) -> None:
-    """Register a live graph; while any is live, SIGTERM raises ``Interrupted`` so ``with`` blocks unwind.
-
-    The handler is installed only where nobody else handles SIGTERM (the CLI may have its own)
-    and only from the main thread; the previous handler comes back when the last graph is gone.
-    """
-    with _LIVE_LOCK:
-        if live:
-            _LIVE[dep.name] = dep
-        else:
-            _LIVE.pop(dep.name, None)
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if _LIVE and not _previous_handler and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            _previous_handler.append(signal.signal(signal.SIGTERM, _sigterm))
-        elif not _LIVE and _previous_handler:
-            signal.signal(signal.SIGTERM, _previous_handler.pop())
-
-
-@atexit.register
-def _close_all() -> None:
-    for dep in list(_LIVE.values()):
-        try:
-            dep.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit; `autotune cleanup` remains
-            pass
 
 
 class K8sDeployment(Deployment):
@@ -94,9 +55,13 @@ class K8sDeployment(Deployment):
         self.api_version = version_of(self.dgd)  # the profile's Dynamo version decides (render.py)
         self._pod_failure: str | None = None
         self._stop_watchdog = threading.Event()
-        _track(self, True)
+        track(self, True)
+        self._guarded(self._bring_up)
+
+    def _guarded(self, bring_up: Callable[[], None]) -> None:
+        """Bring the graph up or patch it; on any failure delete it, and say so if that fails too."""
         try:
-            self._bring_up()
+            bring_up()
         except BaseException as exc:
             try:
                 self.close()
@@ -105,8 +70,11 @@ class K8sDeployment(Deployment):
             raise
 
     # ---- bring-up ---------------------------------------------------------------------------
-    def _bring_up(self) -> None:
+    def _bring_up(self, *, exact_workers: bool = False) -> None:
         t0 = time.monotonic()
+        if self.access is not None:  # a patch: the frontend may have been replaced (a new pod to forward to)
+            self.access.close()
+            self.access = None
         apply(self.kube, self.dgd)
         t1 = time.monotonic()
         pods = PodWatcher(grace_s=self.backend.unschedulable_grace_s)
@@ -128,17 +96,20 @@ class K8sDeployment(Deployment):
             mode=self.backend.frontend_access,
             kubectl=self.backend.kubectl,
         )
-        self._wait_served(deadline=time.monotonic() + left, pods=pods)
+        self._wait_served(deadline=time.monotonic() + left, pods=pods, exact=exact_workers)
         t3 = time.monotonic()
         self.timings = {"apply_s": t1 - t0, "ready_s": t2 - t1, "frontend_s": t3 - t2, "deploy_s": t3 - t0}
 
-    def _wait_served(self, *, deadline: float, pods: PodWatcher) -> None:
-        """Poll ``/v1/models`` + worker registration, checking pods every 2 s, until the deadline."""
+    def _wait_served(self, *, deadline: float, pods: PodWatcher, exact: bool = False) -> None:
+        """Poll ``/v1/models`` + worker registration, checking pods every 2 s, until the deadline.
+
+        ``exact``: after a scale-down, also until the removed workers have left the frontend's list.
+        """
         assert self.access is not None
         workers = sum(worker_services(self.dgd).values())
         next_pods = time.monotonic() + 2.0
         while True:
-            missing = probe_frontend(self.access.url, self.model, workers)
+            missing = probe_frontend(self.access.url, self.model, workers, exact=exact)
             if missing is None:
                 return
             now = time.monotonic()
@@ -155,15 +126,25 @@ class K8sDeployment(Deployment):
                 next_pods = now + 2.0
             time.sleep(0.2)
 
-    # ---- measuring --------------------------------------------------------------------------
+    # ---- patching in place ------------------------------------------------------------------
+    def plan_patch(self, topology: Topology, trial_id: str) -> tuple[dict[str, Any], Change]:
+        """The next graph as a patch of this one, and what the operator will have to redo for it."""
+        wanted = render_dgd(self.profile, topology, study=self.backend.study, trial_id=trial_id)
+        wanted = graft(wanted, self.dgd)
+        return wanted, classify(self.dgd, wanted)
+
+    def patch(self, topology: Topology, trial_id: str, wanted: dict[str, Any], change: Change) -> None:
+        """Turn this graph into ``wanted`` in place (not for a ``full`` change) and wait until it serves it."""
+        assert change.kind != FULL, change
+        self.topology, self.trial_id, self.dgd, self.redeploy = topology, trial_id, wanted, change.kind
+        self._guarded(lambda: self._bring_up(exact_workers=True))
+
     def set_router(self, router: RouterSettings) -> None:
-        """Re-apply with new frontend flags: a frontend-only rollout (workers keep their caches)."""
-        self.topology = self.topology.with_router(router)
-        self.dgd = render_dgd(self.profile, self.topology, study=self.backend.study, trial_id=self.trial_id)
-        if self.access is not None:
-            self.access.close()
-            self.access = None
-        self._bring_up()
+        """Patch new frontend flags: a frontend-only rollout (workers keep their caches)."""
+        topology = self.topology.with_router(router)
+        self.patch(topology, self.trial_id, *self.plan_patch(topology, self.trial_id))
+
+    # ---- measuring --------------------------------------------------------------------------
 
     def run_point(
         self, concurrency: int, *, seed: int, requests: int | None = None, controller: Any | None = None
@@ -211,7 +192,7 @@ class K8sDeployment(Deployment):
         if burst.aborted:
             raise TrialFailed("burst", f"trial {self.trial_id} failed during the burst: {burst.aborted}")
         after = scrape.scrape(metrics_url)
-        log, log_note = self._frontend_log(burst)
+        log, log_note = routing_log(self._read_frontend_log, burst)
         meta: dict[str, Any] = {
             **self.backend.describe(),
             **self.describe(),
@@ -226,7 +207,7 @@ class K8sDeployment(Deployment):
             specs=live.sent_specs(burst),
             burst=burst,
             log=log,
-            worker_index=_worker_index(log, self.topology),
+            worker_index=worker_index(log, self.topology),
             edges=live.edges(burst),
             meta=meta,
         )
@@ -244,6 +225,7 @@ class K8sDeployment(Deployment):
             "frontend_url": self.access.url if self.access else None,
             "in_cluster": self.kube.in_cluster,
             "dynamo_version": self.profile.dynamo.version,
+            "redeploy": self.redeploy,
             "k8s_timings_s": dict(self.timings),
         }
 
@@ -267,24 +249,17 @@ class K8sDeployment(Deployment):
         t.start()
         return t
 
-    def _frontend_log(self, burst: Any) -> tuple[logparse.FrontendLog, str]:
-        """Routing decisions of this burst's requests from the frontend's log (pod log: ``pods/log: get``)."""
-        since_s = time.time() - burst.t0_wall + 5
-        try:
-            text, source = (self.backend.frontend_logs or _pod_log)(self, since_s)
-        except Exception as exc:  # noqa: BLE001 - decisions are optional; the measurement stands
-            return logparse.FrontendLog(), f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-        ids = {r.response_id for r in burst.records if r.response_id}
-        log = logparse.FrontendLog()
-        for line in text.splitlines():
-            logparse.parse_line(line, log)
-        log.inputs = [e for e in log.inputs if e.request_id in ids]  # earlier points share the log
-        log.selections = [e for e in log.selections if e.request_id in ids]
-        log.stages = [e for e in log.stages if e.request_id in ids]
-        log.requests = [e for e in log.requests if e.request_id in ids]
-        return log, f"{source}: {len(log.selections)} selections"
+    def _read_frontend_log(self, since_s: float) -> tuple[str, str]:
+        if self.backend.frontend_logs is not None:
+            return self.backend.frontend_logs(self, since_s)
+        return pod_log(self.kube, self.namespace, self.name, since_s)
 
     # ---- teardown ---------------------------------------------------------------------------
+    def release(self) -> None:
+        """The trial finished cleanly: the backend keeps the graph for the next trial, or it is deleted."""
+        if not self.closed and not self.backend.hold(self):
+            self.close()
+
     def close(self) -> None:
         """Delete the graph and wait until it and its pods are gone; idempotent."""
         if self.closed or self.closing:
@@ -313,41 +288,17 @@ class K8sDeployment(Deployment):
             self.timings.update(delete_s=t1 - t0, gone_s=time.monotonic() - t1)
         finally:
             self.closed = True
-            _track(self, False)
-
-
-def _pod_log(dep: K8sDeployment, since_s: float) -> tuple[str, str]:
-    """The frontend pod's log of the last ``since_s`` seconds, and which pod it came from."""
-    pods = dep.kube.core.list_namespaced_pod(
-        dep.namespace, label_selector=f"{POD_LABEL_DGD}={dep.name}", _request_timeout=10
-    )
-    # The ignores: the client types every field Optional; the API server always sets metadata.name.
-    fronts = [p for p in pods.items if "frontend" in p.metadata.name]  # type: ignore[union-attr,operator]
-    if not fronts:
-        raise BackendError("no frontend pod found")
-    name: str = fronts[0].metadata.name  # type: ignore[union-attr,assignment]
-    return dep.kube.core.read_namespaced_pod_log(
-        name, dep.namespace, since_seconds=math.ceil(since_s), _request_timeout=30
-    ), f"pod {name}"
-
-
-def _worker_index(log: logparse.FrontendLog, topology: Topology) -> dict[int, int]:
-    """Instance id → worker index: per role, instance ids in sorted order (stable across points)."""
-    roles = topology.worker_tps()
-    out: dict[int, int] = {}
-    for kind in ("prefill", "decode"):
-        role = kind if topology.disaggregated else "agg"
-        idx = [i for i, (r, _) in enumerate(roles) if r == role]
-        ids = sorted({s.worker_id for s in log.selections if s.worker_type == kind})
-        out.update({iid: idx[k] for k, iid in enumerate(ids[: len(idx)])})
-    return out
+            track(self, False)
 
 
 class K8sBackend(Backend):
     """Options: ``kubeconfig``/``context``/``in_cluster`` (cluster; default ``$KUBECONFIG``, context
     ``$AUTOTUNE_KUBE_CONTEXT``), ``study`` (graph names and labels; default ``$AUTOTUNE_STUDY``),
     ``frontend_access`` (auto | service-dns | load-balancer | port-forward), deadlines, and
-    ``frontend_logs`` (where routing decisions are read; default the frontend pod's log)."""
+    ``frontend_logs`` (where routing decisions are read; default the frontend pod's log).
+
+    After ``keep_deployments`` it holds the last cleanly released graph (one at most) and the next
+    ``deploy`` patches it when the change allows; ``close`` deletes it."""
 
     name = "k8s"
     predictions = False
@@ -377,12 +328,47 @@ class K8sBackend(Backend):
         self.ready_timeout_s, self.delete_timeout_s = ready_timeout_s, delete_timeout_s
         self.unschedulable_grace_s = unschedulable_grace_s
         self.request_timeout_s, self.max_burst_s = request_timeout_s, max_burst_s
+        self._keep = False
+        self._kept: K8sDeployment | None = None
+
+    def keep_deployments(self) -> None:
+        self._keep = True
+
+    def holds_deployment(self) -> bool:
+        return self._kept is not None
+
+    def hold(self, dep: K8sDeployment) -> bool:
+        """Keep ``dep`` for the next trial (True), or not (False: the caller deletes it)."""
+        if not self._keep or self._kept is not None:
+            return False
+        self._kept = dep
+        return True
 
     def deploy(self, profile: Profile, topology: Topology, *, trial_id: str = "") -> K8sDeployment:
         feas = check_feasibility(topology, profile)
         if not feas.ok:
             raise InfeasibleError(f"topology {topology.shape()}: {feas.reason}")
-        return K8sDeployment(self, profile, topology, trial_id or f"{int(time.time())}")
+        t0 = time.monotonic()
+        trial_id = trial_id or f"{int(time.time())}"
+        kept, self._kept = self._kept, None
+        dep: K8sDeployment | None = None
+        if kept is not None and kept.profile.digest() == profile.digest():
+            wanted, change = kept.plan_patch(topology, trial_id)
+            if change.kind != FULL:
+                kept.patch(topology, trial_id, wanted, change)  # deletes the graph if the patch fails
+                dep = kept
+        if dep is None:
+            if kept is not None:
+                kept.close()  # another graph: free its GPUs first
+            dep = K8sDeployment(self, profile, topology, trial_id)
+        dep.deploy_s = time.monotonic() - t0
+        return dep
+
+    def close(self) -> None:
+        """Delete the graph kept between trials, if any (the end of a study, a signal, an error)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
 
     def describe(self) -> dict[str, Any]:
         return {

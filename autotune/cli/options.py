@@ -13,7 +13,7 @@ import click
 from autotune.cli.output import FORMATS
 from autotune.errors import InputError
 from autotune.profile_schema import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TRIALS, SEED_MAX
-from autotune.search.config import HEARTBEAT_S, STALE_AFTER_S
+from autotune.search.config import HEARTBEAT_S, ROUTER_BLOCK_K8S, STALE_AFTER_S
 from autotune.topology import shorten
 
 DEFAULT_PROFILE = "paper-70b-1p5d"
@@ -160,6 +160,19 @@ def _study_option_list(*, resume: bool) -> list[Any]:
                 help="Parallel trials (default: CPU count on sim, 1 on live backends).",
             ),
             click.option("--sampler", type=click.Choice(["tpe", "random", "nsga2"]), default="tpe", show_default=True),
+            click.option(
+                "--router-block",
+                type=click.IntRange(1, MAX_TRIALS),
+                default=None,
+                help="Trials in a row on one worker shape, the sampler choosing only the router "
+                f"(default: {ROUTER_BLOCK_K8S} on k8s with --reuse-graphs, else 1; docs/kubernetes.md).",
+            ),
+            click.option(
+                "--reuse-graphs/--no-reuse-graphs",
+                default=True,
+                show_default=True,
+                help="k8s: keep the last graph between trials and patch it for router or replica changes.",
+            ),
             click.option(
                 "--timing",
                 type=click.Choice(["roofline", "mocker"]),

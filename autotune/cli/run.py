@@ -137,10 +137,13 @@ def study_config(
         from autotune.cli.k8s import _connect
 
         _connect(kw["kubeconfig"], kw["context"]).close()
+    from autotune.search.config import router_block_for
     from autotune.search.study import study_name
 
     name = extra.get("study_name") or study_name(prof)
     graphs = os.environ.get("AUTOTUNE_STUDY") or name  # label of this study's trial graphs
+    extra.setdefault("reuse_graphs", kw["reuse_graphs"])
+    extra.setdefault("router_block", router_block_for(backend, kw["router_block"], kw["reuse_graphs"]))
     cfg = StudyConfig(
         out,
         trials or prof.search.trials,
@@ -211,7 +214,11 @@ def plan(**kw: Any) -> None:
     With --backend k8s every trial's DynamoGraphDeployment is also validated by the cluster's
     server-side dry run (nothing is created).
     """
+    from autotune.search.config import router_block_for
+
     backend = kw.pop("backend")
+    # the simulated search groups trials as the live one would, so the plan predicts the same study
+    kw["router_block"] = router_block_for(backend, kw["router_block"], kw["reuse_graphs"])
     if backend == "k8s":
         validate_plan_against_cluster(kw["profile"], kw["kubeconfig"], kw["context"])
     elif backend not in ("sim", "dynamo-local"):

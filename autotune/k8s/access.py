@@ -136,9 +136,10 @@ def _port_forward(kube: Kube, ns: str, svc: str, port: int, kubectl: str, timeou
     return access
 
 
-def probe_frontend(url: str, model: str, workers: int, *, timeout_s: float = 3.0) -> str | None:
-    """None when ``/v1/models`` lists ``model`` and ``/health`` shows ``workers`` generate endpoints;
-    otherwise what is missing. /health alone is not enough: early requests 404 (dynamo.md §6)."""
+def probe_frontend(url: str, model: str, workers: int, *, timeout_s: float = 3.0, exact: bool = False) -> str | None:
+    """None when ``/v1/models`` lists ``model`` and ``/health`` shows ``workers`` generate endpoints
+    (``exact``: no more either, as after a scale-down); otherwise what is missing.
+    /health alone is not enough: early requests 404 (dynamo.md §6)."""
     try:
         # frontends are plain HTTP; verify=False skips loading the CA bundle (~0.1 s per client)
         with httpx.Client(timeout=timeout_s, trust_env=False, verify=False) as http:
@@ -152,7 +153,7 @@ def probe_frontend(url: str, model: str, workers: int, *, timeout_s: float = 3.0
             if h.status_code != 200:
                 return f"/health answered {h.status_code}"
             n = count_generate_endpoints(h.text)
-            if n is not None and n < workers:
+            if n is not None and (n < workers or (exact and n > workers)):
                 return f"{n}/{workers} workers registered with the frontend"
             return None
     except (httpx.HTTPError, ValueError) as exc:

@@ -94,6 +94,12 @@ def worker_services(dgd: dict[str, Any]) -> dict[str, int]:
     return replicas
 
 
+def components(dgd: dict[str, Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Every service (v1alpha1) or component (v1beta1) of a DGD by name: (is it the frontend, its spec)."""
+    comps: dict[str, tuple[bool, dict[str, Any]]] = _SHAPES[version_of(dgd)].components(dgd)
+    return comps
+
+
 def worker_status(obj: dict[str, Any]) -> dict[str, Any]:
     """The operator's per-worker replica counts of a fetched DGD, keyed by service/component name."""
     status: dict[str, Any] = _SHAPES[version_of(obj)].replica_status(obj)

@@ -78,6 +78,12 @@ def worker_replicas(dgd: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def components(dgd: dict[str, Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Every service by name, with whether it is the frontend."""
+    services: dict[str, Any] = dgd.get("spec", {}).get("services") or {}
+    return {k: (v.get("componentType") == "frontend", v) for k, v in services.items()}
+
+
 def replica_status(obj: dict[str, Any]) -> dict[str, Any]:
     """Per-service replica counts the operator reports, keyed by service name."""
     return (obj.get("status") or {}).get("services") or {}

@@ -75,6 +75,11 @@ def worker_replicas(dgd: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def components(dgd: dict[str, Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Every component by name, with whether it is the frontend."""
+    return {c["name"]: (c.get("type") == "frontend", c) for c in dgd.get("spec", {}).get("components") or []}
+
+
 def replica_status(obj: dict[str, Any]) -> dict[str, Any]:
     """Per-component replica counts the operator reports, keyed by component name."""
     return (obj.get("status") or {}).get("components") or {}

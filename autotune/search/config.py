@@ -8,6 +8,14 @@ from typing import Any
 
 HEARTBEAT_S = 30  # a worker records a heartbeat for each trial in flight this often
 STALE_AFTER_S = 180  # a RUNNING trial without a heartbeat for this long belongs to a dead worker
+ROUTER_BLOCK_K8S = 3  # default trials per worker shape on k8s: 1 graph start, then 2 frontend patches
+
+
+def router_block_for(backend: str, router_block: int | None, reuse_graphs: bool) -> int:
+    """``--router-block``, or its default: grouping pays only where a kept graph can be patched (k8s)."""
+    if router_block is not None:
+        return router_block
+    return ROUTER_BLOCK_K8S if backend == "k8s" and reuse_graphs else 1
 
 
 @dataclass(frozen=True)
@@ -27,3 +35,5 @@ class StudyConfig:
     worker_index: int = 0  # offsets the sampler's seed, so workers do not propose the same points
     heartbeat_s: int = HEARTBEAT_S
     stale_after_s: int = STALE_AFTER_S
+    reuse_graphs: bool = True  # live backends keep the last graph between trials and patch it when they can
+    router_block: int = 1  # trials in a row on one worker shape, the sampler choosing only the router (1: off)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autotune import backends
+from autotune.backends.base import Backend
 from autotune.perf import get_perf_model
 from autotune.profile import Profile
 from autotune.scoring import PointScore, TrialResult, meets_slo, score_point, score_sweep, step_timers
@@ -19,7 +20,7 @@ from autotune.topology import Topology
 def evaluate_topology(
     profile: Profile,
     topology: Topology,
-    backend: str = "sim",
+    backend: str | Backend = "sim",
     *,
     seed: int,
     concurrency: list[int] | None = None,
@@ -27,9 +28,12 @@ def evaluate_topology(
     backend_options: dict[str, Any] | None = None,
     trial_id: str = "",
 ) -> TrialResult:
-    """Deploy, sweep, score, tear down."""
+    """Deploy, sweep, score, tear down (or hand back to a ``Backend`` instance that keeps deployments).
+
+    A live deployment's ``redeploy`` and ``deploy_s`` join the trial's meta.
+    """
     concurrency = list(concurrency or profile.workload.concurrency)
-    be = backends.create(backend, **(backend_options or {}))
+    be = backend if isinstance(backend, Backend) else backends.create(backend, **(backend_options or {}))
     timers = step_timers(get_perf_model((backend_options or {}).get("perf_model", "roofline"), profile), topology)
     points: list[PointScore] = []
     meta: dict[str, Any] = {}
@@ -44,6 +48,8 @@ def evaluate_topology(
         points = [measure(c) for c in concurrency]
         if profile.search.operating_point == "capacity":
             concurrency, points = _bisect_capacity(profile, concurrency, points, measure)
+        if dep.deploy_s is not None:
+            meta.update(redeploy=dep.redeploy, deploy_s=dep.deploy_s)
     return score_sweep(profile, topology, concurrency, points, meta)
 
 

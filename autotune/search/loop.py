@@ -25,17 +25,19 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from autotune import backends
+from autotune.backends.base import Backend
 from autotune.errors import AutotuneError
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
 from autotune.scoring import TrialResult
-from autotune.search import trials
+from autotune.search import grouping, trials
 from autotune.search.config import StudyConfig
 from autotune.search.evaluate import evaluate_topology
 from autotune.search.leases import BACKOFF_FIRST_S, BACKOFF_MAX_S, LEASE_GPUS, LEASE_NODES, LEASE_WAIT_S, Lease, Leases
 from autotune.search.leases import topology_tps as lease_tps
 from autotune.search.signals import signals_deferred, worker_init
-from autotune.search.space import suggest_topology
+from autotune.search.space import shape_params, suggest_topology
 from autotune.search.workers import SharedStudy, budget_used, finished_count
 from autotune.topology import Topology
 
@@ -99,6 +101,12 @@ class Loop:
         self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}
         self.pending: optuna.Trial | None = None  # asked, not yet in flight or told
+        # In-process trials share one backend, which may keep the last graph for the next trial to patch.
+        self.backend: Backend | None = None
+        # the lease of the trial whose graph the backend keeps: held until that graph is reused or deleted
+        self.kept_lease: str | None = None
+        serial = self.pool is None
+        self.blocks = grouping.ShapeBlocks(cfg.router_block) if serial and cfg.router_block > 1 else None
 
     def run(self) -> None:
         while True:
@@ -107,10 +115,26 @@ class Loop:
                 self._back_off()  # the GPUs it needs are other workers': wait for them to release
                 continue
             if not self.inflight:
+                self._drop_kept()  # nothing to ask now: a kept graph would hold GPUs while others finish
                 if self.shared is None or not self.shared.wait_for_others():
                     return
                 continue
             self._finish(min(self.inflight))
+
+    def _in_process_backend(self) -> Backend:
+        if self.backend is None:
+            self.backend = backends.create(self.cfg.backend, **dict(self.cfg.backend_options))
+            if self.cfg.reuse_graphs:
+                self.backend.keep_deployments()
+        return self.backend
+
+    def _drop_kept(self) -> None:
+        """Delete the kept graph, then give its GPUs back (never the other way round)."""
+        if self.backend is not None:
+            self.backend.close()
+        if self.kept_lease is not None and self.leases is not None:
+            self.leases.release(self.kept_lease)
+        self.kept_lease = None
 
     def _fill(self) -> None:
         """Ask until ``jobs`` trials are in flight or the budget is spoken for; infeasible ones cost nothing."""
@@ -126,9 +150,13 @@ class Loop:
                     or _pruned(self.study) >= PRUNE_CAP_FACTOR * self.cfg.trials
                 ):
                     return
-                trial = self.pending = self.study.ask()
-                topo = suggest_topology(trial, self.profile)
+                fixed = self.blocks.next_fixed() if self.blocks is not None else {}
+                with grouping.fixing(self.study, fixed):
+                    trial = self.pending = self.study.ask()
+                    topo = suggest_topology(trial, self.profile)
                 trial.set_user_attr(trials.TOPOLOGY, topo.to_string())
+                if fixed and shape_params(trial.params) == fixed:
+                    trial.set_user_attr(trials.GROUPED, True)
                 reason = self._infeasible(topo)
                 if reason:
                     trial.set_user_attr(trials.PRUNE_REASON, reason)
@@ -148,6 +176,9 @@ class Loop:
         if self.leases is not None:
             with signals_deferred():
                 got = self.leases.try_acquire(f"t{w.trial.number}", lease_tps(w.topology))
+                if not isinstance(got, Lease) and self.kept_lease is not None:
+                    self._drop_kept()  # the kept graph's GPUs stand in the way: delete it, lease again
+                    got = self.leases.try_acquire(f"t{w.trial.number}", lease_tps(w.topology))
                 if not isinstance(got, Lease):
                     now = time.monotonic()
                     if now >= w.next_line_at:
@@ -205,7 +236,7 @@ class Loop:
                 job.future.result()
                 if job.future is not None
                 else evaluate_topology(
-                    self.profile, job.topology, self.cfg.backend, **self.eval_kw, trial_id=f"t{number}"
+                    self.profile, job.topology, self._in_process_backend(), **self.eval_kw, trial_id=f"t{number}"
                 )
             )
         except AutotuneError as exc:
@@ -222,14 +253,32 @@ class Loop:
                     self.study.tell(job.trial, state=TrialState.FAIL)
                 else:
                     self.study.tell(job.trial, trials.objective_values(res))
+                if self.blocks is not None:
+                    self.blocks.finished(job.trial.params, complete=not error and res is not None)
             except UpdateFinishedTrialError:  # our heartbeats stalled past the grace period; it was retried
                 log.warning("trial %d was failed as stale by another worker; its result is dropped", number)
             if self.shared is not None:
                 self.shared.stopped(job.trial)
-            if self.leases is not None:  # its graph is deleted and gone: the GPUs are free
-                self.leases.release(f"t{number}")
+            if self.leases is not None:
+                self._settle_leases(f"t{number}", kept=job.future is None and self._holds_graph())
             del self.inflight[number]
         self._report(number)
+
+    def _holds_graph(self) -> bool:
+        return self.backend is not None and self.backend.holds_deployment()
+
+    def _settle_leases(self, key: str, *, kept: bool) -> None:
+        """A trial ended: the previous kept graph was reused or deleted by now, so its lease goes; this
+        trial's lease goes too, unless its graph is kept for the next trial (the GPUs are still in use).
+        While a kept graph is patched both leases are held: conservative, never oversubscribed."""
+        assert self.leases is not None
+        if self.kept_lease is not None and self.kept_lease != key:
+            self.leases.release(self.kept_lease)
+            self.kept_lease = None
+        if kept:
+            self.kept_lease = key
+        else:
+            self.leases.release(key)
 
     def _report(self, number: int) -> None:
         if self.on_trial:
@@ -253,12 +302,18 @@ class Loop:
                 self.shared.retry_once(self.study.trials[trial.number])
 
     def close(self, *, kill: bool = False) -> None:
-        if self.shared is not None:
-            self.shared.close()
-        if self.leases is not None:
-            self.leases.close()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
-                for child in multiprocessing.active_children():
-                    child.terminate()
+        """Stop heartbeats and the pool, and delete a graph kept between trials (end, signal or error alike)."""
+        try:
+            if self.shared is not None:
+                self.shared.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                if kill:  # interrupted: in-flight simulations are failed already, stop their processes now
+                    for child in multiprocessing.active_children():
+                        child.terminate()
+        finally:
+            try:
+                self._drop_kept()
+            finally:  # the kept graph is gone: its GPUs go back to the other workers
+                if self.leases is not None:
+                    self.leases.close()

@@ -27,6 +27,14 @@ def _float(trial: optuna.Trial, name: str, bounds: tuple[float, float], step: fl
     return round(trial.suggest_float(name, lo, hi), 6)
 
 
+ROUTER_PARAMS = ("temperature", "overlap_weight", "overlap_credit")  # what a frontend-only patch can change
+
+
+def shape_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The worker-shape part of a trial's parameters (mode, TP degrees, worker counts): all but the router."""
+    return {k: v for k, v in params.items() if k not in ROUTER_PARAMS}
+
+
 def has_credit(profile: Profile) -> bool:
     return profile.search.overlap_credit is not None and profile.dynamo.version_tuple >= (1, 3)
 

@@ -31,6 +31,8 @@ from autotune.search.leases import LEASE_GPUS, LEASE_NODES, LEASE_WAIT_S
 TOPOLOGY, GPUS, BASELINE = "topology", "gpus", "baseline"
 PRUNE_REASON, FAIL_REASON, DURATION_S = "prune_reason", "fail_reason", "duration_s"
 POINTS, META = "points", "meta"
+REDEPLOY, DEPLOY_S = "redeploy", "deploy_s"  # live backends: what the deploy reused, and how long it took
+GROUPED = "grouped"  # the shape was held for router grouping; the sampler chose only the router
 SCALARS = (
     "knee_concurrency",
     "ttft_p99_ms",
@@ -59,6 +61,9 @@ def record(trial: optuna.Trial, res: TrialResult) -> None:
         trial.set_user_attr(key, getattr(res, key))
     trial.set_user_attr(POINTS, json.dumps([_point_doc(p) for p in res.points], default=float))
     trial.set_user_attr(META, json.dumps(res.meta, default=str))
+    for key in (REDEPLOY, DEPLOY_S):
+        if key in res.meta:
+            trial.set_user_attr(key, res.meta[key])
     for key, val in res.constraints.items():
         trial.set_constraint(key, float(val))
 
@@ -249,6 +254,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "lease_wait_s": a.get(LEASE_WAIT_S),  # live trials: waited for GPUs, and held them
                 "lease_gpus": a.get(LEASE_GPUS),
                 "lease_nodes": a.get(LEASE_NODES, ""),
+                "redeploy": a.get(REDEPLOY, ""),
+                "deploy_s": a.get(DEPLOY_S),
+                "grouped": bool(a.get(GROUPED, False)),
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )

@@ -2,9 +2,15 @@
 
 The test apiserver has no controllers, kubelet or scheduler, so this thread plays the operator
 for DGDs in one namespace: it adds a finalizer, (optionally) starts real dynamo-local processes
-through ``launch``, publishes the frontend as a LoadBalancer Service at 127.0.0.1, writes
-``.status`` (state, Ready condition, per-service or per-component replicas, by apiVersion), and on deletion stops the processes,
-removes its pods and Service and drops the finalizer. ``behavior`` selects faults per graph.
+through ``launch`` (or serves a ``FakeFrontend`` for ``fake_model``), publishes the frontend as a
+LoadBalancer Service at 127.0.0.1, writes ``.status`` (state, Ready condition, per-service or
+per-component replicas, by apiVersion), and on deletion stops the processes, removes its pods and
+Service and drops the finalizer. ``behavior`` selects faults per graph.
+
+Each generation is rolled out like Dynamo's operator does (``k8s_rollout.plan_rollout``): only the
+components whose spec changed restart, a replica change starts or stops only the difference, and
+each start takes ``startup_s[kind]`` (frontend / worker; default ``ready_delay_s``). ``rollouts``
+logs every step with its graph, generation and time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from k8s_rollout import FRONTEND_KIND, FakeFrontend, Rollout, Step, plan_rollout, ready_workers
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from operator_ledger import GpuLedger
@@ -93,11 +100,16 @@ class TestOperator:
     )  # ready|never|failed|crashloop|imagepull|unschedulable
     launch: Callable[[dict[str, Any]], Running] | None = None  # start real processes for "ready" graphs
     ready_delay_s: float = 0.0
+    startup_s: dict[str, float] = field(default_factory=dict)  # frontend|worker -> seconds a start takes
+    fake_model: str | None = None  # serve a FakeFrontend listing this model (no launch)
     events: list[tuple[str, str]] = field(default_factory=list)  # (action, dgd) in order, for assertions
+    rollouts: list[Rollout] = field(default_factory=list)  # every rollout step, in order
     errors: list[str] = field(default_factory=list)
     stamps: dict[tuple[str, str], float] = field(default_factory=dict)  # (what, dgd) -> monotonic time, for timing
     ledger: GpuLedger = field(default_factory=GpuLedger)  # which graphs held how many GPUs when
     _running: dict[str, Running] = field(default_factory=dict)
+    _specs: dict[str, dict[str, Any]] = field(default_factory=dict)  # the spec each graph runs (or rolls to)
+    _fronts: dict[str, FakeFrontend] = field(default_factory=dict)
     _handled: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -125,8 +137,11 @@ class TestOperator:
             self._thread.join(10)
         with self._lock:
             running, self._running = dict(self._running), {}
+            fronts, self._fronts = dict(self._fronts), {}
         for r in running.values():
             r.stop()
+        for f in fronts.values():
+            f.stop()
         self._launcher.shutdown(wait=True)
 
     # ---- watch loop ------------------------------------------------------------------------
@@ -228,14 +243,26 @@ class TestOperator:
                 return
             if mode != "ready":
                 return  # "never": stays pending forever
-            if self.ready_delay_s:
-                time.sleep(self.ready_delay_s)
-            port = 8000
-            if self.launch is not None:
+            with self._lock:
+                steps = plan_rollout(self._specs.get(name), obj)
+                self._specs[name] = obj
+            self.events.extend((f"{st.action}:{st.component}", name) for st in steps)
+            if self.fake_model is not None and name in self._fronts:  # stopped workers leave at once
+                self._fronts[name].workers = min(self._fronts[name].workers, ready_workers(obj))
+            starts = [self.startup_s.get(st.kind, self.ready_delay_s) for st in steps if st.action != "stop"]
+            if starts and max(starts):
+                time.sleep(max(starts))  # the pods start in parallel: the slowest decides
+            with self._lock:
+                if self._handled.get(name) != gen:
+                    return  # deleted or superseded while starting
+            self.rollouts.extend(Rollout(name, gen, st, time.monotonic()) for st in steps)
+            if self.fake_model is not None:
+                self._serve_fake(name, obj, steps)
+            elif self.launch is not None:
                 with self._lock:
                     old = self._running.pop(name, None)
                 if old is not None:
-                    old.stop()  # a new generation: restart with the new spec, as a rollout would
+                    old.stop()  # real processes: any change restarts the whole stack
                 running = self._launcher.submit(self.launch, obj).result()
                 with self._lock:
                     stale = self._handled.get(name) != gen  # deleted or superseded while starting
@@ -244,8 +271,7 @@ class TestOperator:
                 if stale:
                     running.stop()
                     return
-                port = running.port
-                self._publish_frontend(name, port)
+                self._publish_frontend(name, running.port)
             self.stamps[("ready", name)] = time.monotonic()
             self._set_status(
                 name, gen, obj, "successful", ready=True, reason="AllComponentsReady", message="all components ready"
@@ -256,6 +282,21 @@ class TestOperator:
                 self.errors.append(f"reconcile {name}: {exc.status} {exc.reason}")
         except Exception as exc:
             self.errors.append(f"reconcile {name}: {type(exc).__name__}: {exc}")
+
+    def _serve_fake(self, name: str, obj: dict[str, Any], steps: list[Step]) -> None:
+        """A new or restarted frontend is a new server (a new port, as a new pod would be); then workers count."""
+        assert self.fake_model is not None
+        with self._lock:
+            front = self._fronts.get(name)
+        if front is None or any(st.kind == FRONTEND_KIND and st.action != "stop" for st in steps):
+            new = FakeFrontend(self.fake_model).start()
+            with self._lock:
+                self._fronts[name] = new
+            if front is not None:
+                front.stop()
+            front = new
+            self._publish_frontend(name, front.port)
+        front.workers = ready_workers(obj)
 
     def _set_status(
         self, name: str, gen: int, obj: dict[str, Any], state: str, *, ready: bool, reason: str, message: str
@@ -352,9 +393,13 @@ class TestOperator:
     def _teardown(self, name: str) -> None:
         with self._lock:
             running = self._running.pop(name, None)
+            front = self._fronts.pop(name, None)
             self._handled.pop(name, None)
+            self._specs.pop(name, None)
         if running is not None:
             running.stop()
+        if front is not None:
+            front.stop()
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{POD_LABEL_DGD}={name}")
         for p in pods.items:
             self.core.delete_namespaced_pod(
