@@ -77,13 +77,19 @@ def test_manifest_set_is_complete() -> None:
     ]  # the controller (k8s/controller.yaml) brings its own ConfigMap, Deployment and RBAC
     cron = next(d for d in _docs() if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    for job_spec in (cron["spec"]["jobTemplate"]["spec"], next(d for d in _docs() if d["kind"] == "Job")["spec"]):
+    job = next(d for d in _docs() if d["kind"] == "Job")
+    for job_spec in (cron["spec"]["jobTemplate"]["spec"], job["spec"]):
         pod = job_spec["template"]["spec"]
         assert job_spec["activeDeadlineSeconds"] > 0 and pod["serviceAccountName"] == "autotune"
         vols = {v["name"]: v for v in pod["volumes"]}
         assert vols["data"]["persistentVolumeClaim"]["claimName"] == "autotune-data"
         assert vols["profile"]["configMap"]["name"] == "autotune-profile"
-        assert "--backend k8s" in pod["containers"][0]["args"][0] and "--resume" in pod["containers"][0]["args"][0]
+    study = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--backend k8s" in study and "--resume" in study
+    # the nightly job probes the deployed graph (docs/drift.md); exit 10 must not be retried
+    nightly = cron["spec"]["jobTemplate"]["spec"]
+    drift = nightly["template"]["spec"]["containers"][0]["args"][0]
+    assert "autotune drift" in drift and "--k8s" in drift and "/data/drift" in drift and nightly["backoffLimit"] == 0
 
 
 def _create(kube, doc: dict[str, Any], **kw: Any) -> Any:
