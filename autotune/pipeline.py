@@ -61,6 +61,7 @@ def finish(
         backend,
         prediction,
         base,
+        sel.ties,
     )
     return write_results(out, outcome)
 

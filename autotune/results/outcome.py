@@ -30,6 +30,7 @@ class Outcome:
     backend: dict[str, Any]
     prediction: bool
     baseline_experiment: ControllerExperiment | None = None  # the same on the baseline (when it differs)
+    ties: tuple[str, ...] = ()  # shapes indistinguishable from the recommendation (search.select.ties)
 
     @property
     def controller(self) -> ControllerSettings:

@@ -101,6 +101,14 @@ def render_report(o: Outcome, rec: dict[str, Any], trials: pd.DataFrame, front: 
         f"(routing regret {_q(pred, 'routing_regret')}; docs/poa-hat.md), "
         f"{_q(pred, 'tok_s_per_gpu')} output tok/s per GPU, TTFT P99 {_q(pred, 'ttft_p99_ms')} ms, "
         f"ITL P99 {_q(pred, 'itl_p99_ms')} ms; SLOs {'met' if o.slo_met else 'NOT met by any trial'}.",
+        *(
+            [
+                f"Tied within noise with {', '.join(o.ties)} (no significant difference in PoA-hat or tok/s per "
+                "GPU): the tie goes to fewer GPUs, then fewer workers, then the shape's name (docs/measurement.md)."
+            ]
+            if o.ties
+            else []
+        ),
         "",
         f"How the figures are measured: each comes from the steady state of its load point (warm-up and "
         f"drain cut off) and is written `value [lo, hi]`, its {level} confidence interval by batch means; "

@@ -217,6 +217,7 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         **quoted(o.chosen),
         "ci_level": p.measurement.ci_level,
         "slo_met": o.slo_met,
+        "tied_with": list(o.ties),
         "baseline": bc.get("baseline"),
         "poa_hat_vs_baseline": bc.get("poa_hat_ratio"),
         "tok_s_per_gpu_vs_baseline": bc.get("tok_s_per_gpu_ratio"),

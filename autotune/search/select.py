@@ -11,9 +11,11 @@ overlap (``intervals.differ``); nothing is ever decided on a difference inside t
 3. Near-duplicates collapse: trials of one shape whose objectives are indistinguishable keep one
    row, the one whose router settings are closest to Dynamo's defaults (τ 0, ω 1).
 4. Recommendation, lexicographic with ties inside the noise: the highest tok/s per GPU; among those
-   indistinguishable from it, the lowest PoA-hat; among those indistinguishable from that, fewer
-   GPUs, then router settings closest to the defaults, then the earlier trial. No normalisation by
-   the front's span, so a spread within noise cannot become a decision.
+   indistinguishable from it, the lowest PoA-hat; among those indistinguishable from that, a tie
+   resolved by what a study seed cannot change: fewer GPUs, then fewer workers, then the shape's
+   name, and only within one shape the router settings closest to the defaults and the earlier
+   trial. No normalisation by the front's span, so a spread within noise cannot become a decision;
+   the shapes tied with the pick (``ties``) are reported with it.
 
 "PoA-hat" here is the headline (measured-latency) estimator, which the search minimises. A study
 that also holds trials recorded before it existed (``trials.is_legacy``) is compared on the routing
@@ -28,9 +30,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.errors import InfeasibleError
+from autotune.errors import InfeasibleError, InputError
 from autotune.intervals import Interval, differ
 from autotune.search import trials
+from autotune.topology import parse_topology
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,22 @@ class Selection:
     trial: FrozenTrial
     front: tuple[FrozenTrial, ...]
     slo_met: bool
+    ties: tuple[str, ...] = ()  # other shapes indistinguishable from the pick in both objectives
+
+
+def shape(t: FrozenTrial) -> str:
+    """A trial's topology without its router settings (``1P4-2D4``)."""
+    return str(t.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0]
+
+
+def _tie_break(t: FrozenTrial) -> tuple[int, int, str, float, int]:
+    """Order among trials tied within noise: seed-independent for different shapes (GPUs, workers, name)."""
+    name = shape(t)
+    try:
+        workers = len(parse_topology(name).worker_tps())
+    except InputError:  # not a shape this version parses (a hand-made study): ordered by name alone
+        workers = 0
+    return int(t.user_attrs.get(trials.GPUS, 0)), workers, name, _router_distance(t), t.number
 
 
 def _router_distance(t: FrozenTrial) -> float:
@@ -77,8 +96,7 @@ def collapse_near_duplicates(front: list[FrozenTrial], legacy: bool = False) -> 
     """One row per shape and distinguishable outcome: the router settings closest to the defaults win."""
     kept: list[FrozenTrial] = []
     for t in sorted(front, key=lambda t: (_router_distance(t), t.number)):
-        shape = str(t.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0]
-        twins = [k for k in kept if str(k.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0] == shape]
+        twins = [k for k in kept if shape(k) == shape(t)]
         if not any(indistinguishable(t, k, legacy) for k in twins):
             kept.append(t)
     return sorted(kept, key=lambda t: t.number)
@@ -91,7 +109,12 @@ def recommend(front: list[FrozenTrial], legacy: bool = False) -> FrozenTrial:
     poa_best = min(tier, key=lambda t: _objectives(t, legacy)[0].value)
     best_poa_iv = _objectives(poa_best, legacy)[0]
     tier = [t for t in tier if not _better(best_poa_iv, _objectives(t, legacy)[0], maximize=False)]
-    return min(tier, key=lambda t: (int(t.user_attrs.get(trials.GPUS, 0)), _router_distance(t), t.number))
+    return min(tier, key=_tie_break)
+
+
+def ties(chosen: FrozenTrial, front: tuple[FrozenTrial, ...], legacy: bool = False) -> list[str]:
+    """Shapes on the front indistinguishable from the recommendation in both objectives (the tie it broke)."""
+    return sorted({shape(t) for t in front if shape(t) != shape(chosen) and indistinguishable(t, chosen, legacy)})
 
 
 def select(study: optuna.Study) -> Selection:
@@ -112,7 +135,8 @@ def select(study: optuna.Study) -> Selection:
         best = min(complete, key=lambda t: (trials.violation(t), poa(t), -t.values[1], t.number))
         return Selection(best, (), False)
     front = collapse_near_duplicates(significant_front(feasible, legacy), legacy)
-    return Selection(recommend(front, legacy), tuple(sorted(front, key=poa)), True)
+    pick = recommend(front, legacy)
+    return Selection(pick, tuple(sorted(front, key=poa)), True, tuple(ties(pick, tuple(front), legacy)))
 
 
 def baseline_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -191,3 +191,20 @@ def test_nothing_completed_is_an_infeasible_error() -> None:
     s.tell(t, state=optuna.trial.TrialState.PRUNED)
     with pytest.raises(InfeasibleError, match="no trial completed"):
         select(s)
+
+
+def test_a_tie_between_shapes_is_broken_by_what_no_seed_changes_and_reported() -> None:
+    """Same GPUs, objectives inside each other's noise: the pick must not depend on trial order or router
+    settings (both vary with the study seed): fewer workers first, then the shape's name."""
+    for order in ((0, 1, 2), (2, 1, 0)):
+        s = _study()
+        candidates = [
+            dict(poa=1.00, tput=300.0, shape="1P4-2D4", tau=0.5, omega=0.5),  # 3 workers
+            dict(poa=1.01, tput=301.0, shape="2P2-2D4", tau=0.0, omega=1.0),  # 4 workers, defaults
+            dict(poa=0.99, tput=302.0, shape="3A4", tau=0.0, omega=1.0),  # 3 workers, defaults, name after
+        ]
+        for i in order:
+            _add(s, gpus=12, **candidates[i])  # type: ignore[arg-type]
+        sel = select(s)
+        assert str(sel.trial.user_attrs[trials.TOPOLOGY]).startswith("1P4-2D4@")
+        assert sel.ties == ("2P2-2D4", "3A4")
