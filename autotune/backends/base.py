@@ -10,6 +10,7 @@ deployment for its next ``deploy`` to patch (docs/kubernetes.md, "Redeploys"); w
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, Self
 
 from autotune.profile import Profile
@@ -59,6 +60,9 @@ class Deployment(abc.ABC):
 class Backend(abc.ABC):
     name: str = "?"
     predictions: bool = False  # True when results are model predictions, not measurements
+    # called once a ``deploy`` that may have reused a kept graph serves: the graph kept before is now
+    # this trial's or deleted (the search loop then gives the kept graph's GPU lease back)
+    on_deployed: Callable[[], None] | None = None
 
     @abc.abstractmethod
     def deploy(self, profile: Profile, topology: Topology, *, trial_id: str) -> Deployment:

@@ -362,6 +362,8 @@ class K8sBackend(Backend):
                 kept.close()  # another graph: free its GPUs first
             dep = K8sDeployment(self, profile, topology, trial_id)
         dep.deploy_s = time.monotonic() - t0
+        if self.on_deployed is not None:
+            self.on_deployed()
         return dep
 
     def close(self) -> None:

@@ -126,7 +126,15 @@ class Loop:
             self.backend = backends.create(self.cfg.backend, **dict(self.cfg.backend_options))
             if self.cfg.reuse_graphs:
                 self.backend.keep_deployments()
+                self.backend.on_deployed = self._release_kept_lease
         return self.backend
+
+    def _release_kept_lease(self) -> None:
+        """The next trial's graph serves: the kept graph was patched into it (its new lease covers it) or
+        deleted. Both leases were held while it deployed: conservative, never oversubscribed."""
+        if self.kept_lease is not None and self.leases is not None:
+            self.leases.release(self.kept_lease)
+        self.kept_lease = None
 
     def _drop_kept(self) -> None:
         """Delete the kept graph, then give its GPUs back (never the other way round)."""
@@ -268,9 +276,9 @@ class Loop:
         return self.backend is not None and self.backend.holds_deployment()
 
     def _settle_leases(self, key: str, *, kept: bool) -> None:
-        """A trial ended: the previous kept graph was reused or deleted by now, so its lease goes; this
-        trial's lease goes too, unless its graph is kept for the next trial (the GPUs are still in use).
-        While a kept graph is patched both leases are held: conservative, never oversubscribed."""
+        """A trial ended: the previous kept graph was reused or deleted by now, so its lease goes (if the
+        deploy did not already give it back); this trial's lease goes too, unless its graph is kept for
+        the next trial (the GPUs are still in use)."""
         assert self.leases is not None
         if self.kept_lease is not None and self.kept_lease != key:
             self.leases.release(self.kept_lease)

@@ -53,8 +53,13 @@ class SimMeasured(Backend):
     def close(self) -> None:
         self.k8s.close()
 
+    def holds_deployment(self) -> bool:
+        return self.k8s.holds_deployment()
+
     def deploy(self, profile: Profile, topology: Topology, *, trial_id: str = "") -> SimMeasuredDeployment:
         live = self.k8s.deploy(profile, topology, trial_id=trial_id)
+        if self.on_deployed is not None:
+            self.on_deployed()
         return SimMeasuredDeployment(live, self.sim.deploy(profile, topology), self.measure_s)
 
     def describe(self) -> dict[str, Any]:

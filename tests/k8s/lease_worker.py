@@ -53,7 +53,11 @@ class SimMeasuredK8s(K8sBackend):
         feas = check_feasibility(topology, profile)
         if not feas.ok:
             raise InfeasibleError(f"topology {topology.shape()}: {feas.reason}")
-        return SimMeasuredDeployment(self, profile, topology, trial_id)
+        self.close()  # this stand-in never patches: a graph kept by the last trial is deleted first
+        dep = SimMeasuredDeployment(self, profile, topology, trial_id)
+        if self.on_deployed is not None:
+            self.on_deployed()
+        return dep
 
 
 if __name__ == "__main__":
