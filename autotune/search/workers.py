@@ -68,18 +68,44 @@ def one_line(exc: BaseException) -> str:
 
 
 def open_rdb(url: str, *, heartbeat_s: int, stale_after_s: int) -> RDBStorage:
-    """The RDB storage with heartbeats on; ``pool_pre_ping`` survives a database restart between trials."""
+    """The RDB storage with heartbeats on; ``pool_pre_ping`` survives a database restart between trials.
+
+    Workers started together on an empty database would race to create Optuna's tables (the loser
+    fails on a duplicate type); on PostgreSQL the creation runs under an advisory lock, one at a time.
+    """
     try:
-        return RDBStorage(
-            rdb_url(url),
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=heartbeat_s,
-            grace_period=stale_after_s,
-        )
+        with _schema_lock(url):
+            return RDBStorage(
+                rdb_url(url),
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=heartbeat_s,
+                grace_period=stale_after_s,
+            )
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable URL or database
         raise InputError(f"--storage: cannot open {redact_text(url)}: {one_line(exc)}") from None
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Hold a session advisory lock while Optuna creates (or checks) its schema; PostgreSQL only."""
+    if not rdb_url(url).startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(rdb_url(url))
+    try:
+        with engine.connect() as conn:
+            key = _lock_key("schema")
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
 
 
 @contextmanager

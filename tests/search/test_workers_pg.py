@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,22 @@ def test_a_trial_without_heartbeats_is_adopted_then_failed_once_and_retried_once
     retries = [t for t in trials_ if t.user_attrs.get("retry_of") == orphan.number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
     assert study.ask().suggest_int("x", 0, 9) == orphan.params["x"]  # the next ask runs the retry
+
+
+def test_workers_started_together_on_an_empty_database_all_open_it(pg: PgCluster) -> None:
+    """Optuna creates its schema on first open; six openers at once must not collide (a duplicate type)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autotune.search.workers import open_rdb
+
+    url = pg.create_db("racing")
+    barrier = threading.Barrier(6)
+
+    def open_one(_: int) -> str:
+        barrier.wait(timeout=60)
+        storage = open_rdb(url, heartbeat_s=5, stale_after_s=30)
+        storage.remove_session()
+        return "ok"
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(open_one, range(6))) == ["ok"] * 6
