@@ -52,10 +52,13 @@ class Busy:
     need: int
     total: int
     held: tuple[Lease, ...]
+    behind: str = ""  # an older waiting trial that fits now goes first (first come, first served)
 
     def line(self, what: str) -> str:
         used = sum(lease.gpus for lease in self.held)
         holders = "; ".join(f"{lease.holder} by {lease.worker}: {lease.nodes_text()}" for lease in self.held)
+        if self.behind:
+            return f"{what} needs {self.need} GPUs and waits behind {self.behind}, which asked first and fits now"
         return (
             f"{what} needs {self.need} GPUs and waits: {used} of {self.total} are leased ({holders}), "
             f"{self.total - used} free do not fit it"

@@ -7,6 +7,11 @@ drop expired rows, read the live ones, pack the new graph onto what they leave f
 two workers can never both take the last GPUs. The worker's heartbeat renews its leases; a worker
 that dies stops renewing, and its rows expire after ``ttl_s`` (or are released as soon as a
 surviving worker fails its trial and sweeps its graph).
+
+First come, first served, with backfill: a trial that must wait is queued (``autotune_gpu_lease_waits``,
+refreshed at each try, expiring like a lease), and a request is granted only when no trial that asked
+earlier fits now. So a worker that frees GPUs and asks again at once cannot starve the others, while a
+small trial still runs beside a large one that is waiting for more than is free.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from autotune.search.leases import Busy, ClusterShape, Lease, place
 log = logging.getLogger("autotune.search")
 
 TABLE = "autotune_gpu_leases"
+WAITS = "autotune_gpu_lease_waits"
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     pool TEXT NOT NULL,
@@ -31,6 +37,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     gpus_by_node TEXT NOT NULL,
     gpus INTEGER NOT NULL,
     acquired_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (pool, holder)
+);
+CREATE TABLE IF NOT EXISTS {WAITS} (
+    pool TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    tps TEXT NOT NULL,
+    since TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     expires_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (pool, holder)
 )"""
@@ -82,8 +97,11 @@ class PgLeases:
             if mine is not None:
                 return mine
             by_node = place(tps, held, self.shape)
-            if by_node is None:
-                return Busy(sum(tps), self.shape.total, tuple(held))
+            first = self._first_waiter_that_fits(conn, holder, held) if by_node is not None else None
+            if by_node is None or first is not None:
+                self._queue(conn, holder, tps)
+                return Busy(sum(tps), self.shape.total, tuple(held), behind=first or "")
+            conn.execute(text(f"DELETE FROM {WAITS} WHERE pool = :p AND holder = :h"), {"p": self.pool, "h": holder})
             lease = Lease(holder, self.worker, by_node)
             conn.execute(
                 text(
@@ -102,6 +120,36 @@ class PgLeases:
         with self._lock:
             self._mine.add(holder)
         return lease
+
+    def _first_waiter_that_fits(self, conn: Any, holder: str, held: list[Lease]) -> str | None:
+        """The oldest other trial waiting (not expired) that would fit on what ``held`` leaves free."""
+        text = self._text
+        conn.execute(text(f"DELETE FROM {WAITS} WHERE pool = :p AND expires_at < now()"), {"p": self.pool})
+        mine = conn.execute(
+            text(f"SELECT since FROM {WAITS} WHERE pool = :p AND holder = :h"), {"p": self.pool, "h": holder}
+        ).first()
+        older = conn.execute(
+            text(
+                f"SELECT holder, worker, tps FROM {WAITS} WHERE pool = :p AND holder <> :h "
+                "AND (CAST(:since AS TIMESTAMPTZ) IS NULL OR since < :since) ORDER BY since"
+            ),
+            {"p": self.pool, "h": holder, "since": mine.since if mine is not None else None},
+        ).all()
+        for row in older:
+            if place([int(t) for t in json.loads(row.tps)], held, self.shape) is not None:
+                return f"trial {row.holder} ({row.worker})"
+        return None
+
+    def _queue(self, conn: Any, holder: str, tps: list[int]) -> None:
+        """Join the queue (or stay in it, keeping the place): refreshed at each try, expiring like a lease."""
+        conn.execute(
+            self._text(
+                f"INSERT INTO {WAITS} (pool, holder, worker, tps, expires_at) "
+                "VALUES (:p, :h, :w, :t, now() + make_interval(secs => :ttl)) "
+                "ON CONFLICT (pool, holder) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+            ),
+            {"p": self.pool, "h": holder, "w": self.worker, "t": json.dumps(tps), "ttl": float(self.ttl_s)},
+        )
 
     def renew(self) -> None:
         """Push this worker's leases' expiry forward (called by its heartbeat thread)."""
@@ -132,6 +180,7 @@ class PgLeases:
         text = self._text
         with self.engine.begin() as conn:
             conn.execute(text(f"DELETE FROM {TABLE} WHERE pool = :p AND holder = :h"), {"p": self.pool, "h": holder})
+            conn.execute(text(f"DELETE FROM {WAITS} WHERE pool = :p AND holder = :h"), {"p": self.pool, "h": holder})
         with self._lock:
             self._mine.discard(holder)
 

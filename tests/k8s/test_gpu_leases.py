@@ -90,6 +90,9 @@ def test_three_workers_never_hold_more_gpus_than_the_cluster(
     }
     args = ["worker", "-p", str(profile), "-b", "k8s", "-n", str(TRIALS), "-r", str(results)]
     args += ["--heartbeat", "1", "--stale-after", "8", "-o", "json"]
+    # one trial per shape in a row: router blocks would run one worker's 16-GPU shape three times over
+    # while the others' 16- and 24-GPU trials cannot fit beside it (kept graphs still reused and leased)
+    args += ["--router-block", "1"]
     procs = [
         subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("lease_worker.py")), *args, "--worker-index", str(i)],

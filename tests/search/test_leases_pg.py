@@ -92,6 +92,25 @@ def test_the_combined_graphs_pack_per_node(pg: PgCluster) -> None:
     assert isinstance(both, Lease) and both.gpus_by_node == {0: 4, 1: 4, 2: 4}
 
 
+def test_first_come_first_served_with_backfill(pg: PgCluster) -> None:
+    """A worker that frees its GPUs and asks again at once does not overtake a trial that asked first and
+    fits now; a small trial still runs beside a large one waiting for more than is free."""
+    url = pg.create_db("fairness")
+    a, b, c = _leases(url, "a"), _leases(url, "b"), _leases(url, "c")
+    assert isinstance(a.try_acquire("t0", [8, 8, 8]), Lease)
+    assert isinstance(b.try_acquire("t1", [8, 8, 8]), Busy)  # b queues for the whole cluster
+    a.release("t0")
+    again = a.try_acquire("t2", [8, 8])  # a asks again first: b's older request fits now, so b goes first
+    assert isinstance(again, Busy) and "waits behind trial t1 (b)" in again.line("trial #2 2A8")
+    assert isinstance(b.try_acquire("t1", [8, 8, 8]), Lease)
+    assert isinstance(a.try_acquire("t2", [8, 8]), Busy)  # queued behind nothing now: it does not fit
+    b.release("t1")
+    assert isinstance(b.try_acquire("t3", [8]), Busy)  # a's t2 asked first and fits: b waits its turn
+    assert isinstance(a.try_acquire("t2", [8, 8]), Lease)
+    assert isinstance(c.try_acquire("t4", [8, 8]), Busy)  # c queues: 8 free, it needs 16
+    assert isinstance(b.try_acquire("t3", [8]), Lease)  # backfill: the older t4 does not fit, t3 does
+
+
 _HOLDER = """
 import sys, time, threading
 from sqlalchemy import create_engine
