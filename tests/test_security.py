@@ -263,7 +263,7 @@ def _pod_specs() -> list[dict]:
 
 def test_pods_run_restricted() -> None:
     pods = _pod_specs()
-    assert len(pods) == 4  # Job, CronJob, the workers' Indexed Job, PostgreSQL
+    assert len(pods) == 5  # Job, CronJob, the workers' Indexed Job, PostgreSQL, the controller
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
