@@ -109,6 +109,12 @@ def test_adaptive_point_continues_its_stream_and_reports_intervals_and_why_it_st
     assert meta["converged"] == (meta["precision_ratio"] <= 1 and m.steady)
     for name in ("itl_mean_ms", "itl_p99_ms", "ttft_p99_ms", "e2e_p99_ms"):
         iv = m.interval(name)
+        if name.endswith("_p99_ms") and iv.lo != iv.lo:
+            # host stalls cluster the tail in a few batches: the data cannot bound this P99, and the
+            # point must say so (not converged, stopped by its budget, precision unbounded)
+            assert not meta["converged"] and meta["stop_reason"] in ("time_budget", "max_requests"), (name, iv)
+            assert meta["precision_ratio"] == float("inf"), (name, iv)
+            continue
         assert iv.lo < iv.value < iv.hi, (name, iv)  # live ITL has an interval now, from timed samples
 
 
