@@ -29,19 +29,52 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+_HELD = (signal.SIGINT, signal.SIGTERM)
+_depth = 0
+_caught: list[int] = []
+
+
+def _hold(signum: int, frame: object) -> None:
+    _caught.append(signum)
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while storage is mid-update, so no trial is created or told half-way."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
+    """Hold SIGINT/SIGTERM while storage is mid-update, so no trial is created or told half-way.
+
+    Two layers, because the mask alone is not enough: a signal the kernel hands to another thread (or
+    that arrived just before the mask) still runs its Python handler in the main thread at the next
+    bytecode. So the region also swaps in a handler that only records the signal; on leaving the
+    outermost region the old handlers come back and a recorded signal is raised again, to them.
+    """
+    global _depth
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    except (AttributeError, ValueError):  # not POSIX, or not the main thread
+        old = {s: signal.signal(s, _hold) for s in _HELD} if _depth == 0 else {}
+    except ValueError:  # not the main thread: Python runs handlers only there, nothing to hold
         yield
         return
+    _depth += 1
+    masked = _depth == 1 and _mask(signal.SIG_BLOCK)  # threads and processes started inside inherit it
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+        if masked:
+            _mask(signal.SIG_UNBLOCK)
+        _depth -= 1
+        if _depth == 0:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            caught, _caught[:] = list(_caught), []
+            if caught:
+                signal.raise_signal(caught[0])  # to the restored handler: Ctrl-C / SIGTERM as if it came now
+
+
+def _mask(how: int) -> bool:
+    try:
+        signal.pthread_sigmask(how, set(_HELD))
+    except (AttributeError, ValueError):  # not POSIX
+        return False
+    return True
 
 
 def worker_init() -> None:

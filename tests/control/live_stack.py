@@ -174,6 +174,26 @@ def run_schedule(url: str, bodies: list[bytes], arrivals: Any) -> BurstResult:
     return run_burst(cfg, bodies)
 
 
+def trickle_until_below(
+    ctl: ControllerProcess, url: str, bodies: list[bytes], rate_rps: float, after_wall_s: float, deadline_s: float = 600
+) -> tuple[list[str], list[BurstResult]]:
+    """Light traffic until the controller records ``below`` after ``after_wall_s`` (event-driven: a slow
+    machine drains the spike's backlog later, so no fixed recovery length can be asserted on).
+
+    Returns the regimes recorded after ``after_wall_s`` and the trickle's bursts (their requests count too).
+    """
+    n = max(4, int(rate_rps * 5))
+    bursts: list[BurstResult] = []
+    end = time.monotonic() + deadline_s
+    while True:
+        after = [r["regime"] for r in ctl.rows() if r.get("type") == "interval" and r.get("wall_s", 0) > after_wall_s]
+        if (after and after[-1] == BELOW) or time.monotonic() > end:
+            return after, bursts
+        arrivals = np.arange(n) / rate_rps
+        cfg = BurstConfig(url, concurrency=256, arrivals_s=arrivals, request_timeout_s=300, max_wall_s=300)
+        bursts.append(run_burst(cfg, [bodies[i % len(bodies)] for i in range(n)]))
+
+
 def write_settings(path: Path, settings: ControllerSettings) -> Path:
     path.write_text(yaml.safe_dump(settings_document(settings), sort_keys=False))
     return path
