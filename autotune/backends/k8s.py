@@ -31,14 +31,10 @@ from autotune.k8s.redeploy import FULL, Change, classify, graft
 from autotune.k8s.render import render_dgd, version_of, worker_services
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.live_point import LivePoint
-from autotune.loadgen.prompts import Api, Vocabulary
+from autotune.loadgen.prompts import TOKEN_ID_VOCAB, Api
 from autotune.profile import Profile
 from autotune.records import PointRun
 from autotune.topology import RouterSettings, Topology
-
-# Token-id prompts from ids every real tokenizer has (and the tiny test model's 4096): load does
-# not need meaningful text, only exact token counts and shared prefixes.
-_VOCAB = Vocabulary(tuple(str(i) for i in range(256, 4096)), tuple(range(256, 4096)), 0)
 
 
 class K8sDeployment(Deployment):
@@ -160,7 +156,7 @@ class K8sDeployment(Deployment):
             concurrency,
             seed=seed,
             requests=requests or w.requests_per_point,
-            vocab=_VOCAB,
+            vocab=TOKEN_ID_VOCAB,
             api=api,
             model=self.model,
             gpus=self.topology.gpus,

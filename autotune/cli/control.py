@@ -7,13 +7,13 @@ version, conflicting flags); 4 when the deployment cannot be reached or switched
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path
 
 import click
 
+from autotune.cli.options import with_kube_options
 from autotune.control.actuator import SwitchResult
 from autotune.errors import EXIT_INTERRUPTED, InputError
 from autotune.topology import RouterSettings
@@ -46,8 +46,7 @@ class _ReadOnly:
 @click.option("--proxy-port", type=click.IntRange(0, 65535), default=0, help="Loopback port clients use (0: any).")
 @click.option("--dgd", default=None, help="DynamoGraphDeployment name (Kubernetes).")
 @click.option("-N", "--namespace", default=None, help="Namespace of --dgd.")
-@click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster).")
-@click.option("--context", default=None, help="k8s: kubeconfig context.")
+@with_kube_options
 @click.option("--prometheus", default=None, help="Prometheus base URL: read the P99 by PromQL instead of scraping.")
 @click.option("--prom-selector", default="", help='PromQL label selector, e.g. {namespace="llm"}.')
 @click.option("--apply/--advisory", "apply", default=False, help="Switch presets (default: advisory, log only).")
@@ -123,11 +122,10 @@ def control_cmd(
     local = LocalActuator(FrontendSpec.read(local_stack), proxy_port=proxy_port) if local_stack else None
     k8s = None
     if dgd is not None:
+        from autotune.cli.k8s import kube_settings
         from autotune.control.k8s_actuator import make_k8s_actuator
-        from autotune.k8s.client import KubeOptions
 
-        ctx = context or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
-        k8s = make_k8s_actuator(dgd, str(namespace), KubeOptions(kubeconfig, ctx))
+        k8s = make_k8s_actuator(dgd, str(namespace), kube_settings(kubeconfig, context))
     try:
         actuator = local or k8s or _ReadOnly(settings.presets[BELOW])
         if prometheus:

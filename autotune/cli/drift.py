@@ -6,7 +6,6 @@ Standalone like every command; ``autotune.cli.app`` registers it. Exit codes: 0 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from autotune.cli.options import with_kube_options
 from autotune.cli.output import FORMATS, emit
 from autotune.errors import EXIT_IMPROVEMENT_AVAILABLE, InputError
 
@@ -61,12 +61,11 @@ def _frontend(
     dgd, namespace = dgd or name, namespace or ns
     if not namespace:
         raise InputError("-N/--namespace: required (the study's dgd.yaml names none)")
+    from autotune.cli.k8s import connect_kube
     from autotune.drift.deployed import check_same_graph, open_deployed
-    from autotune.k8s.client import KubeOptions, connect
 
-    context = kube["context"] or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None
     graph = open_deployed(
-        connect(KubeOptions(kube["kubeconfig"], context)), namespace, str(dgd), access_mode=kube["access"]
+        connect_kube(kube["kubeconfig"], kube["context"]), namespace, str(dgd), access_mode=kube["access"]
     )
     try:
         check_same_graph(graph, predicted)
@@ -90,8 +89,7 @@ def _frontend(
     "--dgd", default=None, help="k8s: the deployed DGD's name, when not the study's dgd.yaml (implies --k8s)."
 )
 @click.option("-N", "--namespace", default=None, help="k8s: the DGD's namespace.")
-@click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster).")
-@click.option("--context", default=None, help="k8s: kubeconfig context.")
+@with_kube_options
 @click.option(
     "--frontend-access",
     "access",

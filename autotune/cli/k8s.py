@@ -14,31 +14,24 @@ from typing import Any
 import click
 import yaml
 
-from autotune.cli.options import output_option, profile_option
+from autotune.cli.options import output_option, profile_option, with_kube_options
 from autotune.cli.output import emit
 from autotune.errors import BackendError
 from autotune.k8s import API_VERSIONS
 
-kube_options = [
-    click.option(
-        "--kubeconfig",
-        default=None,
-        help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster configuration inside a pod).",
-    ),
-    click.option("--context", default=None, help="Kubeconfig context (default: $AUTOTUNE_KUBE_CONTEXT or current)."),
-]
+
+def kube_settings(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """The flags as a ``KubeOptions``: ``--context``, else ``$AUTOTUNE_KUBE_CONTEXT``, else the current one."""
+    from autotune.k8s.client import KubeOptions
+
+    return KubeOptions(kubeconfig, context or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None)
 
 
-def _with_kube_options(f: Any) -> Any:
-    for opt in reversed(kube_options):
-        f = opt(f)
-    return f
+def connect_kube(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A client for the cluster the flags select (every CLI entry point connects here)."""
+    from autotune.k8s.client import connect
 
-
-def _connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    from autotune.k8s.client import KubeOptions, connect
-
-    return connect(KubeOptions(kubeconfig, context or os.environ.get("AUTOTUNE_KUBE_CONTEXT") or None))
+    return connect(kube_settings(kubeconfig, context))
 
 
 def plan_topologies(profile: Any) -> list[Any]:
@@ -79,7 +72,7 @@ def validate_plan_against_cluster(
     from autotune.profile import load_profile
 
     prof = load_profile(profile_ref)
-    kube = _connect(kubeconfig, context)
+    kube = connect_kube(kubeconfig, context)
     try:
         topos = plan_topologies(prof)
         dgds = [render_dgd(prof, t, study=study, trial_id=f"plan-{i}") for i, t in enumerate(topos)]
@@ -107,7 +100,7 @@ def reconcile_on_resume(
     from autotune.k8s.housekeeping import reconcile
     from autotune.k8s.render import api_version_for
 
-    kube = _connect(kubeconfig, context)
+    kube = connect_kube(kubeconfig, context)
     try:
         return reconcile(kube, profile.dynamo.namespace, study, finished_trials, version=api_version_for(profile))
     finally:
@@ -115,7 +108,7 @@ def reconcile_on_resume(
 
 
 @click.command("cleanup")
-@_with_kube_options
+@with_kube_options
 @click.option("-N", "--namespace", default=None, help="Namespace to clean (default: the profile's dynamo.namespace).")
 @click.option("-p", "--profile", default=None, help="Profile whose dynamo.namespace to clean.")
 @click.option("--study", default=None, help="Only graphs of this study (default: every graph autotune made).")
@@ -142,7 +135,7 @@ def cleanup_cmd(
     """Delete DynamoGraphDeployments autotune left behind (selected by label) and wait until gone."""
     from autotune.k8s.housekeeping import cleanup, list_leftovers, served_version
 
-    kube = _connect(kubeconfig, context)
+    kube = connect_kube(kubeconfig, context)
     try:
         if namespace is None:
             if profile is not None:

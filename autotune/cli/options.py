@@ -80,6 +80,25 @@ storage_option = click.option(
 )
 
 
+kube_options = [
+    click.option(
+        "--kubeconfig",
+        default=None,
+        help="k8s: kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster configuration in a pod).",
+    ),
+    click.option(
+        "--context", default=None, help="k8s: kubeconfig context (default: $AUTOTUNE_KUBE_CONTEXT or current)."
+    ),
+]
+
+
+def with_kube_options(f: Any) -> Any:
+    """``--kubeconfig`` and ``--context``, the same on every command that reaches a cluster."""
+    for opt in reversed(kube_options):
+        f = opt(f)
+    return f
+
+
 def study_options(f: Any) -> Any:
     """The options of ``run`` and ``plan``: one study, the same flags."""
     for opt in reversed(_study_option_list(resume=True)):
@@ -187,8 +206,7 @@ def _study_option_list(*, resume: bool) -> list[Any]:
                 show_default=True,
                 help="dynamo-local: mocker speed-up ratio (compressed time).",
             ),
-            click.option("--kubeconfig", default=None, help="k8s: kubeconfig file (default: $KUBECONFIG, in-cluster)."),
-            click.option("--context", default=None, help="k8s: kubeconfig context."),
+            *kube_options,
             click.option(
                 "--frontend-access",
                 type=click.Choice(["auto", "service-dns", "load-balancer", "port-forward"]),

@@ -134,9 +134,9 @@ def study_config(
     if resume and storage is None and not (out / "study.journal").exists():
         raise InputError(f"--resume: {out} holds no study to continue; run without --resume to start one")
     if backend == "k8s":  # a bad kubeconfig would fail every trial and burn the budget: check it first
-        from autotune.cli.k8s import _connect
+        from autotune.cli.k8s import connect_kube
 
-        _connect(kw["kubeconfig"], kw["context"]).close()
+        connect_kube(kw["kubeconfig"], kw["context"]).close()
     from autotune.search.config import router_block_for
     from autotune.search.study import study_name
 

@@ -17,13 +17,13 @@ log = logging.getLogger("autotune")
 
 def _sweeper(kw: dict[str, Any], profile: Any, study: str) -> Any:
     """k8s: the graphs of trials whose worker died are deleted by label (the dead worker cannot)."""
-    from autotune.cli.k8s import _connect
+    from autotune.cli.k8s import connect_kube
     from autotune.k8s.housekeeping import sweep_trials
     from autotune.k8s.render import api_version_for
 
     def sweep(stale: list[Any]) -> None:
         ids = {f"t{t.number}" for t in stale}
-        kube = _connect(kw["kubeconfig"], kw["context"])
+        kube = connect_kube(kw["kubeconfig"], kw["context"])
         try:
             gone = sweep_trials(kube, profile.dynamo.namespace, study, ids, version=api_version_for(profile))
         finally:

@@ -18,12 +18,9 @@ from autotune.dynamo import scrape
 from autotune.errors import BackendError
 from autotune.loadgen.client import BurstConfig, run_burst
 from autotune.loadgen.live_point import LivePoint
-from autotune.loadgen.prompts import Vocabulary
+from autotune.loadgen.prompts import TOKEN_ID_VOCAB
 from autotune.metrics import PointMetrics
 from autotune.profile import Profile
-
-# token ids every Llama-family tokenizer has; the same range the k8s backend prompts with
-TOKEN_ID_VOCAB = Vocabulary(tuple(str(i) for i in range(256, 4096)), tuple(range(256, 4096)), 0)
 
 
 @dataclass(frozen=True)

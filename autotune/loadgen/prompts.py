@@ -48,6 +48,11 @@ class Vocabulary:
         return cls(words, ids, int(table["chat_overhead_tokens"]))
 
 
+# Token-id prompts from ids every Llama-family tokenizer has (and the tiny test model's 4096): load on a
+# deployment whose tokenizer autotune cannot read needs exact token counts and shared prefixes, not text.
+TOKEN_ID_VOCAB = Vocabulary(tuple(str(i) for i in range(256, 4096)), tuple(range(256, 4096)), 0)
+
+
 @dataclass(frozen=True)
 class RequestSpec:
     """One request of a burst, before rendering."""
