@@ -36,7 +36,13 @@ def regime_concurrency(result: TrialResult, regime: str) -> int | None:
 
 
 def derive_controller(
-    profile: Profile, topology: Topology, result: TrialResult, *, seed: int, requests: int | None = None
+    profile: Profile,
+    topology: Topology,
+    result: TrialResult,
+    *,
+    seed: int,
+    requests: int | None = None,
+    jobs: int = 1,
 ) -> tuple[ControllerSettings, dict[str, pd.DataFrame], dict[str, PresetChoice]]:
     pts = result.points
     base = pts[0].metrics.ttft_p99_ms
@@ -58,7 +64,7 @@ def derive_controller(
             continue
         key = f"{regime}@C{c}"
         if key not in grids:
-            grids[key] = heatmap(profile, topology, c, seed=seed, requests=requests)
+            grids[key] = heatmap(profile, topology, c, seed=seed, requests=requests, jobs=jobs)
         choices[regime] = choose_preset(regime, grids[key])
     presets = {r: ch.preset for r, ch in choices.items()}
     return ControllerSettings(base, theta1, theta2, presets=presets), grids, choices
@@ -87,8 +93,11 @@ def controller_experiment(
     seed: int,
     requests: int | None = None,
     sensitivity: bool = False,
+    jobs: int = 1,
 ) -> ControllerExperiment:
-    """Derive the controller from the topology's sweep, then test it under open-loop load."""
-    settings, grids, choices = derive_controller(profile, topology, result, seed=seed, requests=requests)
-    spike = evaluate_controller(profile, topology, settings, result, seed=seed, sensitivity=sensitivity)
+    """Derive the controller from the topology's sweep, then test it under open-loop load.
+
+    ``jobs``: processes for the preset grids' cells (the figures do not depend on it)."""
+    settings, grids, choices = derive_controller(profile, topology, result, seed=seed, requests=requests, jobs=jobs)
+    spike = evaluate_controller(profile, topology, settings, result, seed=seed, sensitivity=sensitivity, jobs=jobs)
     return ControllerExperiment(settings, grids, choices, spike)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from autotune.perf import get_perf_model
 from autotune.profile import Profile
 from autotune.regimes import BELOW
 from autotune.scoring import TrialResult, step_timers
+from autotune.search.signals import worker_init
 from autotune.seeds import excludes_one, mean_interval, paired_ratio
 from autotune.spike import (
     LoadPlan,
@@ -116,6 +118,16 @@ class _Runner:
             self.simulated += i >= 0
         return self._runs[key]
 
+    def prefetch_static(self, schedules: dict[str, tuple[Phase, ...]], seeds: Sequence[int], jobs: int) -> None:
+        """Simulate every static run the experiment will ask for on ``jobs`` processes (same runs as serial)."""
+        keys = [(name, sd) for name in schedules for sd in seeds if (name, sd, -1) not in self._runs]
+        if jobs <= 1 or len(keys) <= 1:
+            return
+        args = [(self.profile, self.topology, self.plan, schedules[n], sd, self.settings) for n, sd in keys]
+        with ProcessPoolExecutor(max_workers=min(jobs, len(keys)), initializer=worker_init) as pool:
+            for (name, sd), run in zip(keys, pool.map(_static_run, *zip(*args, strict=True)), strict=True):
+                self._runs[(name, sd, -1)] = run
+
     def static(self, name: str, phases: tuple[Phase, ...], seed: int) -> PolicyRun:
         return self._run(name, phases, seed, -1)
 
@@ -130,6 +142,19 @@ class _Runner:
             if routers(s, centre.watched[i]) == routers(self.settings[0], centre.history):
                 return PolicyRun("adaptive", seed, centre.run, centre.watched[i])
         return self._run(name, phases, seed, i)
+
+
+def _static_run(
+    profile: Profile,
+    topology: Topology,
+    plan: LoadPlan,
+    phases: tuple[Phase, ...],
+    seed: int,
+    watchers: list[ControllerSettings],
+) -> PolicyRun:
+    return run_policy(
+        profile, topology, plan, phases, seed=seed, router=DEFAULT_ROUTER, controller=None, watchers=watchers
+    )
 
 
 def _summaries(per_seed: pd.DataFrame, level: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -181,6 +206,7 @@ def evaluate_controller(
     *,
     seed: int,
     sensitivity: bool,
+    jobs: int = 1,
 ) -> SpikeReport:
     spec = profile.controller_eval
     level = profile.measurement.ci_level
@@ -194,6 +220,7 @@ def evaluate_controller(
     timers = step_timers(get_perf_model("roofline", profile), topology)
     knee_x = plan.below_knee_rps / plan.capacity_rps
     window = 2 * run_s.interval_s
+    runner.prefetch_static({"spike": plan.spike, "calm": plan.calm}, seeds, jobs)
     per_seed, det, trans = [], [], []
     switches: list[tuple[float, str]] = []
     for sd in seeds:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ RESULTS_LOCK_WAIT_S = 600.0  # a concurrent ``report`` of the same directory hol
 
 
 def finish(
-    profile: Profile, study: optuna.Study, out: Path, backend: dict[str, Any], prediction: bool
+    profile: Profile, study: optuna.Study, out: Path, backend: dict[str, Any], prediction: bool, jobs: int = 1
 ) -> dict[str, Any]:
+    """Select, derive the controller (its simulations on ``jobs`` processes), write the results."""
     sel = select(study)
     chosen = sel.trial
     requests = profile.search.requests_per_point
@@ -42,6 +44,7 @@ def finish(
         seed=profile.seed,
         requests=requests,
         sensitivity=profile.controller_eval.sensitivity,
+        jobs=jobs,
     )
     bases = baseline_trials(study)
     base = None
@@ -49,7 +52,9 @@ def finish(
         # the same controller experiment on the default deployment (the paper's Exp. 3 setting)
         btopo = parse_topology(bases[0].user_attrs[trials.TOPOLOGY])
         log.info("deriving controller settings for the baseline %s", btopo)
-        base = controller_experiment(profile, btopo, trials.read_result(bases[0]), seed=profile.seed, requests=requests)
+        base = controller_experiment(
+            profile, btopo, trials.read_result(bases[0]), seed=profile.seed, requests=requests, jobs=jobs
+        )
     outcome = Outcome(
         profile,
         study,
@@ -66,6 +71,12 @@ def finish(
     return write_results(out, outcome)
 
 
+def _sim_jobs(cfg: StudyConfig) -> int:
+    """Processes for the controller's simulations: ``-j`` on the simulator; a live study's ``-j`` counts
+    graphs on the cluster, while these simulations run here, on every core."""
+    return cfg.jobs if cfg.backend == "sim" else (os.cpu_count() or 1)
+
+
 def run(
     profile: Profile,
     cfg: StudyConfig,
@@ -75,7 +86,7 @@ def run(
 ) -> dict[str, Any]:
     with database_errors():
         study = run_study(profile, cfg, on_trial)
-    return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
+    return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction, _sim_jobs(cfg))
 
 
 def run_worker(
@@ -100,7 +111,9 @@ def run_worker(
         log.info("study %s is done; its recommendation is written by worker %s", study.study_name, writer)
         return {**done, "results_written_by": writer}
     with results_lock(cfg.results_dir, wait_s=RESULTS_LOCK_WAIT_S):
-        summary = finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction)
+        summary = finish(
+            profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction, _sim_jobs(cfg)
+        )
     return {**summary, **done, "results_written_by": writer}
 
 
@@ -110,7 +123,7 @@ def report(profile: Profile, cfg: StudyConfig) -> dict[str, Any]:
     backend = _recorded_backend(cfg.results_dir / "environment.json") or {"backend": cfg.backend}
     _refuse_partial_study(study, cfg.results_dir / "trials.csv")
     prediction = backend.get("backend", "sim") == "sim"
-    return finish(profile, study, cfg.results_dir, backend, prediction)
+    return finish(profile, study, cfg.results_dir, backend, prediction, _sim_jobs(cfg))
 
 
 def _recorded_backend(path: Path) -> dict[str, Any] | None:

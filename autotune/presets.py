@@ -9,6 +9,7 @@ carries the evidence either way. A regime the sweep never reached gets no grid a
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,6 +18,7 @@ from autotune.backends.sim import SimBackend
 from autotune.intervals import Interval, differ
 from autotune.profile import Profile
 from autotune.scoring import score_point, step_timers
+from autotune.search.signals import worker_init
 from autotune.topology import DEFAULT_ROUTER, RouterSettings, Topology
 
 TAU_GRID = (0.0, 0.3, 0.7, 1.0)
@@ -31,47 +33,64 @@ def heatmap(
     seed: int,
     requests: int | None = None,
     perf_model: str = "roofline",
+    jobs: int = 1,
 ) -> pd.DataFrame:
-    """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency, every cell on the same requests."""
-    dep = SimBackend(perf_model).deploy(profile, topology)
-    timers = step_timers(dep.perf, topology)
-    cells = [DEFAULT_ROUTER] + [
+    """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency, every cell on the same requests.
+
+    The default cell runs first and finds the length; the other cells are independent simulations of
+    that many requests, so they run on ``jobs`` processes with the same figures as one.
+    """
+    cells = [
         RouterSettings(temperature=t, overlap_weight=w)
         for t in TAU_GRID
         for w in OMEGA_GRID
         if (t, w) != (DEFAULT_ROUTER.temperature, DEFAULT_ROUTER.overlap_weight)
     ]
-    n = requests or profile.measurement.start_requests(concurrency)
+    first = _cell_row(profile, topology, DEFAULT_ROUTER, concurrency, seed, requests, perf_model)
+    n = int(first["requests"])
     fixed = profile.model_copy(update={"measurement": profile.measurement.model_copy(update={"adaptive": False})})
-    rows = []
-    for i, router in enumerate(cells):
-        if i == 1:  # the default cell found its length: the rest run exactly those requests
-            dep = SimBackend(perf_model).deploy(fixed, topology)
-        dep.set_router(router)
-        run = dep.run_point(concurrency, seed=seed, requests=n)
-        n = int(run.meta.get("requests_run", n)) if i == 0 else n
-        m = score_point(run, timers, profile.engine.block_size)
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "temperature": router.temperature,
-                "overlap_weight": router.overlap_weight,
-                "requests": n,
-                "poa_hat": m.poa_hat,
-                "poa_hat_lo": m.poa_hat_lo,
-                "poa_hat_hi": m.poa_hat_hi,
-                "routing_regret": m.routing_regret,
-                "routing_regret_lo": m.routing_regret_lo,
-                "routing_regret_hi": m.routing_regret_hi,
-                "ttft_p99_ms": m.metrics.ttft_p99_ms,
-                "ttft_p99_ms_lo": m.metrics.ttft_p99_ms_lo,
-                "ttft_p99_ms_hi": m.metrics.ttft_p99_ms_hi,
-                "output_tok_s": m.metrics.output_tok_s,
-                "output_tok_s_lo": m.metrics.output_tok_s_lo,
-                "output_tok_s_hi": m.metrics.output_tok_s_hi,
-            }
-        )
+    args = [(fixed, topology, router, concurrency, seed, n, perf_model) for router in cells]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(cells)), initializer=worker_init) as pool:
+            rows = [first, *pool.map(_cell_row, *zip(*args, strict=True))]
+    else:
+        rows = [first, *(_cell_row(*a) for a in args)]
     return pd.DataFrame(rows).sort_values(["temperature", "overlap_weight"], ignore_index=True)
+
+
+def _cell_row(
+    profile: Profile,
+    topology: Topology,
+    router: RouterSettings,
+    concurrency: int,
+    seed: int,
+    requests: int | None,
+    perf_model: str,
+) -> dict[str, float]:
+    """One grid cell: a fresh simulated deployment with ``router``; ``requests`` is the run's start length."""
+    dep = SimBackend(perf_model).deploy(profile, topology)
+    dep.set_router(router)
+    n = requests or profile.measurement.start_requests(concurrency)
+    run = dep.run_point(concurrency, seed=seed, requests=n)
+    m = score_point(run, step_timers(dep.perf, topology), profile.engine.block_size)
+    return {
+        "concurrency": concurrency,
+        "temperature": router.temperature,
+        "overlap_weight": router.overlap_weight,
+        "requests": int(run.meta.get("requests_run", n)),
+        "poa_hat": m.poa_hat,
+        "poa_hat_lo": m.poa_hat_lo,
+        "poa_hat_hi": m.poa_hat_hi,
+        "routing_regret": m.routing_regret,
+        "routing_regret_lo": m.routing_regret_lo,
+        "routing_regret_hi": m.routing_regret_hi,
+        "ttft_p99_ms": m.metrics.ttft_p99_ms,
+        "ttft_p99_ms_lo": m.metrics.ttft_p99_ms_lo,
+        "ttft_p99_ms_hi": m.metrics.ttft_p99_ms_hi,
+        "output_tok_s": m.metrics.output_tok_s,
+        "output_tok_s_lo": m.metrics.output_tok_s_lo,
+        "output_tok_s_hi": m.metrics.output_tok_s_hi,
+    }
 
 
 def _cell(r: pd.Series, name: str) -> Interval:

@@ -244,6 +244,15 @@ def report(results_dir: str, profile: str | None, storage: str | None, study_nam
     check_results_dir(out, "RESULTS_DIR")
     with results_lock(out):
         prof = load_profile(profile or str(out / "profile.resolved.yaml"))
-        cfg = StudyConfig(out, 1, storage=storage, resume=True, seed=prof.seed, read_only=True, study_name=study_name)
+        cfg = StudyConfig(
+            out,
+            1,
+            storage=storage,
+            resume=True,
+            seed=prof.seed,
+            read_only=True,
+            study_name=study_name,
+            jobs=os.cpu_count() or 1,  # the controller's simulations: nothing else runs
+        )
         summary = pipeline.report(prof, cfg)
     emit(summary, fmt, rows=[_table_row(summary)], columns=SUMMARY_COLUMNS, title=f"{prof.name} → {out}")
