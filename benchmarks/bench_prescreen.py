@@ -147,15 +147,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--sim-trials", type=int, default=10)
+    ap.add_argument("--sim-trials", type=int, default=40)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--reuse-reference", action="store_true", help="read OUT/reference.csv instead of measuring")
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="bench-prescreen-"))
     out.mkdir(parents=True, exist_ok=True)
     profile_path = out / "profile.yaml"
     profile_path.write_text(yaml.safe_dump(PROFILE, sort_keys=False))
-    ref = reference(profile_path, out / "reference-records")
+    saved = out / "reference.csv"
+    if a.reuse_reference and saved.exists():  # another prescreen setting against the same live reference
+        df = pd.read_csv(saved)
+        ref = {r["topology"]: (float(r["tok_s_per_gpu"]), bool(r["slo_ok"])) for r in df.to_dict("records")}
+        print(f"reference: {len(ref)} live configurations read from {saved}")
+    else:
+        ref = reference(profile_path, out / "reference-records")
+        rows = [{"topology": k, "tok_s_per_gpu": t, "slo_ok": ok} for k, (t, ok) in ref.items()]
+        pd.DataFrame(rows).to_csv(saved, index=False)
     best = max(t for t, ok in ref.values() if ok)
     best_at = [k for k, (t, ok) in ref.items() if ok and t == best][0]
     print(f"best live-measured: {best:.1f} tok/s/GPU ({best_at}); within 2 %: >= {(1 - WITHIN) * best:.1f}")
@@ -168,14 +177,14 @@ def main() -> int:
         f"not reached within {MAX_PLAIN_TRIALS}: {len(plain) - len(got)}; per seed {plain}"
     )
 
-    df = prescreen_run(profile_path, out / "prescreen-run", a.k, a.rounds, a.sim_trials)
+    df = prescreen_run(profile_path, out / f"prescreen-k{a.k}-r{a.rounds}-n{a.sim_trials}", a.k, a.rounds, a.sim_trials)
     on_ref = [ref.get(str(t), (float("nan"), False)) for t in df["topology"]]
     own = list(zip(df["tok_s_per_gpu"].astype(float), df["slo_ok"].astype(bool), strict=True))
     print(f"prescreen sim:{a.k} x {a.rounds} rounds ({a.sim_trials} simulated trials per round): {len(df)} live trials")
     print(f"  measured, in order: {list(df['topology'])}")
     print(f"  trials needed (reference values of what it measured): {trials_to_reach(on_ref, best)}")
     print(f"  trials needed (its own live measurements): {trials_to_reach(own, best)}")
-    errors = pd.read_csv(out / "prescreen-run" / "prescreen.csv")
+    errors = pd.read_csv(out / f"prescreen-k{a.k}-r{a.rounds}-n{a.sim_trials}" / "prescreen.csv")
     for r in errors.to_dict("records"):
         print(
             f"  round {r['round']} {r['topology']:26s} tok/s/GPU predicted {r['tok_s_per_gpu_predicted']:6.1f} "

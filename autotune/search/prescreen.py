@@ -89,7 +89,8 @@ def _quiet(t: FrozenTrial, done: int, total: int) -> None:
     log.debug("prescreen sim: %s", trials.trial_line(t, done, total))
 
 
-def _sim_study(profile: Profile, cfg: StudyConfig, round_dir: Path) -> optuna.Study:
+def _sim_study(profile: Profile, cfg: StudyConfig, round_dir: Path, round_no: int) -> optuna.Study:
+    """Round ``round_no``'s simulated search; its own seed, so a round does not re-propose the last one's points."""
     sim = StudyConfig(
         round_dir,
         cfg.trials,
@@ -97,7 +98,7 @@ def _sim_study(profile: Profile, cfg: StudyConfig, round_dir: Path) -> optuna.St
         (),
         None,
         False,
-        profile.seed,
+        profile.seed + round_no - 1,
         os.cpu_count() or 1,
         cfg.sampler,
     )
@@ -168,7 +169,7 @@ def run_prescreened(
     for round_no in range(1, screen.rounds + 1):
         round_dir = root / f"round-{round_no}"
         log.info("prescreen round %d: simulated search of %d trials", round_no, cfg.trials)
-        sim = _sim_study(sim_profile, cfg, round_dir)
+        sim = _sim_study(sim_profile, cfg, round_dir, round_no)
         queued = _enqueue(live, sim, round_no, screen.k, round_dir)
         if not queued:
             log.info("prescreen round %d: every proposed configuration was measured already; stopping", round_no)
