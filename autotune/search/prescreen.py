@@ -143,13 +143,14 @@ def _enqueue(live: optuna.Study, sim: optuna.Study, round_no: int, k: int, root:
     return len(live.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _recalibrate(base: Profile, records: Path, round_dir: Path) -> Profile:
-    """The base profile with the overlay fitted from every live point so far (written as overlay.yaml)."""
+def _recalibrate(base: Profile, previous: Profile, records: Path, round_dir: Path) -> Profile:
+    """The base profile with the overlay fitted from every live point so far (written as overlay.yaml);
+    ``previous`` (the profile this round simulated) when the fit fails."""
     try:
         cal = calibrate(base, records, boot=CALIBRATION_BOOTSTRAP, predict_points=False, hold_out_one=False)
     except AutotuneError as exc:
         log.warning("prescreen: recalibration failed (%s); the simulator keeps the previous constants", exc)
-        return base
+        return previous
     for p in cal.params:
         if p.status != "fitted":
             log.info("prescreen: %s not identified (%s); kept at %s", p.name, p.why, p.prior)
@@ -177,7 +178,7 @@ def run_prescreened(
         budget = finished_count(live.get_trials(deepcopy=False)) + queued
         log.info("prescreen round %d: measuring %d configuration(s) live", round_no, queued)
         live = run_study(profile, replace(live_cfg, trials=budget, resume=True), on_trial)
-        sim_profile = _recalibrate(profile, records, round_dir)
+        sim_profile = _recalibrate(profile, sim_profile, records, round_dir)
     return live
 
 

@@ -150,3 +150,13 @@ def test_prescreen_frame_pairs_each_live_trial_with_its_prediction(tmp_path: Pat
     assert row["tok_s_per_gpu_rel_error"] == pytest.approx(0.1)
     assert row["poa_hat_rel_error"] == pytest.approx(0.25)
     assert row["tok_s_per_gpu_measured_lo"] < 100.0 < row["tok_s_per_gpu_measured_hi"]
+
+
+def test_a_failed_recalibration_keeps_the_previous_profile(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    base = profile_from_dict(TINY, "prescreen-tiny")
+    previous = base.model_copy(update={"seed": 7})
+    (tmp_path / "records").mkdir()  # no point records in it: nothing to fit
+    got = prescreen._recalibrate(base, previous, tmp_path / "records", tmp_path)
+    assert got is previous
+    assert "recalibration failed" in caplog.text
+    assert not (tmp_path / prescreen.OVERLAY).exists()
