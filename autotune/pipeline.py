@@ -16,9 +16,14 @@ from autotune.adaptive import controller_experiment
 from autotune.errors import InputError
 from autotune.profile import Profile
 from autotune.results.directory import results_lock
+from autotune.results.files import write_csv
 from autotune.results.outcome import Outcome
+from autotune.results.prescreen import FILE as PRESCREEN_FILE
 from autotune.results.writer import write_results
 from autotune.search import trials
+from autotune.search.prescreen import DIR as PRESCREEN_DIR
+from autotune.search.prescreen import Prescreen, prescreen_frame
+from autotune.search.prescreen import run_prescreened as run_prescreened_study
 from autotune.search.select import baseline_trials, select
 from autotune.search.study import StudyConfig, claim_finish, load_study, run_study
 from autotune.search.workers import WORKER, database_errors
@@ -87,6 +92,20 @@ def run(
     with database_errors():
         study = run_study(profile, cfg, on_trial)
     return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, prediction, _sim_jobs(cfg))
+
+
+def run_prescreened(
+    profile: Profile,
+    cfg: StudyConfig,
+    screen: Prescreen,
+    on_trial: Callable[..., None] | None = None,
+    backend_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``run --prescreen sim:K``: the simulator proposes, the live backend confirms; the live study recommends."""
+    with database_errors():
+        study = run_prescreened_study(profile, cfg, screen, on_trial)
+    write_csv(cfg.results_dir / PRESCREEN_FILE, prescreen_frame(study, cfg.results_dir / PRESCREEN_DIR))
+    return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, False)
 
 
 def run_worker(

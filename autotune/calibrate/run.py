@@ -62,11 +62,15 @@ def calibrate(
     seed: int | None = None,
     predict_points: bool = True,
     aiperf: Deployment | None = None,
+    hold_out_one: bool = True,
 ) -> Calibration:
-    """Fit on the points not held out; predict every point before and after."""
+    """Fit on the points not held out; predict every point before and after.
+
+    ``hold_out_one=False``: with no ``holdout`` named, fit on every point (the prescreen wants all of them).
+    """
     seed = profile.seed if seed is None else seed
     points = load_points(Path(root), profile, aiperf)
-    held = choose_held_out(points, Path(root), holdout or [])
+    held = choose_held_out(points, Path(root), holdout or []) if holdout or hold_out_one else []
     fit_on = [samples(p) for p in points if p.name not in held]
     level = profile.measurement.ci_level
     engine, params = fit_engine(profile, fit_on, boot=boot, seed=seed, level=level)

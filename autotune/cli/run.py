@@ -6,6 +6,7 @@ One module because the three share the study options, the summary columns and th
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from autotune.cli.k8s import reconcile_on_resume, validate_plan_against_cluster
 from autotune.cli.options import output_option, storage_option, study_options
 from autotune.cli.output import emit
 from autotune.errors import InputError
+from autotune.profile_schema import MAX_TRIALS
 from autotune.results.directory import check_results_dir, results_lock
+from autotune.topology import shorten
 
 SUMMARY_COLUMNS = [
     ("recommended", "recommended"),
@@ -172,6 +175,7 @@ def _execute(
     sampler: str,
     fmt: str,
     prediction: bool,
+    screen: Any = None,
     **kw: Any,
 ) -> None:
     from autotune import pipeline
@@ -182,11 +186,17 @@ def _execute(
     with results_lock(out):
         if backend == "k8s" and resume and (out / "study.journal").exists():
             _reconcile_cluster(prof, cfg, kw)
-        on_trial, prog = _progress(cfg.trials)
+        live_total = screen.k * screen.rounds + len(prof.baselines) if screen is not None else cfg.trials
+        on_trial, prog = _progress(live_total)
+        info = {"backend": backend, "sampler": sampler}
         try:
             if prog is not None:
                 prog.start()
-            summary = pipeline.run(prof, cfg, on_trial, {"backend": backend, "sampler": sampler}, prediction)
+            if screen is not None:
+                info["prescreen"] = f"sim:{screen.k} x {screen.rounds} rounds"
+                summary = pipeline.run_prescreened(prof, cfg, screen, on_trial, info)
+            else:
+                summary = pipeline.run(prof, cfg, on_trial, info, prediction)
         finally:
             if prog is not None:
                 prog.stop()
@@ -199,11 +209,48 @@ def _execute(
     )
 
 
+PRESCREEN_K = 4  # live confirmations per round by default: a handful, each a live deployment
+_PRESCREEN = re.compile(r"sim(?::([0-9]{1,6}))?", re.ASCII)
+
+
+def parse_prescreen(text: str | None, rounds: int, backend: str, resume: bool) -> Any:
+    """``--prescreen sim[:K]`` as a ``Prescreen`` (None when not given); errors name the flag."""
+    from autotune.search.prescreen import Prescreen
+
+    if text is None:
+        return None
+    m = _PRESCREEN.fullmatch(text.strip())
+    if not m or (m.group(1) is not None and not 1 <= int(m.group(1)) <= MAX_TRIALS):
+        raise InputError(f"--prescreen: {shorten(text)!r} is not sim or sim:K with 1 <= K <= {MAX_TRIALS}")
+    if backend == "sim":
+        raise InputError(
+            "--prescreen: needs a live backend (--backend dynamo-local or k8s); on sim every trial is simulated"
+        )
+    if resume:
+        raise InputError("--prescreen: cannot be combined with --resume; start a new results directory")
+    return Prescreen(int(m.group(1) or PRESCREEN_K), rounds)
+
+
 @click.command()
 @study_options
-def run(**kw: Any) -> None:
+@click.option(
+    "--prescreen",
+    default=None,
+    metavar="sim[:K]",
+    help=f"Live backends: the simulator searches, only its top K per round (default {PRESCREEN_K}) plus the "
+    "baselines run live, and the simulator is recalibrated from them between rounds (docs/prescreen.md).",
+)
+@click.option(
+    "--prescreen-rounds",
+    type=click.IntRange(1, 100),
+    default=2,
+    show_default=True,
+    help="Rounds of --prescreen (simulated search, live confirmation, recalibration).",
+)
+def run(prescreen: str | None, prescreen_rounds: int, **kw: Any) -> None:
     """Search topologies and router weights; write the recommendation and controller settings."""
-    _execute(**kw, prediction=kw["backend"] == "sim")
+    screen = parse_prescreen(prescreen, prescreen_rounds, kw["backend"], kw["resume"])
+    _execute(**kw, prediction=kw["backend"] == "sim", screen=screen)
 
 
 @click.command()

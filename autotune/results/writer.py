@@ -26,6 +26,7 @@ from autotune.results.controller_files import controller_summary, verdict, write
 from autotune.results.directory import staged
 from autotune.results.files import write_csv, write_json, write_parquet, write_text, write_yaml
 from autotune.results.outcome import Outcome
+from autotune.results.prescreen import prescreen_section
 from autotune.results.report import render_report, trial_intervals
 from autotune.search.trials import headline, points_frame, trials_frame
 from autotune.topology import parse_topology
@@ -227,5 +228,5 @@ def _write_all(out: Path, o: Outcome, final: Path) -> dict[str, Any]:
         "results_dir": str(final),
     }
     write_json(out / "summary.json", summary)
-    write_text(out / "report.md", render_report(o, rec, trials, front))
+    write_text(out / "report.md", render_report(o, rec, trials, front) + prescreen_section(out))
     return summary

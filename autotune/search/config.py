@@ -37,3 +37,4 @@ class StudyConfig:
     stale_after_s: int = STALE_AFTER_S
     reuse_graphs: bool = True  # live backends keep the last graph between trials and patch it when they can
     router_block: int = 1  # trials in a row on one worker shape, the sampler choosing only the router (1: off)
+    records_dir: Path | None = None  # set: every live point's per-request records are kept here (prescreen)

@@ -7,10 +7,12 @@ function is picklable (plain arguments) so the study can run simulated trials in
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from autotune import backends
 from autotune.backends.base import Backend
+from autotune.calibrate.points import save_point
 from autotune.perf import get_perf_model
 from autotune.profile import Profile
 from autotune.scoring import PointScore, TrialResult, meets_slo, score_point, score_sweep, step_timers
@@ -27,10 +29,12 @@ def evaluate_topology(
     requests: int | None = None,
     backend_options: dict[str, Any] | None = None,
     trial_id: str = "",
+    records_dir: Path | None = None,
 ) -> TrialResult:
     """Deploy, sweep, score, tear down (or hand back to a ``Backend`` instance that keeps deployments).
 
-    A live deployment's ``redeploy`` and ``deploy_s`` join the trial's meta.
+    A live deployment's ``redeploy`` and ``deploy_s`` join the trial's meta. With ``records_dir`` each
+    point's per-request records are kept there (``<trial_id>-c<C>``) for ``autotune.calibrate``.
     """
     concurrency = list(concurrency or profile.workload.concurrency)
     be = backend if isinstance(backend, Backend) else backends.create(backend, **(backend_options or {}))
@@ -43,6 +47,8 @@ def evaluate_topology(
             nonlocal meta
             run = dep.run_point(c, seed=seed, requests=requests or profile.measurement.start_requests(c))
             meta = {k: v for k, v in run.meta.items() if isinstance(v, (str, int, float, bool))}
+            if records_dir is not None:
+                save_point(run, topology, profile, Path(records_dir) / f"{trial_id or 'trial'}-c{c}")
             return score_point(run, timers, profile.engine.block_size)
 
         points = [measure(c) for c in concurrency]

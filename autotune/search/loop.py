@@ -97,6 +97,7 @@ class Loop:
             "concurrency": list(s.concurrency or profile.workload.concurrency),
             "requests": s.requests_per_point,
             "backend_options": dict(cfg.backend_options),
+            "records_dir": cfg.records_dir,
         }
         self.pool = ProcessPoolExecutor(max_workers=cfg.jobs, initializer=worker_init) if cfg.jobs > 1 else None
         self.inflight: dict[int, _InFlight] = {}

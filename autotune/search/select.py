@@ -118,11 +118,12 @@ def ties(chosen: FrozenTrial, front: tuple[FrozenTrial, ...], legacy: bool = Fal
 
 
 def select(study: optuna.Study) -> Selection:
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if all(math.isfinite(v) for v in t.values)
-    ]
+    return select_from(list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
+
+
+def select_from(candidates: list[FrozenTrial]) -> Selection:
+    """``select`` over any set of completed trials (the prescreen ranks a simulated study with it)."""
+    complete = [t for t in candidates if all(math.isfinite(v) for v in t.values)]
     if not complete:
         raise InfeasibleError("no trial completed: nothing to recommend (see the trials table for the reasons)")
     legacy = any(trials.is_legacy(t) for t in complete)
