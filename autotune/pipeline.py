@@ -105,7 +105,7 @@ def run_prescreened(
     with database_errors():
         study = run_prescreened_study(profile, cfg, screen, on_trial)
     write_csv(cfg.results_dir / PRESCREEN_FILE, prescreen_frame(study, cfg.results_dir / PRESCREEN_DIR))
-    return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, False)
+    return finish(profile, study, cfg.results_dir, backend_info or {"backend": cfg.backend}, False, _sim_jobs(cfg))
 
 
 def run_worker(
