@@ -11,6 +11,8 @@ from typing import Any
 
 from autotune.backends.base import Backend
 from autotune.errors import InputError
+from autotune.profile import Profile
+from autotune.topology import Topology
 
 
 def _sim(**options: Any) -> Backend:
@@ -36,6 +38,25 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
     "dynamo-local": _dynamo_local,  # real Dynamo frontend + KV router + mockers on loopback
     "k8s": _k8s,  # one DynamoGraphDeployment per trial
 }
+
+
+def _sim_key(profile: Profile, topology: Topology) -> str:
+    from autotune.sim.router import RouterRules, effective_router
+
+    rules = RouterRules.for_version(profile.dynamo.version_tuple)
+    return topology.with_router(effective_router(topology, rules)).to_string()
+
+
+# Backends whose result is a function of (profile, topology, seed, run settings): a trial's key names
+# what determines it, so a study measures each key once and answers a twin from the first
+# (``autotune.search.loop``). Live backends are absent: every live trial is a measurement of its own.
+RESULT_KEYS: dict[str, Callable[[Profile, Topology], str]] = {"sim": _sim_key}
+
+
+def result_key(name: str, profile: Profile, topology: Topology) -> str | None:
+    """What determines ``topology``'s result on backend ``name``; None: its result is measured, not computed."""
+    key = RESULT_KEYS.get(name)
+    return key(profile, topology) if key is not None else None
 
 
 def available() -> list[str]:

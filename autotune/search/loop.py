@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autotune import backends
 from autotune.backends.base import Backend
@@ -39,7 +39,7 @@ from autotune.search.leases import topology_tps as lease_tps
 from autotune.search.signals import signals_deferred, worker_init
 from autotune.search.space import shape_params, suggest_topology
 from autotune.search.workers import SharedStudy, budget_used, finished_count
-from autotune.topology import Topology
+from autotune.topology import Topology, parse_topology
 
 log = logging.getLogger("autotune.search")
 
@@ -106,6 +106,9 @@ class Loop:
         self.backend: Backend | None = None
         # the lease of the trial whose graph the backend keeps: held until that graph is reused or deleted
         self.kept_lease: str | None = None
+        # deterministic backends: result key -> the first completed trial with it (``_twin``)
+        self.computed: dict[str, FrozenTrial] = {}
+        self.keyed: set[int] = set()
         serial = self.pool is None
         self.blocks = grouping.ShapeBlocks(cfg.router_block) if serial and cfg.router_block > 1 else None
 
@@ -167,13 +170,17 @@ class Loop:
                 if fixed and shape_params(trial.params) == fixed:
                     trial.set_user_attr(trials.GROUPED, True)
                 reason = self._infeasible(topo)
+                twin = None if reason else self._twin(topo)
                 if reason:
                     trial.set_user_attr(trials.PRUNE_REASON, reason)
                     self.study.tell(trial, state=TrialState.PRUNED)
                     self.pending = None
-                elif self.shared is not None:
-                    self.shared.started(trial)
-            if reason:
+                else:
+                    if self.shared is not None:
+                        self.shared.started(trial)  # this worker's trial (a twin's answer included)
+                    if twin is not None:
+                        self._answer_from(trial, topo, twin)
+            if reason or twin is not None:
                 self._report(trial.number)
                 continue
             self.waiting = _Waiting(trial, topo)
@@ -229,6 +236,38 @@ class Loop:
         self.inflight[trial.number] = _InFlight(trial, topo, fut)
         self.pending = None
         self.waiting = None
+
+    def _twin(self, topo: Topology) -> FrozenTrial | None:
+        """A completed trial whose result ``topo``'s would repeat exactly (same result key on a
+        deterministic backend: the same shape, router settings differing only where the router never
+        reads them); None: ``topo`` must run. Points kept for calibration (``records_dir``) always run."""
+        if self.cfg.records_dir is not None:
+            return None
+        key = backends.result_key(self.cfg.backend, self.profile, topo)
+        if key is None:
+            return None
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number not in self.keyed:
+                self.keyed.add(t.number)
+                if not trials.is_legacy(t):
+                    tkey = backends.result_key(
+                        self.cfg.backend, self.profile, parse_topology(t.user_attrs[trials.TOPOLOGY])
+                    )
+                    self.computed.setdefault(tkey or "", t)
+        return self.computed.get(key)
+
+    def _answer_from(self, trial: optuna.Trial, topo: Topology, twin: FrozenTrial) -> None:
+        """Record ``twin``'s result as ``trial``'s (under its own topology) and tell it: nothing runs."""
+        res = replace(trials.read_result(twin), topology=topo.to_string())
+        trial.set_user_attr(trials.SAME_AS, twin.number)
+        trial.set_user_attr(trials.DURATION_S, 0.0)
+        trials.record(trial, res)
+        self.study.tell(trial, trials.objective_values(res))
+        self.pending = None
+        if self.shared is not None:
+            self.shared.stopped(trial)
+        if self.blocks is not None:
+            self.blocks.finished(trial.params, complete=True)
 
     def _infeasible(self, topo: Topology) -> str:
         feas = check_feasibility(topo, self.profile)

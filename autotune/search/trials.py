@@ -33,6 +33,7 @@ PRUNE_REASON, FAIL_REASON, DURATION_S = "prune_reason", "fail_reason", "duration
 POINTS, META = "points", "meta"
 REDEPLOY, DEPLOY_S = "redeploy", "deploy_s"  # live backends: what the deploy reused, and how long it took
 GROUPED = "grouped"  # the shape was held for router grouping; the sampler chose only the router
+SAME_AS = "same_as"  # a deterministic backend's twin: this trial's result is that trial's, not re-run
 SCALARS = (
     "knee_concurrency",
     "ttft_p99_ms",
@@ -257,6 +258,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "redeploy": a.get(REDEPLOY, ""),
                 "deploy_s": a.get(DEPLOY_S),
                 "grouped": bool(a.get(GROUPED, False)),
+                "same_as": a.get(SAME_AS),  # the trial whose result this one repeats (simulator only)
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )
@@ -282,5 +284,6 @@ def trial_line(t: FrozenTrial, done: int, total: int) -> str:
             f"{tput:.0f} tok/s/GPU, "
             f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
             f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}"
+            f"{'' if t.user_attrs.get(SAME_AS) is None else f' (as #{t.user_attrs[SAME_AS]}: not re-simulated)'}"
         )
     return f"trial {done}/{total} #{t.number} {topo}: {t.state.name.lower()} — {reason(t)}"

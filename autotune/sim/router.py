@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from autotune.records import DecisionLog
 from autotune.sim.kvcache import KvCache
-from autotune.topology import RouterSettings
+from autotune.topology import DEFAULT_ROUTER, RouterSettings, Topology
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,29 @@ class RouterRules:
     def for_version(cls, version: tuple[int, int]) -> RouterRules:
         paper_era = version < (1, 0)
         return cls(decode_assumes_kv_reuse=paper_era, index_only_where_used=paper_era)
+
+
+def effective_router(topology: Topology, rules: RouterRules) -> RouterSettings:
+    """The router settings of ``topology`` that can change a simulated run; every other one is set to
+    Dynamo's default (τ 0, ω 1, credit 1).
+
+    Read off ``KvRouter.choose``: a stage with one worker decides nothing; the decode stage ignores ω and
+    credit; credit only acts through ω > 0; and where 0.9.0 builds no prefill index (ω = 0), τ > 0 and
+    τ = 0 both draw a uniformly random worker with the same random number. Two topologies of one shape
+    with the same effective settings therefore simulate identically for a seed, so a study runs one
+    and reuses its result for the other (``autotune.backends.result_key``).
+    """
+    r, d = topology.router, DEFAULT_ROUTER
+    if topology.disaggregated:
+        choice = topology.prefill_workers > 1  # ω and credit act in the prefill stage only
+        tau_acts = topology.decode_workers > 1 or (choice and (r.overlap_weight > 0 or not rules.index_only_where_used))
+    else:
+        choice = tau_acts = topology.agg_workers > 1
+    return RouterSettings(
+        r.temperature if tau_acts else d.temperature,
+        r.overlap_weight if choice else d.overlap_weight,
+        r.overlap_credit if choice and r.overlap_weight > 0 else d.overlap_credit,
+    )
 
 
 class RouterState:
