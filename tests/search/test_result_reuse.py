@@ -154,6 +154,12 @@ def test_a_study_answers_twins_from_the_first_and_their_results_are_what_a_run_g
     assert f"as #{reused[0].user_attrs[trials.SAME_AS]}: not re-simulated" in line
     frame = trials.trials_frame(study)
     assert frame["same_as"].notna().sum() == len(reused) and not math.isnan(frame["duration_s"].max())
+    again = run_study(prof, replace(cfg, results_dir=tmp_path / "again"))  # reproducible for a seed and -j
+    assert [_trace(t) for t in again.trials] == [_trace(t) for t in study.trials]
+
+
+def _trace(t: Any) -> tuple[Any, ...]:
+    return t.state, t.user_attrs.get(trials.TOPOLOGY), t.values, t.user_attrs.get(trials.SAME_AS)
 
 
 def test_router_settings_equal_to_the_default_are_not_mistaken_for_a_change() -> None:
