@@ -250,10 +250,8 @@ class Loop:
             if t.number not in self.keyed:
                 self.keyed.add(t.number)
                 if not trials.is_legacy(t):
-                    tkey = backends.result_key(
-                        self.cfg.backend, self.profile, parse_topology(t.user_attrs[trials.TOPOLOGY])
-                    )
-                    self.computed.setdefault(tkey or "", t)
+                    twin = parse_topology(t.user_attrs[trials.TOPOLOGY])
+                    self.computed.setdefault(str(backends.result_key(self.cfg.backend, self.profile, twin)), t)
         return self.computed.get(key)
 
     def _answer_from(self, trial: optuna.Trial, topo: Topology, twin: FrozenTrial) -> None:
