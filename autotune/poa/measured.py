@@ -65,7 +65,6 @@ def measured_windows(
     compressed by it, so the frozen costs are too. Requests without a measured first token (rejected,
     errors, timeouts) are left out of both sides.
     """
-    m = len(log.workers)
     decode = log.stage == "decode"
     prefill = PrefillPricer([timers[w] for w in log.workers])
     steps: dict[tuple[int, int, int], np.ndarray] = {}  # (worker, window size, ctx) -> step time per slot
@@ -78,21 +77,20 @@ def measured_windows(
             got = steps[key] = np.array([step(0, 0.0, k + 1, (k + 1) * ctx, 0.0) for k in range(n)])
         return got
 
+    opt_memo: dict[bytes, float] = {}
     out = []
     for rows in decision_windows(log, window, time_range, keep=lambda i: log.request_id[i] in latencies):
         n = len(rows)
         if decode:
-            cost = np.empty((n, m, n))
-            for r, i in enumerate(rows):
-                isl, osl = log.input_tokens[i], log.output_tokens[i]
-                ctx = isl + osl // 2
-                for j, w in enumerate(log.workers):
-                    cost[r, j] = max(osl - 1, 0) * decode_steps(w, n, ctx)
+            osl = np.array([log.output_tokens[i] for i in rows])
+            ctx = np.array([log.input_tokens[i] for i in rows]) + osl // 2
+            per_ctx = {c: np.stack([decode_steps(w, n, c) for w in log.workers]) for c in set(ctx.tolist())}
+            cost = np.maximum(osl - 1, 0)[:, None, None] * np.stack([per_ctx[c] for c in ctx.tolist()])
             act = sum(latencies[log.request_id[i]][1] for i in rows)
         else:
             cost = prefill.own(log, rows, block_size)[:, :, None] * (1.0 + np.arange(n)[None, None, :])
             act = sum(latencies[log.request_id[i]][0] for i in rows)
-        out.append((log.time_s[rows[0]], act, optimal_cost(cost / speedup)))
+        out.append((log.time_s[rows[0]], act, optimal_cost(cost / speedup, opt_memo)))
     return out
 
 

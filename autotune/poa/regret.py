@@ -39,6 +39,10 @@ def regret_windows(
     m = len(workers)
     bs = block_size
     prefill = PrefillPricer([timers[w] for w in workers])
+    # (candidate, resident requests, resident context, window mean context, window size) -> step per slot:
+    # the frozen states repeat, so each is priced once
+    decode_memo: dict[tuple[int, int, int, float, int], np.ndarray] = {}
+    opt_memo: dict[bytes, float] = {}
     out = []
     for rows in decision_windows(log, window, time_range):
         n = len(rows)
@@ -50,11 +54,14 @@ def regret_windows(
             osl = np.array([log.output_tokens[i] for i in rows], dtype=float)
             ctx_mean = sum(log.input_tokens[i] for i in rows) / n
             for j, w in enumerate(workers):
-                step = timers[w].step_s
                 base_ctx = ab[j] * bs
-                steps = np.array(
-                    [step(0, 0.0, ar[j] + k + 1, int(base_ctx + (k + 1) * ctx_mean), 0.0) for k in range(n)]
-                )
+                key = (j, ar[j], base_ctx, ctx_mean, n)
+                steps = decode_memo.get(key)
+                if steps is None:
+                    step = timers[w].step_s
+                    steps = decode_memo[key] = np.array(
+                        [step(0, 0.0, ar[j] + k + 1, int(base_ctx + (k + 1) * ctx_mean), 0.0) for k in range(n)]
+                    )
                 cost[:, j, :] = osl[:, None] * steps[None, :]
         else:
             apt = log.active_prefill_tokens[first]
@@ -63,7 +70,7 @@ def regret_windows(
             resident = np.array([prefill.t(j, apt[j], 0) if apt[j] > 0 else 0.0 for j in range(m)])
             rho = np.divide(resident, mean_own, out=np.zeros(m), where=mean_own > 0)
             cost = own[:, :, None] * (1.0 + rho[None, :, None] + np.arange(n)[None, None, :])
-        out.append((log.time_s[first], *window_costs(cost, [log.chosen[i] for i in rows])))
+        out.append((log.time_s[first], *window_costs(cost, [log.chosen[i] for i in rows], opt_memo)))
     return out
 
 

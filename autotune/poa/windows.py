@@ -37,7 +37,9 @@ class PoaResult:
     hi: float = float("nan")
 
 
-def window_costs(cost: np.ndarray, chosen: Sequence[int]) -> tuple[float, float]:
+def window_costs(
+    cost: np.ndarray, chosen: Sequence[int], memo: dict[bytes, float] | None = None
+) -> tuple[float, float]:
     """ACT and OPT of one window from ``cost[r, w, k]`` (k = slot index on worker w).
 
     ACT prices each request in the slot it really took (k = window-mates routed there before it).
@@ -52,16 +54,26 @@ def window_costs(cost: np.ndarray, chosen: Sequence[int]) -> tuple[float, float]
     for r, w in enumerate(chosen):
         act += float(cost[r, w, min(seen[w], slots - 1)])
         seen[w] += 1
-    return act, optimal_cost(cost)
+    return act, optimal_cost(cost, memo)
 
 
-def optimal_cost(cost: np.ndarray) -> float:
-    """Min-cost assignment of the window's requests to worker slots (⌈n/m⌉ slots per worker)."""
+def optimal_cost(cost: np.ndarray, memo: dict[bytes, float] | None = None) -> float:
+    """Min-cost assignment of the window's requests to worker slots (⌈n/m⌉ slots per worker).
+
+    ``memo``: answers by the matrix's bytes, for one stage's windows (a steady workload repeats a few
+    frozen matrices, and the assignment is the estimators' costliest step).
+    """
     n, m, slots = cost.shape
     k = min(slots, -(-n // m))  # a worker is replicated only as far as the window needs
     flat = cost[:, :, :k].reshape(n, m * k)
+    key = flat.tobytes() + repr(flat.shape).encode() if memo is not None else b""
+    if memo is not None and key in memo:
+        return memo[key]
     rows, cols = linear_sum_assignment(flat)
-    return float(flat[rows, cols].sum())
+    got = float(flat[rows, cols].sum())
+    if memo is not None:
+        memo[key] = got
+    return got
 
 
 def decision_windows(
@@ -91,6 +103,7 @@ class PrefillPricer:
     def __init__(self, timers: Sequence[StepTimer]) -> None:
         self.timers = timers
         self._memo: dict[tuple[int, int, int], float] = {}
+        self._rows: dict[tuple[int, tuple[int, ...]], list[float]] = {}  # (ISL, overlaps) -> a row of ``own``
 
     def t(self, w: int, new: int, cached: int) -> float:
         key = (w, new, cached)
@@ -104,10 +117,14 @@ class PrefillPricer:
     def own(self, log: DecisionLog, rows: Sequence[int], block_size: int) -> np.ndarray:
         """``[r, j]``: prefill time of request r's uncached tokens on candidate j at its decision-time overlap."""
         out = np.empty((len(rows), len(log.workers)))
+        memo = self._rows
         for r, i in enumerate(rows):
             isl, ov = log.input_tokens[i], log.overlap_blocks[i]
-            cached = [min(o * block_size, isl - 1) for o in ov]
-            out[r] = [self.t(j, isl - c, c) for j, c in enumerate(cached)]
+            row = memo.get((isl, ov))
+            if row is None:  # requests repeat a few (ISL, overlap) pairs: price each pair once
+                cached = [min(o * block_size, isl - 1) for o in ov]
+                row = memo[(isl, ov)] = [self.t(j, isl - c, c) for j, c in enumerate(cached)]
+            out[r] = row
         return out
 
 

@@ -90,3 +90,20 @@ def test_sim_logs_give_finite_poa(paper_profile) -> None:
     # softmax sampling at τ=1 spreads requests without regard to load: priced above Dynamo's argmin
     assert sampled.value > greedy.value >= 1.0 - 1e-9
     assert sampled.windows > 0 and sampled.window_p90 >= sampled.window_median
+
+
+def test_memoised_assignment_answers_as_a_fresh_solve() -> None:
+    # the estimators share one memo per stage: repeated matrices answer from it, and the same six values
+    # as 3 requests x 2 slots and as 2 requests x 3 workers are different keys (answers 5 and 6)
+    from autotune.poa.windows import optimal_cost
+
+    rng = np.random.default_rng(3)
+    memo: dict[bytes, float] = {}
+    mats = [rng.uniform(1, 10, (n, m, n)) for n, m in [(2, 2), (3, 3), (2, 2), (4, 2)] for _ in range(3)]
+    mats += [mats[0], mats[4]]  # repeats answered from the memo
+    for cost in mats:
+        assert optimal_cost(cost, memo) == optimal_cost(cost)
+    assert len(memo) == 12
+    flat = np.arange(1.0, 7.0)
+    a, b = flat.reshape(3, 1, 2), flat.reshape(2, 3, 1)
+    assert (optimal_cost(a, memo), optimal_cost(b, memo)) == (5.0, 6.0)
