@@ -169,6 +169,14 @@ def _study_option_list(*, resume: bool) -> list[Any]:
             if resume
             else None,
             click.option(
+                "--polish/--no-polish",
+                default=None,
+                help="After the budget, run once each split of the recommended shape's pools (same GPUs, other "
+                "TP) no trial has tried (default: on with the simulator, off on live backends).",
+            )
+            if resume
+            else None,
+            click.option(
                 "--seed", type=SEED, default=None, help="Seed for the sampler and the simulator (default: profile)."
             ),
             click.option(

@@ -140,12 +140,13 @@ def study_config(
         from autotune.cli.k8s import connect_kube
 
         connect_kube(kw["kubeconfig"], kw["context"]).close()
-    from autotune.search.config import router_block_for
+    from autotune.search.config import polish_for, router_block_for
     from autotune.search.study import study_name
 
     name = extra.get("study_name") or study_name(prof)
     graphs = os.environ.get("AUTOTUNE_STUDY") or name  # label of this study's trial graphs
     extra.setdefault("reuse_graphs", kw["reuse_graphs"])
+    extra.setdefault("polish", polish_for(backend, kw.get("polish")))
     extra.setdefault("router_block", router_block_for(backend, kw["router_block"], kw["reuse_graphs"]))
     cfg = StudyConfig(
         out,
@@ -261,11 +262,12 @@ def plan(**kw: Any) -> None:
     With --backend k8s every trial's DynamoGraphDeployment is also validated by the cluster's
     server-side dry run (nothing is created).
     """
-    from autotune.search.config import router_block_for
+    from autotune.search.config import polish_for, router_block_for
 
     backend = kw.pop("backend")
-    # the simulated search groups trials as the live one would, so the plan predicts the same study
+    # the simulated search groups (and polishes) trials as the live one would: the plan predicts that study
     kw["router_block"] = router_block_for(backend, kw["router_block"], kw["reuse_graphs"])
+    kw["polish"] = polish_for(backend, kw["polish"])
     if backend == "k8s":
         validate_plan_against_cluster(kw["profile"], kw["kubeconfig"], kw["context"])
     elif backend not in ("sim", "dynamo-local"):

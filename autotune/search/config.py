@@ -18,6 +18,12 @@ def router_block_for(backend: str, router_block: int | None, reuse_graphs: bool)
     return ROUTER_BLOCK_K8S if backend == "k8s" and reuse_graphs else 1
 
 
+def polish_for(backend: str, polish: bool | None) -> bool:
+    """``--polish/--no-polish``, or its default: on the simulator a pool split costs seconds; a live one
+    costs a deployment, so there it is asked for."""
+    return polish if polish is not None else backend == "sim"
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     results_dir: Path
@@ -38,3 +44,4 @@ class StudyConfig:
     reuse_graphs: bool = True  # live backends keep the last graph between trials and patch it when they can
     router_block: int = 1  # trials in a row on one worker shape, the sampler choosing only the router (1: off)
     records_dir: Path | None = None  # set: every live point's per-request records are kept here (prescreen)
+    polish: bool = False  # after the budget, try the recommended shape's untried pool splits (search.polish)

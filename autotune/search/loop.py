@@ -90,6 +90,7 @@ class Loop:
     ) -> None:
         self.profile, self.cfg, self.study, self.on_trial, self.shared = profile, cfg, study, on_trial, shared
         self.leases = leases
+        self.budget = cfg.trials  # finished trials to reach (the pool-split pass raises it: autotune.search.polish)
         self.waiting: _Waiting | None = None
         s = profile.search
         self.eval_kw: dict[str, Any] = {
@@ -157,10 +158,7 @@ class Loop:
             return
         while len(self.inflight) < self.cfg.jobs:
             with signals_deferred(), self.shared.turn() if self.shared else nullcontext():
-                if (
-                    budget_used(self.study) >= self.cfg.trials
-                    or _pruned(self.study) >= PRUNE_CAP_FACTOR * self.cfg.trials
-                ):
+                if budget_used(self.study) >= self.budget or _pruned(self.study) >= PRUNE_CAP_FACTOR * self.cfg.trials:
                     return
                 fixed = self.blocks.next_fixed() if self.blocks is not None else {}
                 with grouping.fixing(self.study, fixed):
@@ -328,7 +326,7 @@ class Loop:
 
     def _report(self, number: int) -> None:
         if self.on_trial:
-            self.on_trial(self.study.trials[number], finished(self.study), self.cfg.trials)
+            self.on_trial(self.study.trials[number], finished(self.study), self.budget)
 
     def fail_unfinished(self, why: str) -> None:
         """Interrupted: trials in flight (and one asked but not yet placed) are failed with ``why``.

@@ -164,7 +164,7 @@ def run_prescreened(
     """Every round's simulated search, live confirmations and recalibration; returns the live study."""
     root = cfg.results_dir / DIR
     records = root / RECORDS
-    live_cfg = replace(cfg, records_dir=records)
+    live_cfg = replace(cfg, records_dir=records, polish=False)  # live trials: the prescreen's picks only
     live = load_study(profile, live_cfg, create=True)  # a new study: its baselines are queued
     sim_profile = profile
     for round_no in range(1, screen.rounds + 1):

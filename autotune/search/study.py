@@ -31,6 +31,7 @@ from autotune.search.journal import check_journal
 from autotune.search.leases import ClusterShape, Leases, LocalLeases
 from autotune.search.leases_pg import PgLeases
 from autotune.search.loop import Loop, OnTrial, finished
+from autotune.search.polish import enqueue_splits
 from autotune.search.signals import signals_deferred, sigterm_as_interrupt
 from autotune.search.space import outside_space, topology_params
 from autotune.search.workers import OnStale, SharedStudy, one_line, open_rdb, worker_label
@@ -237,7 +238,9 @@ def run_study(
     try:
         with sigterm_as_interrupt():
             loop.run()
-        _raise_if_nothing_ran(study)
+            _raise_if_nothing_ran(study)
+            if cfg.polish and shared is None:
+                _polish(profile, study, loop)
     except KeyboardInterrupt:
         with signals_deferred():
             loop.fail_unfinished(INTERRUPTED)
@@ -246,6 +249,23 @@ def run_study(
     finally:
         loop.close()
     return study
+
+
+def _polish(profile: Profile, study: optuna.Study, loop: Loop) -> None:
+    """Run the recommended shape's untried pool splits once each, beyond the budget (autotune.search.polish).
+
+    One process's study only: on a shared study each worker would enqueue the same splits.
+    """
+    with signals_deferred():
+        added = enqueue_splits(study, profile)
+    if not added:
+        return
+    log.info(
+        "pool splits of the recommended shape not yet tried: %s; running each once (--no-polish skips this)",
+        ", ".join(t.shape() for t in added),
+    )
+    loop.budget = finished(study) + len(added)
+    loop.run()
 
 
 def open_leases(profile: Profile, cfg: StudyConfig, storage: optuna.storages.BaseStorage, pool: str) -> Leases | None:

@@ -1,0 +1,110 @@
+"""After the budget, the recommended shape's untried pool splits run once each (autotune.search.polish)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from optuna.trial import TrialState
+
+from autotune.profile import load_profile, profile_from_dict
+from autotune.search import trials
+from autotune.search.config import StudyConfig, polish_for
+from autotune.search.polish import enqueue_splits, pool_splits, split_variants
+from autotune.search.select import select, shape
+from autotune.search.study import run_study
+from autotune.topology import parse_topology
+
+
+def _profile() -> Any:
+    return profile_from_dict(
+        {
+            "name": "polish-tiny",
+            "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
+            "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
+            "dynamo": {"version": "0.9.0"},
+            "workload": {
+                "templates": 4,
+                "prefix_tokens": 64,
+                "input_tokens": {"dist": "fixed", "value": 128},
+                "output_tokens": {"dist": "fixed", "value": 16},
+                "concurrency": [16],
+                "requests_per_point": 160,
+                "warmup_requests": 16,
+                "cooldown_requests": 16,
+            },
+            "measurement": {"adaptive": False},
+            "search": {
+                "trials": 4,
+                "operating_point": "grid",
+                "allow_aggregated": False,
+                "prefill_tp": [2, 4],
+                "decode_tp": [2, 4],
+                "max_prefill_workers": 2,
+                "max_decode_workers": 4,
+                "router_step": 0.5,
+            },
+            "baselines": [],
+        },
+        "polish-tiny",
+    )
+
+
+def test_pool_splits_keep_the_gpus_within_the_space() -> None:
+    assert pool_splits(8, [1, 2, 4, 8], 12) == [(8, 1), (4, 2), (2, 4), (1, 8)]
+    assert pool_splits(8, [1, 2, 4, 8], 6) == [(4, 2), (2, 4), (1, 8)]  # 8 workers of TP1 exceed the limit
+    assert pool_splits(6, [4, 8], 6) == []
+
+
+def test_split_variants_of_the_paper_shapes() -> None:
+    prof = load_profile("paper-70b-1p5d")
+    lead = parse_topology("4P1-8D1@tau=0.1,omega=0.8")
+    got = split_variants(lead, prof)
+    assert {t.shape() for t in got} == {
+        f"{p}-{d}" for p in ("4P1", "2P2", "1P4") for d in ("8D1", "4D2", "2D4", "1D8")
+    } - {"4P1-8D1"}
+    assert all(t.router == lead.router and t.gpus == lead.gpus for t in got)
+    assert [t.shape() for t in split_variants(parse_topology("3A4"), prof)] == ["6A2"]  # 12A1: TP1 not searched
+
+
+def test_polish_runs_each_untried_split_once_and_is_idempotent(tmp_path: Any) -> None:
+    prof = _profile()
+    cfg = StudyConfig(tmp_path, 4, "sim", seed=prof.seed, jobs=1)
+    study = run_study(prof, cfg)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and not any(trials.POLISH_OF in t.user_attrs for t in done)  # off by default
+    lead = parse_topology(select(study).trial.user_attrs[trials.TOPOLOGY])
+    tried = {shape(t) for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    expected = {t.shape() for t in split_variants(lead, prof)} - tried
+    assert expected, "the fixture must leave a split untried, or this test proves nothing"
+
+    again = run_study(prof, replace(cfg, resume=True, polish=True))
+    polished = [t for t in again.get_trials() if trials.POLISH_OF in t.user_attrs]
+    assert {shape(t) for t in polished} == expected
+    assert all(t.state == TrialState.COMPLETE for t in polished)
+    assert all(t.user_attrs[trials.POLISH_OF] == lead.to_string() for t in polished)
+    assert all(parse_topology(t.user_attrs[trials.TOPOLOGY]).router == lead.router for t in polished)
+    # the recommendation is taken over every trial, the splits included
+    best = select(again).trial
+    assert best.number in {t.number for t in again.get_trials() if t.state == TrialState.COMPLETE}
+
+    n = len(again.get_trials())
+    third = run_study(prof, replace(cfg, resume=True, polish=True))
+    assert len(third.get_trials()) == n  # nothing left to try: a second pass adds no trial
+    assert enqueue_splits(third, prof) == []  # the splits keep each pool's GPUs: the neighbourhood is closed
+
+
+def test_enqueued_splits_count_as_tried(tmp_path: Any) -> None:
+    prof = _profile()
+    study = run_study(prof, StudyConfig(tmp_path, 4, "sim", seed=prof.seed, jobs=1))
+    first = enqueue_splits(study, prof)
+    assert first
+    assert enqueue_splits(study, prof) == []  # waiting in the queue: not enqueued twice
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert {t.user_attrs[trials.TOPOLOGY] for t in waiting} == {t.to_string() for t in first}
+
+
+def test_polish_default_is_on_for_the_simulator_only() -> None:
+    assert polish_for("sim", None) is True
+    assert polish_for("k8s", None) is False and polish_for("dynamo-local", None) is False
+    assert polish_for("k8s", True) is True and polish_for("sim", False) is False
