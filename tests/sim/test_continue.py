@@ -16,7 +16,7 @@ import pytest
 from autotune.backends.sim import STREAM_PART, SimBackend, SimDeployment
 from autotune.profile import Profile, _deep_merge, profile_from_dict
 from autotune.records import PointRun
-from autotune.runlength import MAX_REQUESTS, TARGETS_MET, sim_next_requests
+from autotune.runlength import MAX_REQUESTS, TARGETS_MET
 from autotune.sim.cluster import ClusterSim
 from autotune.topology import parse_topology
 from autotune.workload import request_stream
@@ -160,12 +160,3 @@ def test_a_point_capped_early_stops_at_the_cap() -> None:
     run = dep.run_point(24, seed=0, requests=200)
     assert run.meta["stop_reason"] == MAX_REQUESTS and not run.meta["converged"]
     assert run.meta["requests_run"] == len(run.requests) == 260
-
-
-def test_steps_are_x1_5_to_x4() -> None:
-    from autotune.runlength import Precision
-
-    meas = make().measurement
-    assert sim_next_requests(Precision("ttft_p99_ms", 1.05, True), 1000, meas) == 1500
-    assert sim_next_requests(Precision("ttft_p99_ms", 100.0, True), 1000, meas) == 4000
-    assert sim_next_requests(Precision("ttft_p99_ms", float("inf"), True), 1000, meas) == 2000
