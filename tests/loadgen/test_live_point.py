@@ -60,7 +60,7 @@ def test_sim_rule() -> None:
     meas = MeasurementSpec()
     # a simulated point continues its run, so it grows by x1.5 to x4 a step (aiming at 1.2 x ratio²)
     assert sim_next_requests(Precision("a", 1.1, True), 1000, meas) == 1500
-    assert sim_next_requests(Precision("a", 1.5, True), 1000, meas) == 2700
+    assert sim_next_requests(Precision("a", 1.25, True), 1000, meas) == 1875
     assert sim_next_requests(Precision("a", 2.0, True), 1000, meas) == 4000
     assert sim_next_requests(Precision("a", math.inf, True), 1000, meas) == 2000  # no interval at all: double
     assert sim_next_requests(Precision("a", 2.0, False), 1000, meas) == 2000
