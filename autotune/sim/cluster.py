@@ -179,11 +179,6 @@ class ClusterSim:
         self._pending = until - sum(1 for s in self.seqs[:until] if s.done == s.done)  # NaN: not done
         self._loop()
 
-    @property
-    def paused_at(self) -> int:
-        """How many requests the run measures: its first ``paused_at`` are done (a finished run: all)."""
-        return self._until
-
     def _begin(
         self, requests: RequestStream, more: Callable[[int, int, float], RequestStream] | None, closed: bool
     ) -> None:
@@ -371,7 +366,7 @@ class ClusterSim:
     # ---- results ---------------------------------------------------------------------------------
     def result(self, concurrency: int, warmup: int, cooldown: int) -> PointRun:
         """The run's records (``autotune.sim.collect``): a finished run's every request; a paused one's
-        first ``paused_at``, with nothing of the requests past them (docs/measurement.md)."""
+        first ``until`` (``extend``), with nothing of the requests past them (docs/measurement.md)."""
         if self._more is None:
             return point_run(self, self.seqs, self.logs, self._itl, concurrency, warmup, cooldown)
         n = self._until
