@@ -2,8 +2,9 @@
 
 A point runs until every headline figure's relative CI half-width is within the profile's target
 and its steady state was reached (``converged``), or until ``measurement.max_requests``; a live point
-also stops growing at ``measurement.live_time_budget_s``. The simulator re-runs a point longer; a
-live point continues its burst (``autotune.loadgen.live_point``). ``run_meta`` is what a point
+also stops growing at ``measurement.live_time_budget_s``. Both continue a growing point rather than
+re-run it: the simulator extends its paused run (``autotune.backends.sim``), a live point continues
+its burst (``autotune.loadgen.live_point``). ``run_meta`` is what a point
 records about its length, under the same names on every backend (docs/measurement.md).
 """
 
@@ -50,8 +51,13 @@ def growth(p: Precision) -> float:
 
 
 def sim_next_requests(p: Precision, n: int, meas: MeasurementSpec) -> int:
-    """The simulator's next run length after a run of ``n``: at least ×2, at most ×8, capped."""
-    return min(meas.max_requests, int(n * max(2.0, min(8.0, growth(p)))))
+    """The simulator's next length for a point judged at ``n`` requests: at least ×1.5, at most ×4, capped.
+
+    A simulated point continues its run (nothing is re-simulated), so a step costs only the new
+    requests and another look at the figures: short steps overshoot the length the targets need by
+    less, and a noisy early estimate of the precision (few batches) cannot send a point to the cap at once.
+    """
+    return min(meas.max_requests, int(n * max(1.5, min(4.0, growth(p)))))
 
 
 @dataclass(frozen=True)

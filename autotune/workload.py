@@ -137,6 +137,31 @@ class RequestStream:
     def __len__(self) -> int:
         return len(self.template)
 
+    def joined(self, more: RequestStream) -> RequestStream:
+        """This stream followed by its continuation ``more`` (``request_stream`` part k, or the trace's
+        next window): request ids carry on, so request i is the same request in the joined stream."""
+        cat = np.concatenate
+
+        def both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            assert (a is None) == (b is None), "a continuation has the same columns as its stream"
+            return None if a is None or b is None else cat([a, b])
+
+        blocks = None
+        if self.blocks is not None or more.blocks is not None:
+            assert self.blocks is not None and more.blocks is not None and self.blocks.trace is more.blocks.trace
+            b0, b1 = self.blocks, more.blocks
+            blocks = TraceBlocks(b0.trace, cat([b0.index, b1.index]), cat([b0.passes, b1.passes]))
+        return RequestStream(
+            cat([self.template, more.template]),
+            cat([self.input_tokens, more.input_tokens]),
+            cat([self.output_tokens, more.output_tokens]),
+            both(self.arrival_s, more.arrival_s),
+            self.prefix_tokens,
+            blocks=blocks,
+            lead_tokens=self.lead_tokens,
+            think_s=both(self.think_s, more.think_s),
+        )
+
     def block_hashes(self, rid: int, block_size: int) -> tuple[int, ...]:
         """Hashes of the request's full prompt blocks: shared by all requests inside the chat template's
         leading tokens, by the template's requests inside its prefix, the request's own after (a trace:
@@ -171,9 +196,10 @@ def request_stream(
     any worker). Think times come from a generator of their own, so a profile without them draws
     exactly the stream it drew before they existed.
 
-    A live point that runs longer continues its stream rather than starting a new one: ``part`` k > 0
-    is the k-th continuation, drawn from its own generator keyed by (seed, k) so that part 0 stays
-    exactly the stream the simulator runs, with arrivals continuing after ``after_s``.
+    A point that runs longer (a live burst, a growing simulated point) continues its stream rather
+    than starting a new one: ``part`` k > 0 is the k-th continuation, drawn from its own generator
+    keyed by (seed, k) so that part 0 is the same whatever follows, with arrivals continuing after
+    ``after_s`` (``RequestStream.joined``).
 
     A trace replays requests ``first_index`` .. ``first_index + n`` (looping, ``autotune.traces.trace``),
     at the trace's times in its ``timestamps`` mode unless ``schedule`` gives others.

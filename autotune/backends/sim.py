@@ -15,9 +15,12 @@ from autotune.records import PointRun
 from autotune.runlength import MAX_REQUESTS, TARGETS_MET, precision, run_meta, sim_next_requests
 from autotune.sim.cluster import ClusterSim, Controller
 from autotune.topology import RouterSettings, Topology
-from autotune.workload import ArrivalSchedule, mean_shape, request_stream, trace_meta
+from autotune.workload import ArrivalSchedule, RequestStream, mean_shape, request_stream, trace_meta
 
 log = logging.getLogger("autotune.sim")
+
+# requests in each continuation of a growing point's stream (drawn as the run reaches them)
+STREAM_PART = 1024
 
 
 class SimDeployment(Deployment):
@@ -40,16 +43,20 @@ class SimDeployment(Deployment):
         schedule: ArrivalSchedule | None = None,
     ) -> PointRun:
         """One load point. ``requests`` (or the profile's count) is where it starts: a stationary point
-        keeps doubling its length until every headline figure meets the profile's precision target or
-        ``measurement.max_requests`` is reached; ``meta`` says which. Scheduled and controlled runs
+        keeps growing (×1.5 to ×4 a step, ``sim_next_requests``) until every headline figure meets the
+        profile's precision target or ``measurement.max_requests`` is reached; ``meta`` says which. It
+        grows by continuing its run on the continuation of its request stream: the run pauses once its
+        first n requests are done, is judged on them, and carries on to the next n with the clients
+        still busy (no drain, nothing re-simulated: docs/measurement.md). Scheduled and controlled runs
         (ramps, spikes) have a fixed length: their time structure is the experiment."""
         w, meas = self.profile.workload, self.profile.measurement
         n = requests or w.requests_per_point
         adaptive = meas.adaptive and controller is None and schedule is None and w.spike is None
+        if not adaptive:
+            return self._run_once(concurrency, seed, n, controller, schedule)
+        sim, open_loop = self._start(concurrency, seed, n, None, None, continuable=True)
         while True:
-            run = self._run_once(concurrency, seed, n, controller, schedule)
-            if not adaptive:
-                return run
+            run = self._result(sim, concurrency, n, open_loop)
             run.summary = summarize(run, level=meas.ci_level)
             p = precision(run.summary, meas)
             if p.met or n >= meas.max_requests:
@@ -64,21 +71,50 @@ class SimDeployment(Deployment):
                     )
                 return run
             n = sim_next_requests(p, n, meas)
+            sim.extend(n)
 
     def _run_once(
         self, concurrency: int, seed: int, n: int, controller: Controller | None, schedule: ArrivalSchedule | None
     ) -> PointRun:
+        """A run of ``n`` requests to its end (the clients stop, the cluster drains)."""
+        sim, open_loop = self._start(concurrency, seed, n, controller, schedule, continuable=False)
+        return self._result(sim, concurrency, n, open_loop)
+
+    def _start(
+        self,
+        concurrency: int,
+        seed: int,
+        n: int,
+        controller: Controller | None,
+        schedule: ArrivalSchedule | None,
+        *,
+        continuable: bool,
+    ) -> tuple[ClusterSim, bool]:
+        """A simulation run to its first ``n`` requests; ``continuable``: paused there, ready to ``extend``
+        on the continuation of its stream (``request_stream`` parts of ``STREAM_PART``; a trace: its
+        next requests, in passes)."""
         w = self.profile.workload
-        warm, cool = w.measurement_edges(n)
         open_loop = schedule is not None or w.open_loop
         if open_loop and schedule is None and w.trace is None:  # a trace brings its own arrival times
             schedule = ArrivalSchedule.from_workload(w)
-        reqs = request_stream(w, n, seed, schedule if open_loop else None)
+        arrivals = schedule if open_loop else None
+        reqs = request_stream(w, n, seed, arrivals)
+
+        def more(part: int, first: int, after_s: float) -> RequestStream:
+            return request_stream(w, STREAM_PART, seed, arrivals, part=part, after_s=after_s, first_index=first)
+
         sim = ClusterSim(self.profile, self.topology, self.perf, self.feas, seed)
+        cont = more if continuable else None
         if open_loop:
-            sim.run_open(reqs, controller)
+            sim.run_open(reqs, controller, more=cont)
         else:
-            sim.run_closed(reqs, concurrency, controller, spread_s=self.request_duration_s(concurrency))
+            sim.run_closed(reqs, concurrency, controller, spread_s=self.request_duration_s(concurrency), more=cont)
+        return sim, open_loop
+
+    def _result(self, sim: ClusterSim, concurrency: int, n: int, open_loop: bool) -> PointRun:
+        """The records of the run's first ``n`` requests (all of a finished run's)."""
+        w = self.profile.workload
+        warm, cool = w.measurement_edges(n)
         run = sim.result(concurrency if not open_loop else -1, warm, cool)
         run.meta.update(self.perf.describe())
         run.meta.update(trace_meta(w, n))

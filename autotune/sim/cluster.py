@@ -1,8 +1,8 @@
 """The simulated Dynamo deployment: frontend + KV router, worker engines, P→D KV transfer.
 
-One ``ClusterSim`` runs one load point. Disaggregated requests follow Dynamo's path: the prefill
-router picks a prefill worker on arrival; when prefill ends, the decode router picks a decode
-worker, the KV moves (NVLink within a node, the network across nodes, plus setup and hand-over
+One ``ClusterSim`` runs one load point (a growing point pauses it and continues: ``extend``).
+Disaggregated requests follow Dynamo's path: the prefill router picks a prefill worker on arrival;
+when prefill ends, the decode router picks a decode worker, the KV moves (NVLink within a node, the network across nodes, plus setup and hand-over
 latency) and the decode worker admits the request at its next step boundary. Router settings may
 change mid-run through a controller (the paper's adaptive controller plugs in here).
 """
@@ -14,14 +14,11 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
-import pandas as pd
-
 from autotune.feasibility import Feasibility
 from autotune.perf import PerfModel
 from autotune.profile import Profile
-from autotune.records import REQUEST_COLUMNS, DecisionLog, PointRun
-from autotune.sim.delivery import with_delivery_noise
+from autotune.records import DecisionLog, PointRun
+from autotune.sim.collect import decisions_before, point_run
 from autotune.sim.engine import Engine
 from autotune.sim.frontend import Frontend, ServerPool
 from autotune.sim.router import KvRouter, RouterRules, RouterState
@@ -49,7 +46,7 @@ class ClusterSim:
         self.bs = eng.block_size
         self.rng = random.Random(seed)
         self._heap: list[tuple[float, int, Callable[..., None], object]] = []
-        self._n = 0
+        self.events = 0
         self.now = 0.0
         roles = topology.worker_tps()
         self.nodes = [p[0] for p in feas.placement]
@@ -116,12 +113,17 @@ class ClusterSim:
         self.router_changes: list[tuple[float, str]] = []
         self._requests: RequestStream | None = None
         self._next_rid = 0
-        self._pending = 0
+        self._pending = 0  # requests below ``_until`` not yet done (or rejected): the loop runs while > 0
+        # a continuable run (``more`` given): the stream grows as the clients need it, and the loop
+        # pauses, under full load and without a drain, once its first ``_until`` requests are done
+        self._more: Callable[[int, int, float], RequestStream] | None = None
+        self._parts = 0
+        self._until = 0
 
     # ---- event loop -----------------------------------------------------------------------
     def _schedule(self, t: float, fn: Callable[..., None], arg: object) -> None:
-        self._n += 1
-        heapq.heappush(self._heap, (t, self._n, fn, arg))
+        self.events += 1
+        heapq.heappush(self._heap, (t, self.events, fn, arg))
 
     def _loop(self) -> None:
         heap = self._heap
@@ -133,26 +135,74 @@ class ClusterSim:
 
     # ---- load --------------------------------------------------------------------------------
     def run_closed(
-        self, requests: RequestStream, concurrency: int, controller: Controller | None = None, spread_s: float = 0.0
+        self,
+        requests: RequestStream,
+        concurrency: int,
+        controller: Controller | None = None,
+        spread_s: float = 0.0,
+        *,
+        more: Callable[[int, int, float], RequestStream] | None = None,
     ) -> None:
-        """C clients send back to back; client k starts at k·spread/C (0: a synchronised first wave)."""
-        self._requests = requests
-        self._pending = len(requests)
-        self._closed = True
+        """C clients send back to back; client k starts at k·spread/C (0: a synchronised first wave).
+
+        Without ``more`` the clients stop when ``requests`` run out and the run drains. With it the
+        stream goes on (``more(k, first, after_s)`` is its k-th continuation, requests ``first`` on,
+        arrivals after ``after_s``) and the run pauses once its first ``len(requests)`` requests are
+        done, the clients still busy; ``extend`` resumes it.
+        """
+        self._begin(requests, more, closed=True)
         for client in range(min(concurrency, len(requests))):
             self._schedule(client * spread_s / max(concurrency, 1), self._issue, client)
         self._start_controller(controller)
         self._loop()
 
-    def run_open(self, requests: RequestStream, controller: Controller | None = None) -> None:
+    def run_open(
+        self,
+        requests: RequestStream,
+        controller: Controller | None = None,
+        *,
+        more: Callable[[int, int, float], RequestStream] | None = None,
+    ) -> None:
+        """Requests arrive at their set times; ``more`` as in ``run_closed``."""
         assert requests.arrival_s is not None
-        self._requests = requests
-        self._pending = len(requests)
-        self._closed = False
-        for t in requests.arrival_s:
-            self._schedule(float(t), self._issue, -1)
+        self._begin(requests, more, closed=False)
+        self._schedule_arrivals(requests)
         self._start_controller(controller)
         self._loop()
+
+    def extend(self, until: int) -> None:
+        """Resume a paused continuable run until its first ``until`` requests are done. Pausing changes
+        no event: the run is the one it would have been paused only at ``until``, or never."""
+        assert self._more is not None, "extend needs a run started with more="
+        assert until >= self._until
+        self._until = until
+        self._pending = until - sum(1 for s in self.seqs[:until] if s.done == s.done)  # NaN: not done
+        self._loop()
+
+    def _begin(
+        self, requests: RequestStream, more: Callable[[int, int, float], RequestStream] | None, closed: bool
+    ) -> None:
+        self._requests = requests
+        self._more = more
+        self._until = self._pending = len(requests)
+        self._closed = closed
+
+    def _schedule_arrivals(self, part: RequestStream) -> None:
+        assert part.arrival_s is not None
+        for t in part.arrival_s:
+            self._schedule(float(t), self._issue, -1)
+
+    def _grow_stream(self) -> RequestStream:
+        """Append the stream's next continuation (open loop: its arrivals, which follow the last one)."""
+        reqs, more = self._requests, self._more
+        assert reqs is not None and more is not None
+        self._parts += 1
+        last_s = float(reqs.arrival_s[-1]) if reqs.arrival_s is not None else 0.0
+        part = more(self._parts, len(reqs), last_s)
+        self._requests = reqs.joined(part)
+        if not self._closed:
+            self._schedule_arrivals(part)
+        return self._requests
 
     def _start_controller(self, controller: Controller | None) -> None:
         if controller is not None:
@@ -171,8 +221,12 @@ class ClusterSim:
         assert reqs is not None  # set by run_closed/run_open
         rid = self._next_rid
         if rid >= len(reqs):
-            return
+            if self._more is None:
+                return
+            reqs = self._grow_stream()  # closed loop: a client wants the next request
         self._next_rid += 1
+        if self._more is not None and not self._closed and rid == len(reqs) - 1:
+            self._grow_stream()  # open loop: the next arrivals are due from this one on
         seq = Seq(
             rid,
             int(reqs.input_tokens[rid]),
@@ -223,7 +277,8 @@ class ClusterSim:
     def _reject(self, seq: Seq, now: float) -> None:
         seq.rejected = True
         seq.done = now
-        self._pending -= 1
+        if seq.rid < self._until:
+            self._pending -= 1
         if self._closed:
             self._schedule(now + REJECT_BACKOFF_S, self._issue, seq.client)
 
@@ -296,7 +351,8 @@ class ClusterSim:
     def _completion_shown(self, now: float, seq: Seq) -> None:
         """The client has the last token: the request is done, a closed-loop client sends its next."""
         seq.done = max(now, seq.first_token)
-        self._pending -= 1
+        if seq.rid < self._until:
+            self._pending -= 1
         if self._closed:
             think = self._requests.think_s if self._requests is not None else None
             if think is None:
@@ -309,67 +365,11 @@ class ClusterSim:
 
     # ---- results ---------------------------------------------------------------------------------
     def result(self, concurrency: int, warmup: int, cooldown: int) -> PointRun:
-        seqs = self.seqs
-        n = len(seqs)
-        ok = np.array([not s.rejected for s in seqs], dtype=bool)
-        osl = np.array([s.osl for s in seqs], dtype=np.int64)
-        first = np.array([s.first_token for s in seqs], dtype=float)
-        done = np.array([s.done for s in seqs], dtype=float)
-        rid = np.array([s.rid for s in seqs], dtype=np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            itl = np.where(ok & (osl > 1), (done - first) / (osl - 1) * 1000, np.nan)
-        rows = {
-            "request_id": rid,
-            "client": [s.client for s in seqs],
-            "template": [s.template for s in seqs],
-            "arrival_s": [s.arrival for s in seqs],
-            "routed_s": [s.routed for s in seqs],
-            "prefill_worker": [s.pworker for s in seqs],
-            "decode_worker": [s.dworker for s in seqs],
-            "input_tokens": [s.isl for s in seqs],
-            "output_tokens": np.where(ok, osl, 0),
-            "cached_tokens": [s.cached for s in seqs],
-            "prefill_start_s": [s.prefill_start for s in seqs],
-            "prefill_end_s": [s.prefill_end for s in seqs],
-            "kv_transfer_end_s": [s.xfer_end for s in seqs],
-            "first_token_s": first,
-            "itl_mean_ms": itl,
-            "itl_max_ms": np.full(n, np.nan),
-            "completion_s": done,
-            "preemptions": [s.preemptions for s in seqs],
-            "status": np.where(ok, "ok", "rejected"),
-            "error": np.where(ok, "", "all workers busy (503)"),
-            "measured": (rid >= warmup) & (rid < n - cooldown),
-        }
-        assert tuple(rows) == REQUEST_COLUMNS
-        df = pd.DataFrame(rows)
-        done = np.sort(df["completion_s"].to_numpy())
-        lo = done[min(warmup, n - 1)] if n else 0.0
-        hi = done[max(n - cooldown - 1, 0)] if n else 0.0
-        if hi <= lo:
-            lo, hi = 0.0, float(done[-1]) if n else 0.0
-        itl = np.asarray(self._itl, dtype=float).reshape(-1, 3)  # (end time, tokens, mean step) per segment
-        itl_ms, itl_weight, itl_time_s = with_delivery_noise(
-            itl[:, 2] * 1000, itl[:, 1], self.profile.dynamo.token_jitter_ms, itl[:, 0]
-        )
-        busy = [e.busy_time for e in self.engines]
-        hits = sum(e.kv.hits_blocks for e in self.engines)
-        looks = sum(e.kv.lookups_blocks for e in self.engines)
-        return PointRun(
-            concurrency=concurrency,
-            requests=df,
-            decisions=self.logs,
-            itl_ms=itl_ms,
-            itl_weight=itl_weight,
-            window_s=(float(lo), float(hi)),
-            gpus=self.topology.gpus,
-            backend="sim",
-            meta={
-                "worker_busy_s": busy,
-                "block_hit_rate": hits / looks if looks else 0.0,
-                "sim_end_s": self.now,
-                "events": self._n,
-            },
-            router_changes=list(self.router_changes),
-            itl_time_s=itl_time_s,
-        )
+        """The run's records (``autotune.sim.collect``): a finished run's every request; a paused one's
+        first ``until`` (``extend``), with nothing of the requests past them (docs/measurement.md)."""
+        if self._more is None:
+            return point_run(self, self.seqs, self.logs, self._itl, concurrency, warmup, cooldown)
+        n = self._until
+        cut_s = self.seqs[n].arrival if len(self.seqs) > n else self.now  # the first request past n arrives
+        itl = [seg for seg in self._itl if seg[0] <= cut_s]
+        return point_run(self, self.seqs[:n], decisions_before(self.logs, n), itl, concurrency, warmup, cooldown)

@@ -58,11 +58,13 @@ def test_live_extension_aims_like_the_simulator_but_at_most_doubles_per_step() -
 
 def test_sim_rule() -> None:
     meas = MeasurementSpec()
-    assert sim_next_requests(Precision("a", 1.1, True), 1000, meas) == 2000
-    assert sim_next_requests(Precision("a", 2.0, True), 1000, meas) == 4800
+    # a simulated point continues its run, so it grows by x1.5 to x4 a step (aiming at 1.2 x ratio²)
+    assert sim_next_requests(Precision("a", 1.1, True), 1000, meas) == 1500
+    assert sim_next_requests(Precision("a", 1.25, True), 1000, meas) == 1875
+    assert sim_next_requests(Precision("a", 2.0, True), 1000, meas) == 4000
     assert sim_next_requests(Precision("a", math.inf, True), 1000, meas) == 2000  # no interval at all: double
     assert sim_next_requests(Precision("a", 2.0, False), 1000, meas) == 2000
-    assert sim_next_requests(Precision("a", 9.0, True), 3000, meas) == meas.max_requests
+    assert sim_next_requests(Precision("a", 9.0, True), 5000, meas) == meas.max_requests
 
 
 def workload(**kw: object) -> WorkloadSpec:
