@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from autotune.backends import result_key
 from autotune.backends.sim import SimBackend
 from autotune.intervals import Interval, differ
 from autotune.profile import Profile
@@ -37,24 +38,28 @@ def heatmap(
 ) -> pd.DataFrame:
     """PoA-hat and TTFT P99 over the (τ, ω) grid at one concurrency, every cell on the same requests.
 
-    The default cell runs first and finds the length; the other cells are independent simulations of
-    that many requests, so they run on ``jobs`` processes with the same figures as one.
+    The default cell's adaptive run finds the length; then every cell, the default's included, is a
+    fixed run of that many requests (an adaptive point pauses where a fixed one drains, so only fixed
+    runs share their requests exactly). Cells whose effective router settings are equal simulate
+    identically (``autotune.sim.router.effective_router``: in a disaggregated graph every ω > 0
+    routes alike), so each distinct one runs once, on ``jobs`` processes, with the figures of one.
     """
-    cells = [
-        RouterSettings(temperature=t, overlap_weight=w)
-        for t in TAU_GRID
-        for w in OMEGA_GRID
-        if (t, w) != (DEFAULT_ROUTER.temperature, DEFAULT_ROUTER.overlap_weight)
-    ]
-    first = _cell_row(profile, topology, DEFAULT_ROUTER, concurrency, seed, requests, perf_model)
-    n = int(first["requests"])
+    cells = [RouterSettings(temperature=t, overlap_weight=w) for t in TAU_GRID for w in OMEGA_GRID]
+    n = int(_cell_row(profile, topology, DEFAULT_ROUTER, concurrency, seed, requests, perf_model)["requests"])
     fixed = profile.model_copy(update={"measurement": profile.measurement.model_copy(update={"adaptive": False})})
-    args = [(fixed, topology, router, concurrency, seed, n, perf_model) for router in cells]
+    keys = [result_key("sim", profile, topology.with_router(r)) for r in cells]
+    distinct = {k: r for k, r in zip(keys, cells, strict=True)}  # one router per key (the last: any will do)
+    args = [(fixed, topology, router, concurrency, seed, n, perf_model) for router in distinct.values()]
     if jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(cells)), initializer=worker_init) as pool:
-            rows = [first, *pool.map(_cell_row, *zip(*args, strict=True))]
+        with ProcessPoolExecutor(max_workers=min(jobs, len(args)), initializer=worker_init) as pool:
+            ran = list(pool.map(_cell_row, *zip(*args, strict=True)))
     else:
-        rows = [first, *(_cell_row(*a) for a in args)]
+        ran = [_cell_row(*a) for a in args]
+    by_key = dict(zip(distinct, ran, strict=True))
+    rows = [
+        {**by_key[k], "temperature": r.temperature, "overlap_weight": r.overlap_weight}
+        for k, r in zip(keys, cells, strict=True)
+    ]
     return pd.DataFrame(rows).sort_values(["temperature", "overlap_weight"], ignore_index=True)
 
 

@@ -54,8 +54,9 @@ def effective_router(topology: Topology, rules: RouterRules) -> RouterSettings:
     Dynamo's default (τ 0, ω 1, credit 1).
 
     Read off ``KvRouter.choose``: a stage with one worker decides nothing; the decode stage ignores ω and
-    credit; credit only acts through ω > 0; and where 0.9.0 builds no prefill index (ω = 0), τ > 0 and
-    τ = 0 both draw a uniformly random worker with the same random number. Two topologies of one shape
+    credit; in the prefill stage ω only scales every logit, so any ω > 0 acts as ω = 1; credit only acts
+    through ω > 0; and where 0.9.0 builds no prefill index (ω = 0), τ > 0 and τ = 0 both draw a uniformly
+    random worker with the same random number. Two topologies of one shape
     with the same effective settings therefore simulate identically for a seed, so a study runs one
     and reuses its result for the other (``autotune.backends.result_key``).
     """
@@ -65,9 +66,10 @@ def effective_router(topology: Topology, rules: RouterRules) -> RouterSettings:
         tau_acts = topology.decode_workers > 1 or (choice and (r.overlap_weight > 0 or not rules.index_only_where_used))
     else:
         choice = tau_acts = topology.agg_workers > 1
+    scale_free = topology.disaggregated and r.overlap_weight > 0  # the prefill stage: ω·load, nothing added
     return RouterSettings(
         r.temperature if tau_acts else d.temperature,
-        r.overlap_weight if choice else d.overlap_weight,
+        r.overlap_weight if choice and not scale_free else d.overlap_weight,
         r.overlap_credit if choice and r.overlap_weight > 0 else d.overlap_credit,
     )
 
@@ -176,14 +178,14 @@ class KvRouter:
         if stage == "decode":  # state.shared_blocks is 0 unless the version assumes KV reuse in decode
             logits: list[float] = [ab[w] + req_blocks - state.shared_blocks(w, hashes) for w in candidates]
         elif stage == "prefill":
-            logits = (
-                [
-                    omega * max((apt[w] + isl) / bs - credit * ov, 0.0)
-                    for w, ov in zip(candidates, overlaps, strict=True)
-                ]
+            # ω only scales every prefill logit, and neither the argmin nor the span-normalised softmax
+            # sees a common scale: pick on the unscaled load, so any ω > 0 routes exactly as ω = 1
+            scores = (
+                [max((apt[w] + isl) / bs - credit * ov, 0.0) for w, ov in zip(candidates, overlaps, strict=True)]
                 if omega
                 else [0.0] * len(candidates)
             )
+            logits = [omega * v for v in scores]
         else:
             logits = [
                 (omega * max((apt[w] + isl) / bs - credit * ov, 0.0) if omega else 0.0)
@@ -195,6 +197,8 @@ class KvRouter:
         # the decision log records what the workers' caches really held (PoA-hat prices the uncached
         # prompt), even where the router itself looked at no index and scored overlap 0
         logged = [caches[w].match(hashes) for w in candidates] if no_index and stage != "decode" else overlaps
+        if stage != "prefill":
+            scores = logits
         pool = list(range(len(candidates)))
         if self.busy_blocks_frac is not None or self.busy_prefill_tokens is not None:
             pool = [i for i in pool if not self._busy(candidates[i], caches, state)]
@@ -202,7 +206,7 @@ class KvRouter:
                 if log is not None:
                     self._log(log, now, rid, -1, candidates, isl, osl, logged, state, logits)
                 return None
-        pick = self._pick(pool, logits, candidates, None if no_index else caches, s.temperature)
+        pick = self._pick(pool, scores, candidates, None if no_index else caches, s.temperature)
         if log is not None:
             self._log(log, now, rid, pick, candidates, isl, osl, logged, state, logits)
         return candidates[pick], overlaps[pick]

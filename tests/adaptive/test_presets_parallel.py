@@ -5,9 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from autotune.adaptive import controller_experiment
+from autotune.backends import result_key
+from autotune.backends.sim import SimBackend
+from autotune.metrics import summarize
 from autotune.presets import heatmap
 from autotune.profile import profile_from_dict
 from autotune.search.evaluate import evaluate_topology
+from autotune.topology import RouterSettings
 from tests.adaptive.test_controller_experiment import SMALL, TOPO
 
 
@@ -30,3 +34,21 @@ def test_controller_experiment_on_two_processes_equals_one() -> None:
     pd.testing.assert_frame_equal(one.spike.per_seed, two.spike.per_seed)
     pd.testing.assert_frame_equal(one.spike.detector, two.spike.detector)
     assert one.spike.adaptive_runs_simulated == two.spike.adaptive_runs_simulated
+
+
+def test_each_cell_is_a_fixed_run_of_its_router_and_equal_routers_run_once() -> None:
+    prof = profile_from_dict(SMALL)
+    grid = heatmap(prof, TOPO, 8, seed=3)
+    cells = list(grid[["temperature", "overlap_weight"]].itertuples(index=False, name=None))
+    keys = {result_key("sim", prof, TOPO.with_router(RouterSettings(t, w))) for t, w in cells}
+    assert len(keys) == 4  # one prefill worker: ω reads nothing, so only τ (the decode stage's) remains
+    figures = grid.drop(columns=["temperature", "overlap_weight"]).drop_duplicates()
+    assert len(figures) == len(keys)  # cells of one key share one run, and different τ differ
+    fixed = prof.model_copy(update={"measurement": prof.measurement.model_copy(update={"adaptive": False})})
+    n = int(grid["requests"].iloc[0])
+    for t, w in [(0.0, 1.0), (0.7, 2.0)]:  # the default cell too is a fixed run, like every other
+        dep = SimBackend().deploy(fixed, TOPO)
+        dep.set_router(RouterSettings(t, w))
+        run = dep.run_point(8, seed=3, requests=n)
+        row = grid[(grid["temperature"] == t) & (grid["overlap_weight"] == w)].iloc[0]
+        assert row["ttft_p99_ms"] == summarize(run).ttft_p99_ms

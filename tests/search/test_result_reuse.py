@@ -66,7 +66,8 @@ def _profile(version: str = "0.9.0", **search: Any) -> Any:
         ("1P4-1D4@tau=0.5,omega=1.5", PAPER, "tau=0,omega=1"),  # neither stage has a choice
         ("2P4-1D4@tau=0.5,omega=0", PAPER, "tau=0,omega=0"),  # 0.9 at ω = 0: random ties either way
         ("2P4-1D4@tau=0.5,omega=0", ONE_X, "tau=0.5,omega=0"),  # 1.x breaks τ = 0 ties by the radix tree
-        ("2P4-1D4@tau=0.5,omega=1.5", PAPER, "tau=0.5,omega=1.5"),
+        ("2P4-1D4@tau=0.5,omega=1.5", PAPER, "tau=0.5,omega=1"),  # prefill logits ω·load: ω > 0 only scales
+        ("2P4-2D4@tau=0.5,omega=0.5,credit=3", ONE_X, "tau=0.5,omega=1,credit=3"),  # credit is not a scale
         ("2P4-2D4@tau=0.5,omega=0,credit=3", ONE_X, "tau=0.5,omega=0"),  # credit acts only through ω > 0
         ("1A4@tau=0.5,omega=0", PAPER, "tau=0,omega=1"),
         ("3A4@tau=0.5,omega=0", PAPER, "tau=0.5,omega=0"),
@@ -98,6 +99,8 @@ def _same_result(profile: Any, a: str, b: str) -> tuple[Any, Any]:
         ("0.9.0", "3P4-1D4@tau=0,omega=0", "3P4-1D4@tau=1,omega=0"),
         ("1.6.1", "2P4-2D4@tau=0.5,omega=0", "2P4-2D4@tau=0.5,omega=0,credit=2"),
         ("0.9.0", "1A4@tau=0,omega=0", "1A4@tau=1,omega=2"),
+        ("0.9.0", "3P4-1D4@tau=0.5,omega=0.5", "3P4-1D4@tau=0.5,omega=2"),
+        ("1.6.1", "2P4-2D4@tau=0,omega=0.5,credit=2", "2P4-2D4@tau=0,omega=1.5,credit=2"),
     ],
 )
 def test_topologies_with_one_result_key_simulate_identically(version: str, a: str, b: str) -> None:
@@ -113,6 +116,8 @@ def test_topologies_with_one_result_key_simulate_identically(version: str, a: st
         ("0.9.0", "3P4-1D4@tau=0,omega=0", "3P4-1D4@tau=0,omega=0.5"),
         ("1.6.1", "3P4-1D4@tau=0,omega=0", "3P4-1D4@tau=1,omega=0"),
         ("0.9.0", "1P4-3D4@tau=0,omega=1", "1P4-3D4@tau=1,omega=1"),
+        ("0.9.0", "3A4@tau=0,omega=0.5", "3A4@tau=0,omega=2"),  # aggregated: ω weighs load against blocks
+        ("1.6.1", "2P4-2D4@tau=0,omega=1,credit=0.5", "2P4-2D4@tau=0,omega=1,credit=2"),
     ],
 )
 def test_settings_the_router_reads_give_other_keys_and_other_results(version: str, a: str, b: str) -> None:
