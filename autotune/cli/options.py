@@ -171,8 +171,8 @@ def _study_option_list(*, resume: bool) -> list[Any]:
             click.option(
                 "--polish/--no-polish",
                 default=None,
-                help="After the budget, run once each split of the recommended shape's pools (same GPUs, other "
-                "TP) no trial has tried (default: on with the simulator, off on live backends).",
+                help="After the budget, run once each shape on the recommended number of GPUs that no trial "
+                "has tried (default: on with the simulator, off on live backends).",
             )
             if resume
             else None,

@@ -90,7 +90,7 @@ class Loop:
     ) -> None:
         self.profile, self.cfg, self.study, self.on_trial, self.shared = profile, cfg, study, on_trial, shared
         self.leases = leases
-        self.budget = cfg.trials  # finished trials to reach (the pool-split pass raises it: autotune.search.polish)
+        self.budget = cfg.trials  # finished trials to reach (the polish pass raises it: autotune.search.polish)
         self.waiting: _Waiting | None = None
         s = profile.search
         self.eval_kw: dict[str, Any] = {

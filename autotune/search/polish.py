@@ -1,11 +1,12 @@
-"""The study's last step: the recommended shape's other pool splits, where the sampler never tried them.
+"""The study's last step: every other shape on the recommended number of GPUs that the sampler never tried.
 
-Two shapes that give each pool the same GPUs in another TP split (4P1-8D1 and 4P1-1D8) often serve the
-same tok/s per GPU within the noise and differ in PoA-hat; which of them a seed's sampler happens to
-visit decided the recommendation (issue 11: one seed in five never tried 4P1-1D8). After the budgeted
-trials, each split of the recommended shape's pools that no trial has tried is run once, at the
-recommended router settings, and the recommendation is taken again over all trials. Variants keep
-both pools' GPU counts, so the neighbourhood is closed: a second pass adds nothing new.
+Shapes on the same GPUs (4P1-8D1, 4P1-1D8, 6P1-3D2 …) often serve the same tok/s per GPU within the
+noise (a shared bottleneck such as the frontend) and differ in PoA-hat, so which of them a seed's
+sampler happened to visit decided the recommendation (issue 11: one 200-trial study in five never
+tried 4P1-1D8). After the budgeted trials, each shape with exactly the recommended GPU count (any
+prefill/decode split and TP, aggregated too) that no trial has tried runs once, at the recommended
+router settings, and the recommendation is taken again over all trials: on that GPU count the
+choice of shape is exhaustive. The variants keep the GPU count, so a second pass adds nothing.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ def pool_splits(gpus: int, tps: list[int], max_workers: int) -> list[tuple[int, 
 
 
 def split_variants(topo: Topology, profile: Profile) -> list[Topology]:
-    """The shapes with the same GPUs per pool as ``topo`` in other TP splits, at ``topo``'s router settings."""
-    s = profile.search
-    if topo.disaggregated:
-        pre = pool_splits(topo.prefill_workers * topo.prefill_tp, list(s.prefill_tp), s.max_prefill_workers)
-        dec = pool_splits(topo.decode_workers * topo.decode_tp, list(s.decode_tp), s.max_decode_workers)
-        shapes = [Topology(pn, ptp, dn, dtp) for pn, ptp in pre for dn, dtp in dec]
-    else:
+    """Every other shape of the search space on exactly ``topo``'s GPUs, at ``topo``'s router settings."""
+    s, g = profile.search, topo.gpus
+    shapes = [
+        Topology(pn, ptp, dn, dtp)
+        for p in range(1, g)
+        for pn, ptp in pool_splits(p, list(s.prefill_tp), s.max_prefill_workers)
+        for dn, dtp in pool_splits(g - p, list(s.decode_tp), s.max_decode_workers)
+    ]
+    if s.allow_aggregated:
         limit = max(1, profile.cluster.total_gpus // min(s.aggregated_tp))
-        shapes = [Topology(agg_workers=n, agg_tp=tp) for n, tp in pool_splits(topo.gpus, list(s.aggregated_tp), limit)]
+        shapes += [Topology(agg_workers=n, agg_tp=tp) for n, tp in pool_splits(g, list(s.aggregated_tp), limit)]
     return [t.with_router(topo.router) for t in shapes if t.shape() != topo.shape()]
 
 
@@ -51,7 +54,7 @@ def _tried_shapes(all_trials: list[FrozenTrial]) -> set[str]:
 
 
 def enqueue_splits(study: optuna.Study, profile: Profile) -> list[Topology]:
-    """Enqueue the recommended shape's untried, feasible pool splits; return them (none: nothing to do)."""
+    """Enqueue the untried, feasible shapes on the recommended GPU count; return them (none: nothing to do)."""
     all_trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in all_trials):
         return []

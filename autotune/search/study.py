@@ -252,7 +252,7 @@ def run_study(
 
 
 def _polish(profile: Profile, study: optuna.Study, loop: Loop) -> None:
-    """Run the recommended shape's untried pool splits once each, beyond the budget (autotune.search.polish).
+    """Run the untried shapes on the recommended GPU count once each, beyond the budget (autotune.search.polish).
 
     One process's study only: on a shared study each worker would enqueue the same splits.
     """
@@ -261,7 +261,8 @@ def _polish(profile: Profile, study: optuna.Study, loop: Loop) -> None:
     if not added:
         return
     log.info(
-        "pool splits of the recommended shape not yet tried: %s; running each once (--no-polish skips this)",
+        "shapes on the recommended %d GPUs not yet tried: %s; running each once (--no-polish skips this)",
+        added[0].gpus,
         ", ".join(t.shape() for t in added),
     )
     loop.budget = finished(study) + len(added)

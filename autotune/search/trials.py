@@ -34,7 +34,7 @@ POINTS, META = "points", "meta"
 REDEPLOY, DEPLOY_S = "redeploy", "deploy_s"  # live backends: what the deploy reused, and how long it took
 GROUPED = "grouped"  # the shape was held for router grouping; the sampler chose only the router
 SAME_AS = "same_as"  # a deterministic backend's twin: this trial's result is that trial's, not re-run
-POLISH_OF = "polish_of"  # a pool split of this recommended topology, run after the budget (search.polish)
+POLISH_OF = "polish_of"  # run after the budget on this recommendation's GPU count (autotune.search.polish)
 SCALARS = (
     "knee_concurrency",
     "ttft_p99_ms",
@@ -260,7 +260,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "deploy_s": a.get(DEPLOY_S),
                 "grouped": bool(a.get(GROUPED, False)),
                 "same_as": a.get(SAME_AS),  # the trial whose result this one repeats (simulator only)
-                "polish_of": a.get(POLISH_OF, ""),  # the recommendation whose pool split this trial tried
+                "polish_of": a.get(POLISH_OF, ""),  # the recommendation on whose GPU count this trial ran
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )
@@ -287,6 +287,6 @@ def trial_line(t: FrozenTrial, done: int, total: int) -> str:
             f"TTFT p99 {t.user_attrs.get('ttft_p99_ms', float('nan')):.0f} ms"
             f"{'' if t.user_attrs.get('slo_ok', True) else ' (SLO violated)'}"
             f"{'' if t.user_attrs.get(SAME_AS) is None else f' (as #{t.user_attrs[SAME_AS]}: not re-simulated)'}"
-            f"{f' (pool split of {a}: not tried by the search)' if (a := t.user_attrs.get(POLISH_OF)) else ''}"
+            f"{f' (on the GPUs of {a}: not tried by the search)' if (a := t.user_attrs.get(POLISH_OF)) else ''}"
         )
     return f"trial {done}/{total} #{t.number} {topo}: {t.state.name.lower()} — {reason(t)}"

@@ -1,4 +1,4 @@
-"""After the budget, the recommended shape's untried pool splits run once each (autotune.search.polish)."""
+"""After the budget, the untried shapes on the recommended GPU count run once each (autotune.search.polish)."""
 
 from __future__ import annotations
 
@@ -56,15 +56,23 @@ def test_pool_splits_keep_the_gpus_within_the_space() -> None:
     assert pool_splits(6, [4, 8], 6) == []
 
 
-def test_split_variants_of_the_paper_shapes() -> None:
+def test_split_variants_are_every_other_shape_on_the_same_gpus() -> None:
     prof = load_profile("paper-70b-1p5d")
     lead = parse_topology("4P1-8D1@tau=0.1,omega=0.8")
-    got = split_variants(lead, prof)
-    assert {t.shape() for t in got} == {
-        f"{p}-{d}" for p in ("4P1", "2P2", "1P4") for d in ("8D1", "4D2", "2D4", "1D8")
-    } - {"4P1-8D1"}
-    assert all(t.router == lead.router and t.gpus == lead.gpus for t in got)
-    assert [t.shape() for t in split_variants(parse_topology("3A4"), prof)] == ["6A2"]  # 12A1: TP1 not searched
+    got = [t.shape() for t in split_variants(lead, prof)]
+    assert len(got) == len(set(got)) and "4P1-8D1" not in got
+    assert {"4P1-1D8", "2P2-4D2", "6P1-3D2", "1P8-1D4", "5P2-1D2", "3A4", "6A2"} <= set(got)
+    assert "7P1-5D1" not in got and "12A1" not in got  # 7 prefill workers > 6; TP1 not among aggregated_tp
+    # every split (p prefill GPUs, 12 - p decode GPUs) times its TP choices, plus 3A4 and 6A2, less the leader
+    s = prof.search
+    count = sum(
+        len(pool_splits(p, list(s.prefill_tp), s.max_prefill_workers))
+        * len(pool_splits(12 - p, list(s.decode_tp), s.max_decode_workers))
+        for p in range(1, 12)
+    )
+    assert len(got) == count + 2 - 1
+    assert all(t.router == lead.router and t.gpus == 12 for t in split_variants(lead, prof))
+    assert "4P1-8D1" in [t.shape() for t in split_variants(parse_topology("3A4"), prof)]
 
 
 def test_polish_runs_each_untried_split_once_and_is_idempotent(tmp_path: Any) -> None:
