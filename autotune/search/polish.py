@@ -7,6 +7,8 @@ tried 4P1-1D8). After the budgeted trials, each shape with exactly the recommend
 prefill/decode split and TP, aggregated too) that no trial has tried runs once, at the recommended
 router settings, and the recommendation is taken again over all trials: on that GPU count the
 choice of shape is exhaustive. The variants keep the GPU count, so a second pass adds nothing.
+The pass runs at most a quarter of the budget (``SHARE``), nearest splits first (the same GPUs per
+pool, then one GPU moved between the pools, …), so a small study stays small.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from autotune.search import trials
 from autotune.search.select import select
 from autotune.search.space import outside_space, topology_params
 from autotune.topology import Topology, parse_topology
+
+SHARE = 0.25  # the polish pass's trials, at most, as a share of the study's budget
 
 
 def pool_splits(gpus: int, tps: list[int], max_workers: int) -> list[tuple[int, int]]:
@@ -53,19 +57,30 @@ def _tried_shapes(all_trials: list[FrozenTrial]) -> set[str]:
     return out
 
 
-def enqueue_splits(study: optuna.Study, profile: Profile) -> list[Topology]:
-    """Enqueue the untried, feasible shapes on the recommended GPU count; return them (none: nothing to do)."""
+def _prefill_gpus(t: Topology) -> int:
+    return t.prefill_workers * t.prefill_tp if t.disaggregated else 0
+
+
+def enqueue_splits(study: optuna.Study, profile: Profile, budget: int) -> tuple[list[Topology], int]:
+    """Enqueue the untried, feasible shapes on the recommended GPU count, nearest first, as many as the
+    pass has left of ``SHARE`` of ``budget``; return them and how many were left untried."""
     all_trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in all_trials):
-        return []
+        return [], 0
     leader = select(study).trial
     topo = parse_topology(leader.user_attrs[trials.TOPOLOGY])
     tried = _tried_shapes(all_trials)
-    added = []
-    for v in split_variants(topo, profile):
-        if v.shape() in tried or outside_space(v, profile) or not check_feasibility(v, profile).ok:
-            continue
+    untried = [
+        v
+        for v in split_variants(topo, profile)
+        if v.shape() not in tried and not outside_space(v, profile) and check_feasibility(v, profile).ok
+    ]
+    untried.sort(
+        key=lambda v: (v.disaggregated != topo.disaggregated, abs(_prefill_gpus(v) - _prefill_gpus(topo)), v.shape())
+    )
+    polished = sum(1 for t in all_trials if trials.POLISH_OF in t.user_attrs)
+    room = max(0, max(1, int(budget * SHARE)) - polished)
+    for v in untried[:room]:
         attrs = {trials.POLISH_OF: topo.to_string(), trials.TOPOLOGY: v.to_string()}
         study.enqueue_trial(topology_params(v, profile), user_attrs=attrs)
-        added.append(v)
-    return added
+    return untried[:room], len(untried[room:])

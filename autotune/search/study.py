@@ -31,7 +31,7 @@ from autotune.search.journal import check_journal
 from autotune.search.leases import ClusterShape, Leases, LocalLeases
 from autotune.search.leases_pg import PgLeases
 from autotune.search.loop import Loop, OnTrial, finished
-from autotune.search.polish import enqueue_splits
+from autotune.search.polish import SHARE, enqueue_splits
 from autotune.search.signals import signals_deferred, sigterm_as_interrupt
 from autotune.search.space import outside_space, topology_params
 from autotune.search.workers import OnStale, SharedStudy, one_line, open_rdb, worker_label
@@ -257,13 +257,14 @@ def _polish(profile: Profile, study: optuna.Study, loop: Loop) -> None:
     One process's study only: on a shared study each worker would enqueue the same splits.
     """
     with signals_deferred():
-        added = enqueue_splits(study, profile)
+        added, left = enqueue_splits(study, profile, loop.cfg.trials)
     if not added:
         return
     log.info(
-        "shapes on the recommended %d GPUs not yet tried: %s; running each once (--no-polish skips this)",
+        "shapes on the recommended %d GPUs not yet tried: %s; running each once (--no-polish skips this)%s",
         added[0].gpus,
         ", ".join(t.shape() for t in added),
+        f"; {left} farther one(s) left untried (at most {SHARE:.0%} of the budget)" if left else "",
     )
     loop.budget = finished(study) + len(added)
     loop.run()

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from autotune.profile import load_profile, profile_from_dict
 from autotune.search import trials
 from autotune.search.config import StudyConfig, polish_for
-from autotune.search.polish import enqueue_splits, pool_splits, split_variants
+from autotune.search.polish import SHARE, enqueue_splits, pool_splits, split_variants
 from autotune.search.select import select, shape
 from autotune.search.study import run_study
 from autotune.topology import parse_topology
@@ -75,7 +75,12 @@ def test_split_variants_are_every_other_shape_on_the_same_gpus() -> None:
     assert "4P1-8D1" in [t.shape() for t in split_variants(parse_topology("3A4"), prof)]
 
 
-def test_polish_runs_each_untried_split_once_and_is_idempotent(tmp_path: Any) -> None:
+def _prefill_gpus(shape_name: str) -> int:
+    t = parse_topology(shape_name)
+    return t.prefill_workers * t.prefill_tp if t.disaggregated else 0
+
+
+def test_polish_runs_the_nearest_untried_shapes_within_its_share_and_is_idempotent(tmp_path: Any) -> None:
     prof = _profile()
     cfg = StudyConfig(tmp_path, 4, "sim", seed=prof.seed, jobs=1)
     study = run_study(prof, cfg)
@@ -83,33 +88,44 @@ def test_polish_runs_each_untried_split_once_and_is_idempotent(tmp_path: Any) ->
     assert len(done) == 4 and not any(trials.POLISH_OF in t.user_attrs for t in done)  # off by default
     lead = parse_topology(select(study).trial.user_attrs[trials.TOPOLOGY])
     tried = {shape(t) for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
-    expected = {t.shape() for t in split_variants(lead, prof)} - tried
-    assert expected, "the fixture must leave a split untried, or this test proves nothing"
+    untried = {t.shape() for t in split_variants(lead, prof)} - tried
+    room = int(4 * SHARE)  # 1 of a budget of 4
+    assert len(untried) > room, "the fixture must leave more untried shapes than the pass may run"
 
     again = run_study(prof, replace(cfg, resume=True, polish=True))
     polished = [t for t in again.get_trials() if trials.POLISH_OF in t.user_attrs]
-    assert {shape(t) for t in polished} == expected
+    assert len(polished) == room and {shape(t) for t in polished} <= untried
     assert all(t.state == TrialState.COMPLETE for t in polished)
     assert all(t.user_attrs[trials.POLISH_OF] == lead.to_string() for t in polished)
     assert all(parse_topology(t.user_attrs[trials.TOPOLOGY]).router == lead.router for t in polished)
-    # the recommendation is taken over every trial, the splits included
-    best = select(again).trial
-    assert best.number in {t.number for t in again.get_trials() if t.state == TrialState.COMPLETE}
+    # nearest first: no untried shape left behind is closer to the leader's prefill GPUs than one that ran
+    far = max(abs(_prefill_gpus(shape(t)) - _prefill_gpus(lead.shape())) for t in polished)
+    assert all(
+        abs(_prefill_gpus(s) - _prefill_gpus(lead.shape())) >= far for s in untried - {shape(t) for t in polished}
+    )
+    # the recommendation is taken over every trial, the polished ones included
+    assert select(again).trial.state == TrialState.COMPLETE
 
     n = len(again.get_trials())
     third = run_study(prof, replace(cfg, resume=True, polish=True))
-    assert len(third.get_trials()) == n  # nothing left to try: a second pass adds no trial
-    assert enqueue_splits(third, prof) == []  # the splits keep each pool's GPUs: the neighbourhood is closed
+    assert len(third.get_trials()) == n  # the pass has used its share: a resume adds no trial
 
 
 def test_enqueued_splits_count_as_tried(tmp_path: Any) -> None:
     prof = _profile()
     study = run_study(prof, StudyConfig(tmp_path, 4, "sim", seed=prof.seed, jobs=1))
-    first = enqueue_splits(study, prof)
-    assert first
-    assert enqueue_splits(study, prof) == []  # waiting in the queue: not enqueued twice
+    first, left = enqueue_splits(study, prof, budget=400)
+    assert first and left == 0
+    assert enqueue_splits(study, prof, budget=400) == ([], 0)  # waiting in the queue: not enqueued twice
     waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert {t.user_attrs[trials.TOPOLOGY] for t in waiting} == {t.to_string() for t in first}
+
+
+def test_a_small_budget_polishes_at_least_one_shape_and_says_how_many_it_left(tmp_path: Any) -> None:
+    prof = _profile()
+    study = run_study(prof, StudyConfig(tmp_path, 2, "sim", seed=prof.seed, jobs=1))
+    added, left = enqueue_splits(study, prof, budget=2)
+    assert len(added) == 1 and left >= 1  # a quarter of 2 rounds to 0: one all the same
 
 
 def test_polish_default_is_on_for_the_simulator_only() -> None:
