@@ -7,46 +7,25 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autotune.profile import load_profile, profile_from_dict
+from autotune.profile import load_profile
 from autotune.search import trials
 from autotune.search.config import StudyConfig, polish_for
 from autotune.search.polish import SHARE, enqueue_splits, pool_splits, split_variants
 from autotune.search.select import select, shape
 from autotune.search.study import run_study
 from autotune.topology import parse_topology
+from tests.search.test_result_reuse import _profile as tiny_profile
 
 
 def _profile() -> Any:
-    return profile_from_dict(
-        {
-            "name": "polish-tiny",
-            "cluster": {"nodes": 2, "gpu": "H100", "gpus_per_node": 8},
-            "model": {"name": "Llama-3.1-70B", "weight_dtype": "fp8", "kv_dtype": "fp8"},
-            "dynamo": {"version": "0.9.0"},
-            "workload": {
-                "templates": 4,
-                "prefix_tokens": 64,
-                "input_tokens": {"dist": "fixed", "value": 128},
-                "output_tokens": {"dist": "fixed", "value": 16},
-                "concurrency": [16],
-                "requests_per_point": 160,
-                "warmup_requests": 16,
-                "cooldown_requests": 16,
-            },
-            "measurement": {"adaptive": False},
-            "search": {
-                "trials": 4,
-                "operating_point": "grid",
-                "allow_aggregated": False,
-                "prefill_tp": [2, 4],
-                "decode_tp": [2, 4],
-                "max_prefill_workers": 2,
-                "max_decode_workers": 4,
-                "router_step": 0.5,
-            },
-            "baselines": [],
-        },
-        "polish-tiny",
+    """A tiny disaggregated space (TP 2 or 4 per pool) with shapes a 4-trial study leaves untried."""
+    return tiny_profile(
+        trials=4,
+        allow_aggregated=False,
+        prefill_tp=[2, 4],
+        decode_tp=[2, 4],
+        max_prefill_workers=2,
+        max_decode_workers=4,
     )
 
 
