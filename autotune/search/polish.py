@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.feasibility import check_feasibility
 from autotune.profile import Profile
 from autotune.search import trials
-from autotune.search.select import select
+from autotune.search.select import select, shape
 from autotune.search.space import outside_space, topology_params
 from autotune.topology import Topology, parse_topology
 
@@ -46,15 +46,15 @@ def split_variants(topo: Topology, profile: Profile) -> list[Topology]:
     return [t.with_router(topo.router) for t in shapes if t.shape() != topo.shape()]
 
 
+def queued(all_trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The pass's trials waiting to run (just enqueued, or left by an interrupted pass)."""
+    return [t for t in all_trials if t.state == TrialState.WAITING and trials.POLISH_OF in t.user_attrs]
+
+
 def _tried_shapes(all_trials: list[FrozenTrial]) -> set[str]:
-    """Shapes a trial has run, is running, or waits to run (an enqueued split of an interrupted pass)."""
-    out = set()
-    for t in all_trials:
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED):
-            out.add(str(t.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0])
-        elif t.state == TrialState.WAITING and trials.POLISH_OF in t.user_attrs:
-            out.add(str(t.user_attrs.get(trials.TOPOLOGY, "")).split("@")[0])
-    return out
+    """Shapes a trial has run, is running, or waits to run in the pass."""
+    done = [t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)]
+    return {shape(t) for t in done + queued(all_trials)}
 
 
 def _prefill_gpus(t: Topology) -> int:
@@ -78,7 +78,7 @@ def enqueue_splits(study: optuna.Study, profile: Profile, budget: int) -> tuple[
     untried.sort(
         key=lambda v: (v.disaggregated != topo.disaggregated, abs(_prefill_gpus(v) - _prefill_gpus(topo)), v.shape())
     )
-    polished = sum(1 for t in all_trials if trials.POLISH_OF in t.user_attrs)
+    polished = sum(1 for t in all_trials if trials.POLISH_OF in t.user_attrs and t.state != TrialState.FAIL)
     room = max(0, max(1, int(budget * SHARE)) - polished)
     for v in untried[:room]:
         attrs = {trials.POLISH_OF: topo.to_string(), trials.TOPOLOGY: v.to_string()}

@@ -31,7 +31,7 @@ from autotune.search.journal import check_journal
 from autotune.search.leases import ClusterShape, Leases, LocalLeases
 from autotune.search.leases_pg import PgLeases
 from autotune.search.loop import Loop, OnTrial, finished
-from autotune.search.polish import SHARE, enqueue_splits
+from autotune.search.polish import SHARE, enqueue_splits, queued
 from autotune.search.signals import signals_deferred, sigterm_as_interrupt
 from autotune.search.space import outside_space, topology_params
 from autotune.search.workers import OnStale, SharedStudy, one_line, open_rdb, worker_label
@@ -257,16 +257,16 @@ def _polish(profile: Profile, study: optuna.Study, loop: Loop) -> None:
     One process's study only: on a shared study each worker would enqueue the same splits.
     """
     with signals_deferred():
-        added, left = enqueue_splits(study, profile, loop.cfg.trials)
-    if not added:
+        _, left = enqueue_splits(study, profile, loop.cfg.trials)
+    pending = queued(study.get_trials(deepcopy=False))  # this pass's, and any an interrupted pass left
+    if not pending:
         return
     log.info(
-        "shapes on the recommended %d GPUs not yet tried: %s; running each once (--no-polish skips this)%s",
-        added[0].gpus,
-        ", ".join(t.shape() for t in added),
+        "shapes on the recommended GPU count not yet tried: %s; running each once (--no-polish skips this)%s",
+        ", ".join(t.user_attrs[trials.TOPOLOGY].split("@")[0] for t in pending),
         f"; {left} farther one(s) left untried (at most {SHARE:.0%} of the budget)" if left else "",
     )
-    loop.budget = finished(study) + len(added)
+    loop.budget = finished(study) + len(pending)
     loop.run()
 
 

@@ -98,6 +98,11 @@ def test_enqueued_splits_count_as_tried(tmp_path: Any) -> None:
     assert enqueue_splits(study, prof, budget=400) == ([], 0)  # waiting in the queue: not enqueued twice
     waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert {t.user_attrs[trials.TOPOLOGY] for t in waiting} == {t.to_string() for t in first}
+    # as an interrupted pass leaves them: a resume runs every one, and no other
+    again = run_study(prof, StudyConfig(tmp_path, 4, "sim", seed=prof.seed, jobs=1, resume=True, polish=True))
+    ran = [t for t in again.get_trials() if trials.POLISH_OF in t.user_attrs]
+    assert sorted(t.number for t in ran) == sorted(t.number for t in waiting)
+    assert all(t.state == TrialState.COMPLETE for t in ran)
 
 
 def test_a_small_budget_polishes_at_least_one_shape_and_says_how_many_it_left(tmp_path: Any) -> None:
